@@ -1,0 +1,2 @@
+"""tenantshift."""
+__version__ = "0.1.0"
