@@ -1,1 +1,40 @@
-"""manifest."""
+"""The migration manifest: schema, jinja2 rendering, YAML with line numbers, diagnostics.
+
+The lowest layer of tenantshift: it imports nothing else from the package.
+"""
+
+from tenantshift.manifest.api import canonical_json, load_manifest, manifest_hash, parse_vars
+from tenantshift.manifest.errors import Diagnostic, ManifestError
+from tenantshift.manifest.schema import (
+    KINDS,
+    Auth,
+    CloudRef,
+    ConversionHost,
+    ConversionHosts,
+    KindSelect,
+    Manifest,
+    Map,
+    Options,
+    Select,
+    Workloads,
+)
+
+__all__ = [
+    "KINDS",
+    "Auth",
+    "CloudRef",
+    "ConversionHost",
+    "ConversionHosts",
+    "Diagnostic",
+    "KindSelect",
+    "Manifest",
+    "ManifestError",
+    "Map",
+    "Options",
+    "Select",
+    "Workloads",
+    "canonical_json",
+    "load_manifest",
+    "manifest_hash",
+    "parse_vars",
+]

@@ -1,0 +1,119 @@
+"""load_manifest(), manifest_hash() and --var parsing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from tenantshift.manifest.errors import Diagnostic, ManifestError
+from tenantshift.manifest.loader import parse_yaml, render_template
+from tenantshift.manifest.schema import BASE_DIR, Manifest
+from tenantshift.manifest.validation import validation_diagnostics
+
+__all__ = ["canonical_json", "load_manifest", "manifest_hash", "parse_vars"]
+
+#: Bumped when the canonical form changes, so old plans are seen as stale, not as matching.
+_HASH_FORMAT = "tenantshift-manifest-hash/1"
+
+
+def load_manifest(
+    path: Path | str,
+    variables: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Manifest:
+    """Load, render and validate a manifest.
+
+    The file is rendered as a jinja2 template (``env``: ``environ``, default ``os.environ``;
+    ``var``: ``variables``), parsed as YAML and validated. Every problem found at the failing
+    stage is raised together as a :class:`ManifestError`.
+    """
+    path = Path(path)
+    file = str(path)  # as the user wrote it, so messages read like their command line
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(
+            [Diagnostic(file, None, None, "", f"cannot read manifest: {exc}")]
+        ) from None
+
+    rendered, diagnostics = render_template(
+        text, file, dict(variables or {}), dict(os.environ if environ is None else environ)
+    )
+    if rendered is None:
+        raise ManifestError(diagnostics)
+
+    doc, diagnostics = parse_yaml(rendered, file)
+    if doc is None:
+        raise ManifestError(diagnostics)
+    if doc.data is None:
+        raise ManifestError(
+            [
+                Diagnostic(
+                    file,
+                    None,
+                    None,
+                    "",
+                    "manifest is empty",
+                    "it needs at least 'version', 'source' and 'destination'",
+                )
+            ]
+        )
+    if not isinstance(doc.data, dict):
+        kind = "a list" if isinstance(doc.data, list) else f"a {type(doc.data).__name__}"
+        line, column = doc.marks[()].value
+        raise ManifestError(
+            [Diagnostic(file, line, column, "", f"the manifest must be a mapping, not {kind}")]
+        )
+
+    absolute = path.resolve()
+    try:
+        manifest = Manifest.model_validate(doc.data, context={BASE_DIR: absolute.parent})
+    except ValidationError as exc:
+        # `from None`: the chained ValidationError would print input values, secrets included.
+        raise ManifestError(validation_diagnostics(exc, doc, file)) from None
+    manifest._path = absolute
+    return manifest
+
+
+def _strip_secrets(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_secrets(v) for k, v in value.items() if not isinstance(v, SecretStr)}
+    if isinstance(value, list | tuple):
+        return [_strip_secrets(v) for v in value]
+    if isinstance(value, Path):
+        return value.as_posix()
+    return value
+
+
+def canonical_json(model: BaseModel) -> str:
+    """The manifest as canonical JSON (sorted keys, no whitespace), secrets left out entirely.
+    This is what :func:`manifest_hash` hashes; nothing secret can reach a plan through it."""
+    # Python mode keeps SecretStr objects recognisable, so they can be dropped by type rather
+    # than by guessing field names.
+    data = _strip_secrets(model.model_dump(mode="python"))
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def manifest_hash(manifest: Manifest) -> str:
+    """sha256 hex digest of the manifest's canonical form, secrets excluded. A saved plan
+    records it; a different hash at apply time means the manifest changed since the plan."""
+    payload = f"{_HASH_FORMAT}\n{canonical_json(manifest)}".encode()
+    return hashlib.sha256(payload).hexdigest()
+
+
+def parse_vars(items: Iterable[str]) -> dict[str, str]:
+    """Parse ``--var key=value`` arguments (the value may contain '='; the last one wins)."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--var expects key=value, got {item!r}")
+        out[key] = value
+    return out

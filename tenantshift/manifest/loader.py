@@ -1,0 +1,250 @@
+"""Turning manifest text into plain data: jinja2 rendering, then YAML parsing that remembers
+where every node was written, so that later validation errors can point at file:line:column.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jinja2
+import jinja2.sandbox
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from tenantshift.manifest.errors import Diagnostic, format_field
+
+__all__ = ["DocPath", "Document", "NodeMarks", "parse_yaml", "render_template"]
+
+#: A location inside the parsed document: mapping keys and sequence indices.
+DocPath = tuple[Any, ...]
+
+_TEMPLATE_FILENAME = "<template>"  # what jinja names code compiled by from_string()
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+# --------------------------------------------------------------------------- jinja2
+
+
+class _Namespace(dict[str, str]):
+    """``env`` / ``var`` in templates. A dict (so ``env['X']`` and ``env.get('X', 'd')`` work)
+    that knows its own name, so an undefined lookup can be reported as ``env.X``."""
+
+    def __init__(self, name: str, values: Mapping[str, str]) -> None:
+        super().__init__(values)
+        self.ns_name = name
+
+
+class _StrictUndefined(jinja2.StrictUndefined):
+    """StrictUndefined whose message names the full variable (``env.SRC_PASSWORD``) instead of
+    jinja's "'dict object' has no attribute 'SRC_PASSWORD'"."""
+
+    @property
+    def _undefined_message(self) -> str:
+        obj = self._undefined_obj
+        name = self._undefined_name
+        if isinstance(obj, _Namespace):
+            return f"undefined variable '{obj.ns_name}.{name}'"
+        if obj is jinja2.utils.missing and name is not None:
+            return f"undefined variable '{name}'"
+        return str(super()._undefined_message)
+
+
+def _hint_for_undefined(message: str) -> str | None:
+    prefix = "undefined variable '"
+    if not message.startswith(prefix):
+        return None
+    name = message[len(prefix) : -1]
+    ns, _, key = name.partition(".")
+    if ns == "env" and key:
+        return f"set the environment variable {key}"
+    if ns == "var" and key:
+        return f"pass --var {key}=VALUE"
+    if not key:
+        return "templates can use 'env' (environment variables) and 'var' (--var key=value)"
+    return None
+
+
+def _template_line(tb: types.TracebackType | None) -> int | None:
+    """The template line of the innermost template frame. jinja rewrites tracebacks so that
+    frames of compiled template code carry the template's own line numbers."""
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == _TEMPLATE_FILENAME:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def render_template(
+    text: str, file: str, variables: Mapping[str, str], environ: Mapping[str, str]
+) -> tuple[str | None, list[Diagnostic]]:
+    """Render the manifest as a jinja2 template with ``env`` and ``var`` in its context.
+
+    Sandboxed, because a manifest from a shared repository should not be able to reach Python
+    internals on the operator's machine. ``trim_blocks`` stays off and trailing newlines are
+    kept so that rendered line numbers match the file (block tags leave blank lines behind).
+    """
+    env = jinja2.sandbox.SandboxedEnvironment(
+        undefined=_StrictUndefined, keep_trailing_newline=True, autoescape=False
+    )
+    try:
+        template = env.from_string(text)
+    except jinja2.TemplateSyntaxError as exc:
+        return None, [
+            Diagnostic(file, exc.lineno, None, "", f"template syntax error: {exc.message}")
+        ]
+    context = {"env": _Namespace("env", environ), "var": _Namespace("var", variables)}
+    try:
+        return template.render(context), []
+    except jinja2.UndefinedError as exc:
+        message = str(exc.message)
+        line = _template_line(exc.__traceback__)
+        return None, [Diagnostic(file, line, None, "", message, _hint_for_undefined(message))]
+    except Exception as exc:  # filters and tests can raise anything; report, don't crash
+        line = _template_line(exc.__traceback__)
+        detail = f"{type(exc).__name__}: {exc}"
+        return None, [Diagnostic(file, line, None, "", f"template error: {detail}")]
+
+
+# --------------------------------------------------------------------------- YAML with marks
+
+
+@dataclass(frozen=True, slots=True)
+class NodeMarks:
+    """Where a node was written: its key (for mapping values) and its value, as 1-based
+    (line, column)."""
+
+    key: tuple[int, int] | None
+    value: tuple[int, int]
+
+
+@dataclass
+class Document:
+    """Parsed YAML plus the marks of every node, addressed by path."""
+
+    data: Any
+    marks: dict[DocPath, NodeMarks] = field(default_factory=dict)
+
+
+def _pos(mark: yaml.Mark) -> tuple[int, int]:
+    return mark.line + 1, mark.column + 1
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader: plain data only, no arbitrary Python objects."""
+
+
+def _yaml_diagnostic(file: str, exc: yaml.MarkedYAMLError) -> Diagnostic:
+    # Built from problem/context only: str(exc) would include a snippet of the offending
+    # line, which may hold a rendered secret.
+    mark = exc.problem_mark or exc.context_mark
+    line, column = _pos(mark) if mark is not None else (None, None)
+    message = f"invalid YAML: {exc.problem or exc.context or 'syntax error'}"
+    if exc.context and exc.problem:
+        message += f" ({exc.context}"
+        if exc.context_mark is not None and exc.context_mark is not mark:
+            cline, ccol = _pos(exc.context_mark)
+            message += f" started at line {cline}, column {ccol}"
+        message += ")"
+    return Diagnostic(file, line, column, "", message)
+
+
+class _MarkCollector:
+    """Walks the composed node graph before construction, recording marks by path and
+    reporting duplicate mapping keys, which PyYAML would otherwise silently let the last one
+    win (a classic source of "I changed it but nothing happened")."""
+
+    def __init__(self, loader: _Loader, file: str) -> None:
+        self.loader = loader
+        self.file = file
+        self.marks: dict[DocPath, NodeMarks] = {}
+        self.diagnostics: list[Diagnostic] = []
+        self._stack: set[int] = set()  # node ids being walked: aliases can form cycles
+
+    def walk(self, node: Node, path: DocPath, key: tuple[int, int] | None) -> None:
+        self.marks.setdefault(path, NodeMarks(key, _pos(node.start_mark)))
+        if id(node) in self._stack:
+            return
+        self._stack.add(id(node))
+        try:
+            if isinstance(node, MappingNode):
+                self._walk_mapping(node, path)
+            elif isinstance(node, SequenceNode):
+                for i, item in enumerate(node.value):
+                    self.walk(item, (*path, i), None)
+        finally:
+            self._stack.discard(id(node))
+
+    def _key(self, node: Node) -> Any:
+        if not isinstance(node, ScalarNode):
+            return None  # complex keys are rejected later by the constructor
+        value = self.loader.construct_object(node)
+        try:
+            hash(value)
+        except TypeError:
+            return None
+        return value
+
+    def _walk_mapping(self, node: MappingNode, path: DocPath) -> None:
+        seen: dict[Any, int] = {}
+        merged: list[Node] = []
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                # `<<: *anchor` keys are meant to be overridden; walk them after the
+                # explicit keys so that explicit marks win.
+                if isinstance(value_node, SequenceNode):
+                    merged.extend(value_node.value)
+                else:
+                    merged.append(value_node)
+                continue
+            key = self._key(key_node)
+            if key is None:
+                continue
+            line, column = _pos(key_node.start_mark)
+            if key in seen:
+                self.diagnostics.append(
+                    Diagnostic(
+                        self.file,
+                        line,
+                        column,
+                        format_field((*path, key)),
+                        f"duplicate key '{key}' (first given at line {seen[key]})",
+                        "YAML keeps only the last one; remove or merge the duplicates",
+                    )
+                )
+                continue
+            seen[key] = line
+            self.walk(value_node, (*path, key), (line, column))
+        for source in merged:
+            if isinstance(source, MappingNode):
+                self._walk_merged(source, path)
+
+    def _walk_merged(self, node: MappingNode, path: DocPath) -> None:
+        for key_node, value_node in node.value:
+            key = self._key(key_node)
+            if key is not None and (*path, key) not in self.marks:
+                self.walk(value_node, (*path, key), _pos(key_node.start_mark))
+
+
+def parse_yaml(text: str, file: str) -> tuple[Document | None, list[Diagnostic]]:
+    """Parse one YAML document, keeping the (line, column) of every key and value."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return Document(None), []
+        collector = _MarkCollector(loader, file)
+        collector.walk(node, (), None)
+        if collector.diagnostics:
+            return None, collector.diagnostics
+        data = loader.construct_document(node)
+        return Document(data, collector.marks), []
+    except yaml.MarkedYAMLError as exc:
+        return None, [_yaml_diagnostic(file, exc)]
+    except yaml.YAMLError as exc:  # e.g. ReaderError for control characters
+        return None, [Diagnostic(file, None, None, "", f"invalid YAML: {exc}")]
+    finally:
+        loader.dispose()
