@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from tenantshift.manifest.errors import Diagnostic, ManifestError
-from tenantshift.manifest.loader import parse_yaml, render_template
+from tenantshift.manifest.loader import LineMap, parse_yaml, render_template
 from tenantshift.manifest.schema import BASE_DIR, Manifest
 from tenantshift.manifest.validation import validation_diagnostics
 
@@ -48,9 +48,11 @@ def load_manifest(
     if rendered is None:
         raise ManifestError(diagnostics)
 
+    # YAML positions are in rendered lines; report them as lines of the file.
+    line_map = LineMap(text, rendered)
     doc, diagnostics = parse_yaml(rendered, file)
     if doc is None:
-        raise ManifestError(diagnostics)
+        raise ManifestError(line_map.remap(diagnostics))
     if doc.data is None:
         raise ManifestError(
             [
@@ -67,6 +69,7 @@ def load_manifest(
     if not isinstance(doc.data, dict):
         kind = "a list" if isinstance(doc.data, list) else f"a {type(doc.data).__name__}"
         line, column = doc.marks[()].value
+        line = line_map(line) or line
         raise ManifestError(
             [Diagnostic(file, line, column, "", f"the manifest must be a mapping, not {kind}")]
         )
@@ -76,7 +79,7 @@ def load_manifest(
         manifest = Manifest.model_validate(doc.data, context={BASE_DIR: absolute.parent})
     except ValidationError as exc:
         # `from None`: the chained ValidationError would print input values, secrets included.
-        raise ManifestError(validation_diagnostics(exc, doc, file)) from None
+        raise ManifestError(line_map.remap(validation_diagnostics(exc, doc, file))) from None
     manifest._path = absolute
     return manifest
 

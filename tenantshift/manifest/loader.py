@@ -4,8 +4,10 @@ where every node was written, so that later validation errors can point at file:
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import types
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +18,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from tenantshift.manifest.errors import Diagnostic, format_field
 
-__all__ = ["DocPath", "Document", "NodeMarks", "parse_yaml", "render_template"]
+__all__ = ["DocPath", "Document", "LineMap", "NodeMarks", "parse_yaml", "render_template"]
 
 #: A location inside the parsed document: mapping keys and sequence indices.
 DocPath = tuple[Any, ...]
@@ -85,7 +87,8 @@ def render_template(
 
     Sandboxed, because a manifest from a shared repository should not be able to reach Python
     internals on the operator's machine. ``trim_blocks`` stays off and trailing newlines are
-    kept so that rendered line numbers match the file (block tags leave blank lines behind).
+    kept so that rendered lines match the file as closely as possible; :class:`LineMap`
+    handles the rest.
     """
     env = jinja2.sandbox.SandboxedEnvironment(
         undefined=_StrictUndefined, keep_trailing_newline=True, autoescape=False
@@ -107,6 +110,36 @@ def render_template(
         line = _template_line(exc.__traceback__)
         detail = f"{type(exc).__name__}: {exc}"
         return None, [Diagnostic(file, line, None, "", f"template error: {detail}")]
+
+
+class LineMap:
+    """Maps a line of the rendered text back to the template line it came from.
+
+    Rendering can add or remove lines (a false ``{% if %}`` branch vanishes, a multi-line value
+    expands), so YAML positions are in rendered lines. Lines without template syntax come out
+    unchanged, so aligning the two texts line by line recovers the mapping: an unchanged line
+    maps exactly; a changed line maps to the corresponding line of its changed region,
+    clamped to that region (a 1-line substitution that expanded to 3 lines maps all 3 to it).
+    """
+
+    def __init__(self, template: str, rendered: str) -> None:
+        self._blocks: list[tuple[int, int, int, int]] = []  # (t_start, t_end, r_start, r_end)
+        if template != rendered:
+            t_lines, r_lines = template.splitlines(), rendered.splitlines()
+            matcher = difflib.SequenceMatcher(None, t_lines, r_lines, autojunk=False)
+            self._blocks = [(i1, i2, j1, j2) for _, i1, i2, j1, j2 in matcher.get_opcodes()]
+
+    def __call__(self, line: int | None) -> int | None:
+        if line is None or not self._blocks:
+            return line
+        r = line - 1
+        for t_start, t_end, r_start, r_end in self._blocks:
+            if r_start <= r < r_end:
+                return min(t_start + (r - r_start), max(t_end - 1, t_start)) + 1
+        return line  # past the end (e.g. the stream-end mark): leave as is
+
+    def remap(self, diagnostics: Sequence[Diagnostic]) -> list[Diagnostic]:
+        return [dataclasses.replace(d, line=self(d.line)) for d in diagnostics]
 
 
 # --------------------------------------------------------------------------- YAML with marks

@@ -38,6 +38,30 @@ _MESSAGES = {
 }
 
 
+#: Bounds, worded like the rest of our messages rather than pydantic's "Input should be".
+_BOUNDS = {
+    "greater_than_equal": ("ge", "must be at least {}"),
+    "greater_than": ("gt", "must be greater than {}"),
+    "less_than_equal": ("le", "must be at most {}"),
+    "less_than": ("lt", "must be less than {}"),
+    "string_too_short": ("min_length", "must have at least {} character(s)"),
+}
+
+
+def _message(err_type: str, error: ErrorDetails) -> str:
+    if err_type in _MESSAGES:
+        return _MESSAGES[err_type]
+    ctx = error.get("ctx") or {}
+    if err_type in _BOUNDS and _BOUNDS[err_type][0] in ctx:
+        key, template = _BOUNDS[err_type]
+        if err_type == "string_too_short" and ctx[key] == 1:
+            return "must not be empty"
+        return template.format(ctx[key])
+    msg = error["msg"]
+    prefix = "Input should be "
+    return "expected " + msg[len(prefix) :] if msg.startswith(prefix) else msg
+
+
 def _is_secret_loc(loc: Sequence[Any]) -> bool:
     # Anything under `auth` counts: a mistyped mapping there may hold credentials.
     return any(
@@ -137,7 +161,7 @@ def _convert(error: ErrorDetails, doc: Document, file: str) -> Diagnostic:
         if err_type in ("value_error", "assertion_error"):
             message = str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
         else:
-            message = _MESSAGES.get(err_type, error["msg"])
+            message = _message(err_type, error)
             if not _is_secret_loc(loc) and not is_key_error:
                 message += f" (got {_got(error['input'])})"
         if marks is None:
