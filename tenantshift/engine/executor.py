@@ -1,0 +1,170 @@
+"""What one resource node does. Every step re-reads before acting and does nothing when the
+destination already matches, so running a node twice is harmless (resume relies on it)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from tenantshift.engine.graph import Node, Step
+from tenantshift.engine.journal import Journal
+from tenantshift.plans import Action, Change, Plan
+from tenantshift.providers import Provider, ProviderError
+from tenantshift.resources import REGISTRY, Record
+from tenantshift.resources.snapshot import params_from_record
+
+
+class BlockedError(Exception):
+    pass
+
+
+class IdMap:
+    """Desired address -> destination id; seeded from the plan, filled in as nodes create."""
+
+    def __init__(self, plan: Plan) -> None:
+        self._ids = {c.address: c.target_id for c in plan.changes if c.target_id}
+        self._lock = threading.Lock()
+
+    def get(self, address: str) -> str:
+        with self._lock:
+            if address not in self._ids:
+                raise ProviderError(f"{address} has no destination id (it was not created)")
+            return str(self._ids[address])
+
+    def set(self, address: str, id: str) -> None:
+        with self._lock:
+            self._ids[address] = id
+
+
+class ResourceExecutor:
+    def __init__(self, provider: Provider, journal: Journal, ids: IdMap) -> None:
+        self.provider = provider
+        self.journal = journal
+        self.ids = ids
+
+    def run(self, node: Node) -> str:
+        change = node.change
+        if change.blocked:
+            raise BlockedError(f"blocked: {change.detail}")
+        self.journal.record(node.id, node.step.value, "begin", target_id=change.target_id)
+        try:
+            message = {
+                Step.CREATE: self._create,
+                Step.UPDATE: self._update,
+                Step.DESTROY: self._destroy,
+                Step.LATE: self._late,
+            }[node.step](change)
+        except Exception as exc:
+            self.journal.record(node.id, node.step.value, "failed", detail=str(exc))
+            raise
+        self.journal.record(
+            node.id, node.step.value, "done", target_id=self._known_id(change), detail=message
+        )
+        return message
+
+    # -- steps -----------------------------------------------------------------------------
+    def _create(self, change: Change) -> str:
+        kind = REGISTRY[change.kind]
+        params = self._resolve(change.kind, change.after or {})
+        early = {k: v for k, v in params.items() if not kind.field(k).late}
+        found = self.provider.find(change.kind, change.source_id, params)
+        if found is not None:
+            # An interrupted run created it: adopt and bring it to the desired state.
+            self.ids.set(change.address, str(found["id"]))
+            drift = self._drift(change.kind, found, early, include_marker=change.source_id)
+            if drift:
+                self.provider.update(change.kind, str(found["id"]), drift)
+                return f"adopted {found['id']} and updated {', '.join(sorted(drift))}"
+            return f"already there as {found['id']}"
+        record = self.provider.create(change.kind, early, change.source_id)
+        self.ids.set(change.address, str(record["id"]))
+        return f"created {record['id']}"
+
+    def _update(self, change: Change) -> str:
+        kind = REGISTRY[change.kind]
+        current = self._current(change)
+        params = self._resolve(change.kind, change.after or {})
+        early = {k: v for k, v in params.items() if not kind.field(k).late}
+        marker = change.source_id if kind.provenance else None
+        drift = self._drift(change.kind, current, early, include_marker=marker)
+        if not drift:
+            return "already up to date"
+        self.provider.update(change.kind, str(current["id"]), drift)
+        return f"updated {', '.join(sorted(drift))}"
+
+    def _late(self, change: Change) -> str:
+        kind = REGISTRY[change.kind]
+        current = self.provider.get(change.kind, self.ids.get(change.address))
+        if current is None:
+            raise ProviderError(f"{change.address} vanished before its late fields were set")
+        params = self._resolve(change.kind, change.after or {})
+        late = {k: v for k, v in params.items() if kind.field(k).late}
+        drift = self._drift(change.kind, current, late, include_marker=None)
+        if not drift:
+            return "late fields already set"
+        self.provider.update(change.kind, str(current["id"]), drift)
+        return f"set {', '.join(sorted(drift))}"
+
+    def _destroy(self, change: Change) -> str:
+        target = change.target_id
+        if target is None:
+            # A child the cloud made with a parent created in this run: look it up now.
+            params = self._resolve(change.kind, change.before or {})
+            found = self.provider.find(change.kind, None, params)
+            if found is None:
+                return "already gone"
+            target = str(found["id"])
+        elif self.provider.get(change.kind, target) is None:
+            return "already gone"
+        self.provider.delete(change.kind, target)
+        return f"deleted {target}"
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _current(self, change: Change) -> Record:
+        if change.target_id is None:
+            raise ProviderError(f"{change.address}: nothing to update in the destination")
+        current = self.provider.get(change.kind, change.target_id)
+        if current is None:
+            raise ProviderError(
+                f"{change.address} ({change.target_id}) disappeared from the destination "
+                "since the plan; run plan again"
+            )
+        return current
+
+    def _resolve(self, kind_name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Desired params with references turned into destination ids."""
+        resolved = dict(params)
+        for f in REGISTRY[kind_name].refs:
+            if resolved.get(f.name) is not None:
+                resolved[f.name] = self.ids.get(resolved[f.name])
+        return resolved
+
+    def _drift(
+        self,
+        kind_name: str,
+        current: Record,
+        wanted: Mapping[str, Any],
+        *,
+        include_marker: str | None,
+    ) -> dict[str, Any]:
+        kind = REGISTRY[kind_name]
+        have = params_from_record(kind, current)
+        # Immutable fields are never sent: a difference there is a replacement, which the plan
+        # shows, not something to sneak into an update.
+        drift = {
+            k: v for k, v in wanted.items() if have.get(k) != v and not kind.field(k).replace
+        }
+        if include_marker is not None and kind.provenance and current.get("provenance") != (
+            include_marker
+        ):
+            drift["provenance"] = include_marker
+        return drift
+
+    def _known_id(self, change: Change) -> str | None:
+        if change.action is Action.DELETE:
+            return change.target_id
+        try:
+            return self.ids.get(change.address)
+        except ProviderError:
+            return change.target_id

@@ -1,0 +1,142 @@
+"""The apply graph, built from the plan and only from the plan (apply touches what it showed).
+
+Built by a short list of small steps, Terraform-style:
+
+1. one node per change that does something (no-ops only lend their destination ids);
+2. a replacement splits into ``destroy`` then ``create``, delete-before-create;
+3. references become edges: a resource after what it references;
+4. destruction runs in reverse: a resource is destroyed only after whatever referenced it;
+5. late fields (router routes) get a node after everything that references the resource.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import networkx as nx
+
+from tenantshift.plans import Action, Change, Plan
+from tenantshift.resources import REGISTRY
+
+
+class Step(str, Enum):
+    CREATE = "create"
+    UPDATE = "update"
+    DESTROY = "destroy"
+    LATE = "late"
+
+
+@dataclass(frozen=True)
+class Node:
+    """One unit of work on one address. ``id`` is the graph node and the journal key."""
+
+    change: Change
+    step: Step
+
+    @property
+    def id(self) -> str:
+        if self.step in (Step.DESTROY, Step.LATE) and self.change.action is not Action.DELETE:
+            return f"{self.change.address}#{self.step.value}"
+        return self.change.address
+
+
+class GraphCycleError(Exception):
+    def __init__(self, cycle: list[str]) -> None:
+        super().__init__("dependency cycle: " + " -> ".join([*cycle, cycle[0]]))
+        self.cycle = cycle
+
+
+def build_graph(plan: Plan) -> nx.DiGraph:
+    """Edges point from a prerequisite to what waits for it."""
+    graph: nx.DiGraph = nx.DiGraph()
+    changes = [c for c in plan.changes if c.action is not Action.NOOP]
+    builders: dict[str, Node] = {}  # address -> node that makes the desired resource exist
+    destroyers: dict[str, Node] = {}  # destination address -> node that destroys it
+
+    for change in changes:
+        for node in _nodes_for(change):
+            graph.add_node(node.id, node=node)
+            if node.step in (Step.CREATE, Step.UPDATE):
+                builders[change.address] = node
+            elif node.step is Step.DESTROY:
+                destroyers[change.target_address or change.address] = node
+
+    for change in changes:
+        if change.address in builders and change.action is Action.REPLACE:
+            graph.add_edge(f"{change.address}#destroy", change.address)
+        for dependency in change.depends_on:
+            if dependency in builders and change.address in builders:
+                graph.add_edge(builders[dependency].id, builders[change.address].id)
+            if change.action is Action.DELETE and dependency in builders:
+                # A child the cloud makes with its parent can only be deleted after the parent.
+                graph.add_edge(builders[dependency].id, destroyers_key(change))
+
+    _destroy_in_reverse(plan, graph, destroyers)
+    _late_after_referrers(plan, graph, builders)
+
+    try:
+        cycle = nx.find_cycle(graph)
+    except nx.NetworkXNoCycle:
+        return graph
+    raise GraphCycleError([edge[0] for edge in cycle])
+
+
+def destroyers_key(change: Change) -> str:
+    return Node(change, Step.DESTROY).id
+
+
+def _nodes_for(change: Change) -> list[Node]:
+    nodes = {
+        Action.CREATE: [Node(change, Step.CREATE)],
+        Action.UPDATE: [Node(change, Step.UPDATE)],
+        Action.REPLACE: [Node(change, Step.DESTROY), Node(change, Step.CREATE)],
+        Action.DELETE: [Node(change, Step.DESTROY)],
+    }.get(change.action, [])
+    kind = REGISTRY[change.kind]
+    late = [f.name for f in kind.fields if f.late]
+    if late and change.action is not Action.DELETE:
+        touched = {fc.field for fc in change.fields}
+        after = change.after or {}
+        wants_late = any(after.get(f) != kind.field(f).default for f in late)
+        if change.action is Action.UPDATE and touched & set(late):
+            nodes.append(Node(change, Step.LATE))
+        elif change.action in (Action.CREATE, Action.REPLACE) and wants_late:
+            nodes.append(Node(change, Step.LATE))
+    return nodes
+
+
+def _destroy_in_reverse(plan: Plan, graph: nx.DiGraph, destroyers: dict[str, Node]) -> None:
+    """A destination resource is destroyed after everything that referenced it is destroyed."""
+    for node in destroyers.values():
+        before = node.change.before or {}
+        kind = REGISTRY[node.change.kind]
+        for f in kind.refs:
+            target = before.get(f.name)
+            # ``before`` holds references rewritten to desired addresses: map back through plan.
+            for address in _destination_addresses(plan, target):
+                if address in destroyers and destroyers[address].id != node.id:
+                    graph.add_edge(node.id, destroyers[address].id)
+
+
+def _destination_addresses(plan: Plan, desired_address: object) -> list[str]:
+    if not isinstance(desired_address, str):
+        return []
+    out = [desired_address]
+    for change in plan.changes:
+        if change.address == desired_address and change.target_address:
+            out.append(change.target_address)
+    return out
+
+
+def _late_after_referrers(plan: Plan, graph: nx.DiGraph, builders: dict[str, Node]) -> None:
+    for node_id, data in list(graph.nodes(data=True)):
+        node: Node = data["node"]
+        if node.step is not Step.LATE:
+            continue
+        address = node.change.address
+        if address in builders:
+            graph.add_edge(builders[address].id, node_id)
+        for change in plan.changes:
+            if address in change.depends_on and change.address in builders:
+                graph.add_edge(builders[change.address].id, node_id)

@@ -1,0 +1,177 @@
+"""The apply journal: every step written before and after it runs (sqlite, in the state dir).
+
+It is what lets a crashed or killed apply be resumed by running apply again: the previous run is
+found still marked ``running``, recorded as interrupted, and its in-flight steps are listed so the
+new run re-reads those resources before acting (the provider's ``find`` adopts what the dead run
+had created). Temporary resources of workload migrations are recorded here before they exist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    status TEXT NOT NULL,            -- running | succeeded | failed | interrupted
+    pid INTEGER NOT NULL,
+    plan_digest TEXT,
+    resumed_from TEXT
+);
+CREATE TABLE IF NOT EXISTS steps (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    node TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    phase TEXT NOT NULL,             -- begin | done | failed | skipped
+    target_id TEXT,
+    detail TEXT,
+    at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS temporaries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    owner TEXT NOT NULL,             -- the node that made it
+    cloud TEXT NOT NULL,             -- source | destination
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    resource_id TEXT,
+    state TEXT NOT NULL,             -- intended | created | cleaned
+    at TEXT NOT NULL
+);
+"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    started_at: str
+    finished_at: str | None
+    status: str
+    resumed_from: str | None
+
+
+class Journal:
+    """One sqlite file; every write commits at once, so a SIGKILL loses nothing written."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        # Steps are written from worker threads: one connection, serialized by sqlite's lock.
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(SCHEMA)
+        self.run_id: str | None = None
+        self.resumed_from: str | None = None
+        self.in_doubt: set[str] = set()
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- runs ------------------------------------------------------------------------------
+    def start_run(self, plan_digest: str) -> str:
+        """Open a run; an earlier run still marked running died: it is marked interrupted."""
+        row = self._db.execute(
+            "SELECT run_id FROM runs WHERE status = 'running' ORDER BY started_at DESC LIMIT 1"
+        ).fetchone()
+        if row is not None:
+            self.resumed_from = row[0]
+            self.in_doubt = self.unfinished_nodes(row[0])
+            self._db.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
+        self.run_id = uuid.uuid4().hex[:12]
+        self._db.execute(
+            "INSERT INTO runs VALUES (?, ?, NULL, 'running', ?, ?, ?)",
+            (self.run_id, _now(), os.getpid(), plan_digest, self.resumed_from),
+        )
+        return self.run_id
+
+    def finish_run(self, succeeded: bool) -> None:
+        self._db.execute(
+            "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?",
+            ("succeeded" if succeeded else "failed", _now(), self.run_id),
+        )
+
+    def runs(self) -> list[RunInfo]:
+        rows = self._db.execute(
+            "SELECT run_id, started_at, finished_at, status, resumed_from FROM runs "
+            "ORDER BY started_at"
+        ).fetchall()
+        return [RunInfo(*row) for row in rows]
+
+    # -- steps -----------------------------------------------------------------------------
+    def record(
+        self,
+        node: str,
+        operation: str,
+        phase: str,
+        *,
+        target_id: str | None = None,
+        detail: str | dict[str, Any] | None = None,
+    ) -> None:
+        text = json.dumps(detail, sort_keys=True) if isinstance(detail, dict) else detail
+        self._db.execute(
+            "INSERT INTO steps (run_id, node, operation, phase, target_id, detail, at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (self.run_id, node, operation, phase, target_id, text, _now()),
+        )
+
+    def steps(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        query = "SELECT run_id, node, operation, phase, target_id, detail, at FROM steps"
+        args: tuple[str, ...] = ()
+        if run_id is not None:
+            query += " WHERE run_id = ?"
+            args = (run_id,)
+        cursor = self._db.execute(query + " ORDER BY seq", args)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def unfinished_nodes(self, run_id: str) -> set[str]:
+        """Nodes that began in ``run_id`` and never reached done, failed or skipped."""
+        begun: set[str] = set()
+        for step in self.steps(run_id):
+            if step["phase"] == "begin":
+                begun.add(step["node"])
+            else:
+                begun.discard(step["node"])
+        return begun
+
+    # -- temporaries (workload migrations) -------------------------------------------------
+    def intend_temporary(self, owner: str, cloud: str, kind: str, name: str) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO temporaries (run_id, owner, cloud, kind, name, state, at) "
+            "VALUES (?, ?, ?, ?, ?, 'intended', ?)",
+            (self.run_id, owner, cloud, kind, name, _now()),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def temporary_created(self, seq: int, resource_id: str) -> None:
+        self._db.execute(
+            "UPDATE temporaries SET state = 'created', resource_id = ?, at = ? WHERE seq = ?",
+            (resource_id, _now(), seq),
+        )
+
+    def temporary_cleaned(self, seq: int) -> None:
+        self._db.execute(
+            "UPDATE temporaries SET state = 'cleaned', at = ? WHERE seq = ?", (_now(), seq)
+        )
+
+    def pending_temporaries(self) -> list[dict[str, Any]]:
+        cursor = self._db.execute(
+            "SELECT seq, owner, cloud, kind, name, resource_id, state FROM temporaries "
+            "WHERE state != 'cleaned' ORDER BY seq"
+        )
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

@@ -1,0 +1,122 @@
+"""Planning: snapshot both clouds, derive the desired state, diff, and check saved plans."""
+
+from __future__ import annotations
+
+import difflib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from tenantshift import __version__
+from tenantshift.manifest import Manifest, manifest_hash
+from tenantshift.plans import Change, Fingerprint, Plan, diff
+from tenantshift.providers import Provider
+from tenantshift.resources import Snapshot, derive_desired
+
+
+class PlanError(Exception):
+    pass
+
+
+class StalePlanError(PlanError):
+    pass
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    plan: Plan
+    source: Snapshot
+    destination: Snapshot
+    desired: Snapshot
+
+
+def take_snapshots(source: Provider, destination: Provider) -> tuple[Snapshot, Snapshot]:
+    """Both clouds at once: they are independent and each is I/O-bound."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        src = pool.submit(source.snapshot)
+        dst = pool.submit(destination.snapshot)
+        return src.result(), dst.result()
+
+
+def fingerprint(snapshot: Snapshot) -> Fingerprint:
+    return Fingerprint(digest=snapshot.fingerprint(), resources=snapshot.resource_digests())
+
+
+def make_plan(
+    manifest: Manifest,
+    source: Provider,
+    destination: Provider,
+    *,
+    targets: tuple[str, ...] = (),
+    snapshots: tuple[Snapshot, Snapshot] | None = None,
+) -> PlanResult:
+    src, dst = snapshots or take_snapshots(source, destination)
+    desired = derive_desired(src, manifest.select, manifest.map)
+    changes = diff(desired, dst, prune=manifest.options.prune)
+    if targets:
+        changes = restrict(changes, targets)
+    plan = Plan(
+        tool_version=__version__,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        manifest_path=str(manifest.path) if manifest.path else "",
+        manifest_hash=manifest_hash(manifest),
+        source=fingerprint(src),
+        destination=fingerprint(dst),
+        changes=changes,
+        warnings=[*src.warnings, *desired.warnings, *dst.warnings],
+        targets=list(targets),
+    )
+    return PlanResult(plan=plan, source=src, destination=dst, desired=desired)
+
+
+def restrict(changes: list[Change], targets: tuple[str, ...]) -> list[Change]:
+    """Only the targets and what they depend on, transitively (like ``terraform -target``)."""
+    by_address = {c.address: c for c in changes}
+    unknown = [t for t in targets if t not in by_address]
+    if unknown:
+        hints = []
+        for target in unknown:
+            close = difflib.get_close_matches(target, list(by_address), n=1)
+            hints.append(f"{target}" + (f" (did you mean {close[0]}?)" if close else ""))
+        raise PlanError("unknown target address: " + ", ".join(hints))
+    keep: set[str] = set()
+    pending = list(targets)
+    while pending:
+        address = pending.pop()
+        if address in keep or address not in by_address:
+            continue
+        keep.add(address)
+        pending.extend(by_address[address].depends_on)
+    return [c for c in changes if c.address in keep]
+
+
+def check_fresh(
+    plan: Plan, manifest: Manifest, source: Provider, destination: Provider
+) -> tuple[Snapshot, Snapshot]:
+    """Refuse a saved plan when the manifest or either cloud changed since it was made."""
+    problems = []
+    if plan.manifest_hash != manifest_hash(manifest):
+        problems.append("the manifest changed since the plan was made")
+    src, dst = take_snapshots(source, destination)
+    for side, then, now in (("source", plan.source, src), ("destination", plan.destination, dst)):
+        if then.digest != now.fingerprint():
+            problems.append(f"the {side} changed: " + describe_drift(then, fingerprint(now)))
+    if problems:
+        raise StalePlanError(
+            "the saved plan is stale, run plan again:\n  - " + "\n  - ".join(problems)
+        )
+    return src, dst
+
+
+def describe_drift(then: Fingerprint, now: Fingerprint) -> str:
+    added = sorted(set(now.resources) - set(then.resources))
+    removed = sorted(set(then.resources) - set(now.resources))
+    changed = sorted(
+        a for a in set(now.resources) & set(then.resources) if now.resources[a] != then.resources[a]
+    )
+    parts = []
+    for label, items in (("added", added), ("removed", removed), ("changed", changed)):
+        if items:
+            shown = ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+            parts.append(f"{label} {shown}")
+    return "; ".join(parts) or "names visible to the project changed"

@@ -1,0 +1,314 @@
+"""The diff: desired vs actual snapshots -> one ``Change`` per address.
+
+Like alembic's autogenerate: match by key sets first, then compare field by field. Matching is by
+provenance marker first (a resource we created remembers its source id), then by address; so a
+renamed source resource is an update, never a second copy.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from tenantshift.plans.model import Action, Change, FieldChange, Reason
+from tenantshift.resources import REGISTRY, Resource, Snapshot
+from tenantshift.resources.base import Kind, make_address
+from tenantshift.resources.snapshot import params_from_record
+
+
+def diff(desired: Snapshot, actual: Snapshot, *, prune: bool = False) -> list[Change]:
+    """Every address the plan knows, sorted; no-ops included so the plan can count them."""
+    matched = match(desired, actual)
+    translate = {have.address: want for want, have in matched.items()}
+    changes: dict[str, Change] = {}
+
+    for address, want in desired.resources.items():
+        have = matched.get(address)
+        changes[address] = _compare(want, have, translate)
+
+    _auto_children(desired, changes)
+    _orphans(desired, actual, matched, translate, changes, prune=prune)
+    _cascade(actual, matched, translate, changes)
+    _block_missing_externals(actual, changes)
+    _block_over_quota(actual, changes)
+    return sorted(changes.values(), key=lambda c: c.address)
+
+
+def match(desired: Snapshot, actual: Snapshot) -> dict[str, Resource]:
+    """Desired address -> the actual resource that is its copy.
+
+    A marker wins over a name. An actual resource is matched by name only when its marker, if any,
+    names a source resource that no longer exists (the source was deleted and re-created under
+    the same name): adopting it then beats creating a duplicate.
+    """
+    source_ids = {r.info.get("source_id") for r in desired.resources.values()}
+    by_marker = {(r.kind, r.provenance): r for r in actual.resources.values() if r.provenance}
+    result: dict[str, Resource] = {}
+    taken: set[str] = set()
+    for address, want in desired.resources.items():
+        have = by_marker.get((want.kind, want.info.get("source_id")))
+        if have is not None and REGISTRY[want.kind].provenance:
+            result[address] = have
+            taken.add(have.address)
+    for address, want in desired.resources.items():
+        if address in result:
+            continue
+        have = actual.resources.get(address)
+        if have is None or have.address in taken:
+            continue
+        if REGISTRY[want.kind].provenance and have.provenance in source_ids - {None}:
+            continue  # it is the copy of another source resource
+        result[address] = have
+        taken.add(have.address)
+    return result
+
+
+def _translated(res: Resource, translate: dict[str, str]) -> dict[str, Any]:
+    """Actual params with references rewritten to desired addresses, so refs compare equal."""
+    params = dict(res.params)
+    for f in REGISTRY[res.kind].refs:
+        value = params.get(f.name)
+        if value is not None:
+            params[f.name] = translate.get(value, value)
+    return params
+
+
+def _refs(kind: Kind, params: dict[str, Any]) -> list[str]:
+    return sorted({params[f.name] for f in kind.refs if params.get(f.name) is not None})
+
+
+def _compare(want: Resource, have: Resource | None, translate: dict[str, str]) -> Change:
+    kind = REGISTRY[want.kind]
+    common: dict[str, Any] = {
+        "address": want.address,
+        "kind": want.kind,
+        "after": want.params,
+        "depends_on": _refs(kind, want.params),
+        "source_id": want.info.get("source_id"),
+    }
+    if have is None:
+        if kind.name_field and want.params.get(kind.name_field.name) in kind.builtin_names:
+            return Change(
+                action=Action.CREATE,
+                reason=Reason.BLOCKED_PREREQUISITE,
+                detail=f"the destination has no built-in {want.key!r} {kind.name}",
+                **common,
+            )
+        return Change(action=Action.CREATE, **common)
+
+    before = _translated(have, translate)
+    common.update(before=before, target_id=have.id)
+    if have.address != want.address:
+        common["target_address"] = have.address
+    fields = [
+        FieldChange(
+            field=f.name,
+            before=before.get(f.name),
+            after=want.params.get(f.name),
+            forces_replacement=f.replace,
+        )
+        for f in kind.fields
+        if before.get(f.name) != want.params.get(f.name)
+    ]
+    if any(fc.forces_replacement for fc in fields):
+        names = ", ".join(fc.field for fc in fields if fc.forces_replacement)
+        return Change(
+            action=Action.REPLACE,
+            reason=Reason.IMMUTABLE_FIELD,
+            detail=f"cannot change in place: {names}",
+            fields=fields,
+            **common,
+        )
+    if fields:
+        return Change(action=Action.UPDATE, fields=fields, **common)
+    builtin = kind.name_field and want.params.get(kind.name_field.name) in kind.builtin_names
+    if kind.provenance and have.provenance != want.info.get("source_id") and not builtin:
+        return Change(
+            action=Action.UPDATE,
+            reason=Reason.ADOPT,
+            detail="already in the destination: adopt it by stamping the provenance marker",
+            **common,
+        )
+    return Change(action=Action.NOOP, **common)
+
+
+def _auto_children(desired: Snapshot, changes: dict[str, Change]) -> None:
+    """Children the cloud creates with a new parent are not created again (no 409), and those
+    the source does not have are deleted once the parent exists."""
+    for change in list(changes.values()):
+        kind = REGISTRY[change.kind]
+        if change.action is not Action.CREATE or kind.auto_children is None or change.blocked:
+            continue
+        for child_kind_name, partial in kind.auto_children(change.after or {}):
+            child_kind = REGISTRY[child_kind_name]
+            assert child_kind.owner, f"{child_kind_name} declares no owner field"
+            params = params_from_record(child_kind, {**partial, child_kind.owner: change.address})
+            key = child_kind.key(params, lambda a: a.partition(".")[2])
+            address = make_address(child_kind_name, key)
+            existing = changes.get(address)
+            if existing is not None and existing.action is Action.CREATE:
+                changes[address] = existing.model_copy(
+                    update={
+                        "action": Action.NOOP,
+                        "reason": Reason.AUTO_CREATED,
+                        "detail": f"created by the cloud with {change.address}",
+                    }
+                )
+            elif existing is None:
+                changes[address] = Change(
+                    address=address,
+                    kind=child_kind_name,
+                    action=Action.DELETE,
+                    reason=Reason.NOT_IN_SOURCE,
+                    detail=f"the cloud creates it with {change.address}; the source has none",
+                    before=params,
+                    depends_on=[change.address],
+                )
+
+
+def _orphans(
+    desired: Snapshot,
+    actual: Snapshot,
+    matched: dict[str, Resource],
+    translate: dict[str, str],
+    changes: dict[str, Change],
+    *,
+    prune: bool,
+) -> None:
+    """Actual resources nothing desired matches: children of managed parents go, the rest stays
+    unless pruning (and then only what we created)."""
+    matched_actual = {r.address for r in matched.values()}
+    source_ids = {r.info.get("source_id") for r in desired.resources.values()}
+    for have in actual.resources.values():
+        if have.address in matched_actual:
+            continue
+        kind = REGISTRY[have.kind]
+        params = _translated(have, translate)
+        owner = params.get(kind.owner) if kind.owner else None
+        if owner is not None and owner in desired.resources:
+            reason, detail = Reason.NOT_IN_SOURCE, f"{owner} has no such {kind.name} at the source"
+        elif prune and have.provenance and have.provenance not in source_ids:
+            reason, detail = Reason.PRUNE, "its source is gone (options.prune is on)"
+        else:
+            continue
+        address = _free_address(have.address, changes)
+        changes[address] = Change(
+            address=address,
+            kind=have.kind,
+            action=Action.DELETE,
+            reason=reason,
+            detail=detail,
+            before=params,
+            target_id=have.id,
+            target_address=have.address,
+        )
+
+
+def _cascade(
+    actual: Snapshot,
+    matched: dict[str, Resource],
+    translate: dict[str, str],
+    changes: dict[str, Change],
+) -> None:
+    """Whatever references a destroyed resource must go first: replace what we manage, delete
+    attachments, and block the destruction when something unmanaged still uses it."""
+    change_of_actual = {
+        c.target_address or c.address: c.address for c in changes.values() if c.target_id
+    }
+    doomed = {
+        c.target_address or c.address
+        for c in changes.values()
+        if c.action in (Action.REPLACE, Action.DELETE) and c.target_id and not c.blocked
+    }
+    grew = True
+    while grew:
+        grew = False
+        for have in actual.resources.values():
+            if have.address in doomed:
+                continue
+            kind = REGISTRY[have.kind]
+            hit = [have.params[f.name] for f in kind.refs if have.params.get(f.name) in doomed]
+            if not hit:
+                continue
+            mine = change_of_actual.get(have.address)
+            if mine is not None and mine in changes and changes[mine].action is not Action.DELETE:
+                changes[mine] = changes[mine].model_copy(
+                    update={
+                        "action": Action.REPLACE,
+                        "reason": Reason.DEPENDENCY_REPLACED,
+                        "detail": f"references {hit[0]}, which is destroyed",
+                    }
+                )
+            elif not kind.provenance or have.provenance:
+                address = _free_address(have.address, changes)
+                changes[address] = Change(
+                    address=address,
+                    kind=have.kind,
+                    action=Action.DELETE,
+                    reason=Reason.DEPENDENCY_REPLACED,
+                    detail=f"references {hit[0]}, which is destroyed",
+                    before=_translated(have, translate),
+                    target_id=have.id,
+                    target_address=have.address,
+                )
+            else:
+                for target in hit:
+                    blocked = change_of_actual.get(target, target)
+                    if blocked in changes:
+                        changes[blocked] = changes[blocked].model_copy(
+                            update={
+                                "reason": Reason.BLOCKED_IN_USE,
+                                "detail": f"in use by {have.address}, which tenantshift "
+                                "does not manage",
+                            }
+                        )
+                continue
+            doomed.add(have.address)
+            grew = True
+
+
+def _free_address(address: str, changes: dict[str, Change]) -> str:
+    """A delete of an actual resource whose address a desired one already uses."""
+    existing = changes.get(address)
+    if existing is None or existing.action is Action.DELETE and existing.target_address == address:
+        return address
+    return f"{address}~old"
+
+
+def _creating(changes: Iterable[Change]) -> list[Change]:
+    return [c for c in changes if c.action in (Action.CREATE, Action.REPLACE) and not c.blocked]
+
+
+def _block_missing_externals(actual: Snapshot, changes: dict[str, Change]) -> None:
+    for change in _creating(changes.values()) + [
+        c for c in changes.values() if c.action is Action.UPDATE
+    ]:
+        kind = REGISTRY[change.kind]
+        for f in kind.fields:
+            value = (change.after or {}).get(f.name)
+            known = actual.externals.get(f.external or "")
+            if f.external and value is not None and known is not None and value not in known:
+                hint = f"; map it with map.{f.mapping}" if f.mapping else ""
+                changes[change.address] = change.model_copy(
+                    update={
+                        "reason": Reason.BLOCKED_PREREQUISITE,
+                        "detail": f"{f.external} {value!r} does not exist in the destination{hint}",
+                    }
+                )
+
+
+def _block_over_quota(actual: Snapshot, changes: dict[str, Change]) -> None:
+    wanted = Counter(c.kind for c in changes.values() if c.action is Action.CREATE)
+    for kind_name, count in wanted.items():
+        left = actual.quota_left.get(kind_name)
+        if left is None or count <= left:
+            continue
+        for change in _creating(changes.values()):
+            if change.kind == kind_name and change.action is Action.CREATE:
+                changes[change.address] = change.model_copy(
+                    update={
+                        "reason": Reason.BLOCKED_QUOTA,
+                        "detail": f"{count} {kind_name} to create, the quota allows {left} more",
+                    }
+                )

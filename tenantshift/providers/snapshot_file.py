@@ -1,0 +1,60 @@
+"""A saved snapshot as a read-only provider: plan offline against a source you cannot reach."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tenantshift.providers.base import ReadOnlyError
+from tenantshift.resources import Record, Snapshot
+
+SNAPSHOT_FORMAT = 1
+
+
+def save_snapshot(snapshot: Snapshot, path: Path) -> None:
+    body = snapshot.model_dump(mode="json")
+    body = {"format_version": SNAPSHOT_FORMAT, **body}
+    path.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
+
+
+def load_snapshot(path: Path) -> Snapshot:
+    try:
+        body = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ReadOnlyError(f"{path}: not a readable snapshot file: {exc}") from exc
+    version = body.pop("format_version", None)
+    if version != SNAPSHOT_FORMAT:
+        raise ReadOnlyError(f"{path}: snapshot format {version!r}, expected {SNAPSHOT_FORMAT}")
+    return Snapshot.model_validate(body)
+
+
+class SnapshotFileProvider:
+    """Reads come from the file; any write is refused."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.label = path.name
+        self._snapshot = load_snapshot(path)
+
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def get(self, kind: str, id: str) -> Record | None:
+        for res in self._snapshot.of_kind(kind):
+            if res.id == id:
+                return {**res.params, **res.info}
+        return None
+
+    def find(self, kind: str, source_id: str | None, params: Mapping[str, Any]) -> Record | None:
+        return None
+
+    def create(self, kind: str, params: Mapping[str, Any], source_id: str | None) -> Record:
+        raise ReadOnlyError(f"{self.label} is a snapshot file: it cannot be changed")
+
+    def update(self, kind: str, id: str, changes: Mapping[str, Any]) -> Record:
+        raise ReadOnlyError(f"{self.label} is a snapshot file: it cannot be changed")
+
+    def delete(self, kind: str, id: str) -> None:
+        raise ReadOnlyError(f"{self.label} is a snapshot file: it cannot be changed")

@@ -1,0 +1,164 @@
+"""The declaration vocabulary every resource kind is written in.
+
+A kind is data: its fields say which are part of the identity (the address), which are compared,
+which force a replacement, which reference another kind (graph edges) and which point at things
+outside the tenant by name (external networks, flavors). Snapshot normalization, desired-state
+derivation, the diff, the graph and apply all read these declarations and nothing else, so a new
+kind is one new module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from graphlib import TopologicalSorter
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+#: Raw record: what a provider reads and writes. Declared field names as keys; references hold
+#: the referenced resource's *id* in that cloud, external references hold a *name*; plus "id",
+#: "provenance" (the source id we stamped on it, or None) and any info-only keys.
+Record = dict[str, Any]
+
+KeyResolver = Callable[[str], str]
+"""Given an address, return its key (the part after ``kind.``); used to build child keys."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """One declared field of a kind."""
+
+    name: str
+    #: Changing it cannot be done in place: the plan shows ``-/+ replace``.
+    replace: bool = False
+    #: Kind this field references by id in the cloud and by address in a snapshot (a graph edge).
+    ref: str | None = None
+    #: Name of a thing outside the tenant (e.g. ``external_network``), checked to exist at plan.
+    external: str | None = None
+    #: Which ``map.*`` section of the manifest rewrites this field's value.
+    mapping: str | None = None
+    #: Explicit default, so that "unset" and "the default" compare equal across clouds.
+    default: Any = None
+    #: The API returns this list in any order: sort it so snapshots are deterministic.
+    unordered: bool = False
+    #: Applied only after everything that references this resource exists (router routes need
+    #: the router's interfaces first). Create omits it; a follow-up step sets it.
+    late: bool = False
+    #: Templated through ``map.names`` when deriving the desired state.
+    is_name: bool = False
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A resource kind, declared once."""
+
+    name: str
+    fields: tuple[Field, ...]
+    #: Builds the readable key from normalized params (references already as addresses).
+    key: Callable[[Mapping[str, Any], KeyResolver], str]
+    doc: str = ""
+    #: The field referencing the owning resource: children of a managed parent that are not in
+    #: the source are deleted (a rule removed at the source must not stay open at the destination).
+    owner: str | None = None
+    #: Names the cloud creates by itself and that must never be created or deleted (``default``).
+    builtin_names: frozenset[str] = frozenset()
+    #: Params of children the cloud creates automatically with a new resource of this kind
+    #: (e.g. the two egress rules of every new security group), as (child kind, params) pairs;
+    #: the owner reference is filled in by the caller.
+    auto_children: Callable[[Mapping[str, Any]], list[tuple[str, dict[str, Any]]]] | None = None
+    #: The destination can carry our provenance marker on this kind (Neutron tags, metadata).
+    provenance: bool = True
+
+    def field(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(f"{self.name} has no field {name!r}")
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+    @property
+    def refs(self) -> tuple[Field, ...]:
+        return tuple(f for f in self.fields if f.ref)
+
+    @property
+    def name_field(self) -> Field | None:
+        return next((f for f in self.fields if f.is_name), None)
+
+
+class Resource(BaseModel):
+    """A normalized resource: ``params`` migrate and are compared, ``info`` never is."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    key: str
+    params: dict[str, Any]
+    info: dict[str, Any] = {}
+
+    @property
+    def address(self) -> str:
+        return f"{self.kind}.{self.key}"
+
+    @property
+    def id(self) -> str | None:
+        value = self.info.get("id")
+        return str(value) if value is not None else None
+
+    @property
+    def provenance(self) -> str | None:
+        value = self.info.get("provenance")
+        return str(value) if value is not None else None
+
+
+def split_address(address: str) -> tuple[str, str]:
+    """``network.osm_net`` -> (``network``, ``osm_net``)."""
+    kind, sep, key = address.partition(".")
+    if not sep or not key:
+        raise ValueError(f"not a resource address: {address!r}")
+    return kind, key
+
+
+def make_address(kind: str, key: str) -> str:
+    return f"{kind}.{key}"
+
+
+@dataclass
+class Registry:
+    """All declared kinds. Iteration yields every kind after the kinds it references."""
+
+    kinds: dict[str, Kind] = field(default_factory=dict)
+
+    def register(self, kind: Kind) -> Kind:
+        if kind.name in self.kinds:
+            raise ValueError(f"kind {kind.name!r} declared twice")
+        self.kinds[kind.name] = kind
+        return kind
+
+    def __getitem__(self, name: str) -> Kind:
+        return self.kinds[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.kinds
+
+    def __iter__(self) -> Iterator[Kind]:
+        return iter(self.ordered())
+
+    def ordered(self) -> list[Kind]:
+        sorter: TopologicalSorter[str] = TopologicalSorter()
+        for kind in sorted(self.kinds.values(), key=lambda k: k.name):
+            deps = {f.ref for f in kind.refs if f.ref and f.ref != kind.name}
+            unknown = deps - set(self.kinds)
+            if unknown:
+                raise ValueError(f"{kind.name} references undeclared kinds {sorted(unknown)}")
+            sorter.add(kind.name, *sorted(deps))
+        return [self.kinds[name] for name in sorter.static_order()]
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(k.name for k in self.ordered())
+
+
+REGISTRY = Registry()

@@ -1,0 +1,67 @@
+"""Desired destination state: the source snapshot, selected, renamed and mapped."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from tenantshift.resources.base import REGISTRY, Kind, Resource
+from tenantshift.resources.snapshot import Entry, Snapshot, assemble
+
+
+class Selection(Protocol):
+    def selects(self, kind: str, name: str) -> bool: ...
+
+
+class Mappings(Protocol):
+    names: str
+
+    def __getattr__(self, section: str) -> Any: ...
+
+
+def selection_name(kind: Kind, res: Resource) -> str:
+    """What ``select`` regexes match: the name when the kind has one, else the key."""
+    name_field = kind.name_field
+    if name_field is not None and res.params.get(name_field.name):
+        return str(res.params[name_field.name])
+    return res.key
+
+
+def derive_desired(
+    source: Snapshot, selection: Selection | None, mappings: Mappings | None
+) -> Snapshot:
+    """Filter by the selection, apply the name template and the maps, then re-address.
+
+    Resources whose references were not selected drop out with them (a subnet of an excluded
+    network cannot migrate alone); the warnings list says which.
+    """
+    entries = []
+    notes: list[str] = []
+    for res in source.resources.values():
+        kind = REGISTRY[res.kind]
+        if selection is not None and not selection.selects(kind.name, selection_name(kind, res)):
+            continue
+        params = {f: _mapped(kind, f, v, mappings) for f, v in res.params.items()}
+        info = {"source_id": res.id, "source_address": res.address}
+        entries.append(Entry(kind=res.kind, token=res.address, params=params, info=info))
+    resources, warnings = assemble(entries)
+    notes.extend(w.replace("left out", "not migrated") for w in warnings)
+    return Snapshot(
+        cloud=f"desired from {source.cloud}",
+        project=source.project,
+        resources=resources,
+        externals=source.externals,
+        warnings=notes,
+    )
+
+
+def _mapped(kind: Kind, field_name: str, value: Any, mappings: Mappings | None) -> Any:
+    if mappings is None or value is None:
+        return value
+    declared = kind.field(field_name)
+    if declared.is_name and value not in kind.builtin_names:
+        return str(mappings.names).format(name=value, kind=kind.name)
+    if declared.mapping:
+        table: Mapping[str, str] = getattr(mappings, declared.mapping) or {}
+        return table.get(value, value)
+    return value

@@ -1,0 +1,48 @@
+"""Security group rules. Neutron rules are immutable, so every field forces a replacement."""
+
+from collections.abc import Mapping
+from typing import Any
+
+from tenantshift.resources.base import REGISTRY, Field, KeyResolver, Kind
+
+
+def _rule_key(p: Mapping[str, Any], key_of: KeyResolver) -> str:
+    """``web/ingress/IPv4/tcp/443/0.0.0.0/0``: group, direction, ethertype, protocol, ports, remote."""
+    low, high = p.get("port_range_min"), p.get("port_range_max")
+    if low is None and high is None:
+        ports = "any"
+    elif low == high:
+        ports = str(low)
+    else:
+        ports = f"{low}-{high}"
+    if p.get("remote_group"):
+        remote = f"group:{key_of(p['remote_group'])}"
+    else:
+        remote = p.get("remote_ip_prefix") or "any"
+    protocol = p.get("protocol") or "any"
+    return "/".join(
+        [key_of(p["security_group"]), p["direction"], p["ethertype"], str(protocol), ports, remote]
+    )
+
+
+SECURITY_GROUP_RULE = REGISTRY.register(
+    Kind(
+        name="security_group_rule",
+        doc="A rule, keyed by everything that makes it distinct.",
+        fields=(
+            Field("security_group", ref="security_group", replace=True),
+            Field("direction", replace=True),
+            Field("ethertype", replace=True, default="IPv4"),
+            Field("protocol", replace=True),
+            Field("port_range_min", replace=True),
+            Field("port_range_max", replace=True),
+            Field("remote_ip_prefix", replace=True),
+            Field("remote_group", ref="security_group", replace=True),
+            Field("description", replace=True, default=""),
+        ),
+        key=_rule_key,
+        owner="security_group",
+        # A rule's key is its whole content, and Neutron rules take no tags: matched by key.
+        provenance=False,
+    )
+)
