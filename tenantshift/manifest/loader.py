@@ -185,6 +185,16 @@ def _yaml_diagnostic(file: str, exc: yaml.MarkedYAMLError) -> Diagnostic:
     return Diagnostic(file, line, column, "", message)
 
 
+def _reader_diagnostic(file: str, text: str, exc: yaml.reader.ReaderError) -> Diagnostic:
+    """Control characters and the like: PyYAML gives a character offset, not a line."""
+    line = text.count("\n", 0, exc.position) + 1
+    column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+    character = exc.character if isinstance(exc.character, int) else ord(exc.character)
+    return Diagnostic(
+        file, line, column, "", f"invalid YAML: {exc.reason} (character #x{character:04x})"
+    )
+
+
 class _MarkCollector:
     """Walks the composed node graph before construction, recording marks by path and
     reporting duplicate mapping keys, which PyYAML would otherwise silently let the last one
@@ -264,7 +274,10 @@ class _MarkCollector:
 
 def parse_yaml(text: str, file: str) -> tuple[Document | None, list[Diagnostic]]:
     """Parse one YAML document, keeping the (line, column) of every key and value."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:
+        return None, [_reader_diagnostic(file, text, exc)]
     try:
         node = loader.get_single_node()
         if node is None:
@@ -277,7 +290,9 @@ def parse_yaml(text: str, file: str) -> tuple[Document | None, list[Diagnostic]]
         return Document(data, collector.marks), []
     except yaml.MarkedYAMLError as exc:
         return None, [_yaml_diagnostic(file, exc)]
-    except yaml.YAMLError as exc:  # e.g. ReaderError for control characters
+    except yaml.reader.ReaderError as exc:
+        return None, [_reader_diagnostic(file, text, exc)]
+    except yaml.YAMLError as exc:
         return None, [Diagnostic(file, None, None, "", f"invalid YAML: {exc}")]
     finally:
         loader.dispose()

@@ -207,6 +207,9 @@ class CloudRef(_Model):
         # Checked up front: the bool|str union would otherwise report two confusing errors.
         if not isinstance(value, bool | str) or value == "":
             raise ValueError("must be true, false or the path of a CA bundle")
+        # A quoted "false" (e.g. rendered from a variable) means false, not a file named so.
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
         return value
 
     @field_validator("verify")
@@ -529,9 +532,12 @@ class Manifest(_Model):
     @field_validator("version", mode="before")
     @classmethod
     def _version(cls, value: Any) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool) and value != 1:
+        if type(value) is int and value == 1:
+            return value
+        if type(value) is int:
             raise ValueError(f"unsupported manifest version {value}; this tenantshift reads 1")
-        return value
+        # Not lax here: `version: true` or `"1"` would otherwise be taken as 1.
+        raise ValueError("must be the number 1")
 
     @property
     def path(self) -> Path | None:

@@ -35,6 +35,7 @@ _MESSAGES = {
     "bool_parsing": "expected true or false",
     "path_type": "expected a path (a string)",
     "missing": "required key is missing",
+    "invalid_key": "keys must be strings",
 }
 
 
@@ -138,7 +139,7 @@ def _convert(error: ErrorDetails, doc: Document, file: str) -> Diagnostic:
     loc = error["loc"]
     path, value, missing = _walk(loc, doc.data, err_type)
     marks = doc.marks.get(tuple(path))
-    is_key_error = "[key]" in loc
+    is_key_error = "[key]" in loc or err_type == "invalid_key"
 
     hint: str | None = None
     if err_type == "missing" and missing is not None:

@@ -367,3 +367,9 @@ def test_line_map_after_multiline_expansion(write: Write) -> None:
         )
     (diag,) = info.value.diagnostics
     assert (diag.line, diag.field) == (5, "options.prune")
+
+
+def test_verify_quoted_booleans(write: Write) -> None:
+    text = MINIMAL.replace("{cloud: devcloud-src}", '{cloud: a, verify: "{{ var.v }}"}')
+    assert load_manifest(write(text), variables={"v": "False"}, environ={}).source.verify is False
+    assert load_manifest(write(text), variables={"v": "true"}, environ={}).source.verify is True
