@@ -281,6 +281,8 @@ def test_select_semantics() -> None:
 def test_names_template(write: Write) -> None:
     m = load_manifest(write(MINIMAL + "map: {names: 'mig-{kind}-{name}'}\n"), environ={})
     assert m.map.rename("network", "web") == "mig-network-web"
+    m = load_manifest(write(MINIMAL + "map: {names: '{name:.3}-x'}\n"), environ={})
+    assert m.map.rename("network", "abcdef") == "abc-x"
 
 
 def test_merge_keys_are_not_duplicates(write: Write) -> None:
