@@ -59,8 +59,9 @@ def apply_plan(
             outcomes = asyncio.run(walk(graph, run, parallelism=parallelism, listener=listener))
             for outcome in outcomes.values():
                 if outcome.status is Status.SKIPPED:
-                    journal.record(outcome.node.id, outcome.node.step.value, "skipped",
-                                   detail=outcome.message)
+                    journal.record(
+                        outcome.node.id, outcome.node.step.value, "skipped", detail=outcome.message
+                    )
             result = ApplyResult(
                 outcomes=outcomes,
                 run_id=run_id,

@@ -152,11 +152,11 @@ class ResourceExecutor:
         have = params_from_record(kind, current)
         # Immutable fields are never sent: a difference there is a replacement, which the plan
         # shows, not something to sneak into an update.
-        drift = {
-            k: v for k, v in wanted.items() if have.get(k) != v and not kind.field(k).replace
-        }
-        if include_marker is not None and kind.provenance and current.get("provenance") != (
-            include_marker
+        drift = {k: v for k, v in wanted.items() if have.get(k) != v and not kind.field(k).replace}
+        if (
+            include_marker is not None
+            and kind.provenance
+            and current.get("provenance") != (include_marker)
         ):
             drift["provenance"] = include_marker
         return drift

@@ -12,7 +12,7 @@ Built by a short list of small steps, Terraform-style:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 import networkx as nx
 
@@ -20,7 +20,7 @@ from tenantshift.plans import Action, Change, Plan
 from tenantshift.resources import REGISTRY
 
 
-class Step(str, Enum):
+class Step(StrEnum):
     CREATE = "create"
     UPDATE = "update"
     DESTROY = "destroy"
@@ -99,9 +99,9 @@ def _nodes_for(change: Change) -> list[Node]:
         touched = {fc.field for fc in change.fields}
         after = change.after or {}
         wants_late = any(after.get(f) != kind.field(f).default for f in late)
-        if change.action is Action.UPDATE and touched & set(late):
-            nodes.append(Node(change, Step.LATE))
-        elif change.action in (Action.CREATE, Action.REPLACE) and wants_late:
+        if (change.action is Action.UPDATE and touched & set(late)) or (
+            change.action in (Action.CREATE, Action.REPLACE) and wants_late
+        ):
             nodes.append(Node(change, Step.LATE))
     return nodes
 

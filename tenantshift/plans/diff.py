@@ -47,7 +47,7 @@ def match(desired: Snapshot, actual: Snapshot) -> dict[str, Resource]:
     result: dict[str, Resource] = {}
     taken: set[str] = set()
     for address, want in desired.resources.items():
-        have = by_marker.get((want.kind, want.info.get("source_id")))
+        have = by_marker.get((want.kind, str(want.info.get("source_id"))))
         if have is not None and REGISTRY[want.kind].provenance:
             result[address] = have
             taken.add(have.address)
@@ -271,7 +271,9 @@ def _cascade(
 def _free_address(address: str, changes: dict[str, Change]) -> str:
     """A delete of an actual resource whose address a desired one already uses."""
     existing = changes.get(address)
-    if existing is None or existing.action is Action.DELETE and existing.target_address == address:
+    if existing is None or (
+        existing.action is Action.DELETE and existing.target_address == address
+    ):
         return address
     return f"{address}~old"
 

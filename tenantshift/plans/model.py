@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 PLAN_FORMAT_VERSION = 1
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     NOOP = "no-op"
     CREATE = "create"
     UPDATE = "update"
@@ -34,7 +34,7 @@ _SYMBOLS = {
 }
 
 
-class Reason(str, Enum):
+class Reason(StrEnum):
     """Why a change is what it is; ``blocked_*`` reasons mean apply will not run it."""
 
     IMMUTABLE_FIELD = "immutable_field"

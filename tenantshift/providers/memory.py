@@ -41,8 +41,12 @@ class MemoryProvider:
         for ethertype in ("IPv4", "IPv6"):
             self._insert(
                 "security_group_rule",
-                {"security_group": default["id"], "direction": "ingress", "ethertype": ethertype,
-                 "remote_group": default["id"]},
+                {
+                    "security_group": default["id"],
+                    "direction": "ingress",
+                    "ethertype": ethertype,
+                    "remote_group": default["id"],
+                },
             )
         self._add_egress_rules(default["id"])
 
@@ -50,8 +54,10 @@ class MemoryProvider:
     def snapshot(self) -> Snapshot:
         with self._lock:
             self.calls.append(("snapshot", "*"))
-            records = {kind: [copy.deepcopy(r) for r in recs.values()]
-                       for kind, recs in self._records.items()}
+            records = {
+                kind: [copy.deepcopy(r) for r in recs.values()]
+                for kind, recs in self._records.items()
+            }
         return normalize(
             self.label,
             records,

@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
+
+from tenantshift.manifest import Map, Select
 
 from tenantshift.resources.base import REGISTRY, Kind, Resource
 from tenantshift.resources.snapshot import Entry, Snapshot, assemble
-
-
-class Selection(Protocol):
-    def selects(self, kind: str, name: str) -> bool: ...
-
-
-class Mappings(Protocol):
-    names: str
-
-    def __getattr__(self, section: str) -> Any: ...
 
 
 def selection_name(kind: Kind, res: Resource) -> str:
@@ -27,9 +19,7 @@ def selection_name(kind: Kind, res: Resource) -> str:
     return res.key
 
 
-def derive_desired(
-    source: Snapshot, selection: Selection | None, mappings: Mappings | None
-) -> Snapshot:
+def derive_desired(source: Snapshot, selection: Select | None, mappings: Map | None) -> Snapshot:
     """Filter by the selection, apply the name template and the maps, then re-address.
 
     Resources whose references were not selected drop out with them (a subnet of an excluded
@@ -55,7 +45,7 @@ def derive_desired(
     )
 
 
-def _mapped(kind: Kind, field_name: str, value: Any, mappings: Mappings | None) -> Any:
+def _mapped(kind: Kind, field_name: str, value: Any, mappings: Map | None) -> Any:
     if mappings is None or value is None:
         return value
     declared = kind.field(field_name)

@@ -7,7 +7,8 @@ from tenantshift.resources.base import REGISTRY, Field, KeyResolver, Kind
 
 
 def _rule_key(p: Mapping[str, Any], key_of: KeyResolver) -> str:
-    """``web/ingress/IPv4/tcp/443/0.0.0.0/0``: group, direction, ethertype, protocol, ports, remote."""
+    """``web/ingress/IPv4/tcp/443/0.0.0.0/0``: group, direction, ethertype, protocol, ports,
+    remote (a CIDR, ``group:<key>`` or ``any``)."""
     low, high = p.get("port_range_min"), p.get("port_range_max")
     if low is None and high is None:
         ports = "any"

@@ -143,7 +143,7 @@ def normalize(
     quota_left: Mapping[str, int] | None = None,
     api_calls: int = 0,
 ) -> Snapshot:
-    """Turn a provider's raw records (references as ids) into a snapshot (references as addresses)."""
+    """A provider's raw records (references as ids) -> a snapshot (references as addresses)."""
     entries = []
     for kind_name, kind_records in records.items():
         kind = REGISTRY[kind_name]

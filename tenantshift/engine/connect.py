@@ -1,0 +1,14 @@
+"""Which provider a manifest's cloud reference means."""
+
+from __future__ import annotations
+
+from tenantshift.manifest import CloudRef
+from tenantshift.providers import Provider
+
+
+def open_provider(ref: CloudRef, label: str) -> Provider:
+    """A clouds.yaml entry or inline auth -> the OpenStack provider."""
+    # Imported here: openstacksdk's import costs ~1 s, and `validate` never needs it.
+    from tenantshift.providers.openstack import OpenStackProvider
+
+    return OpenStackProvider.from_cloud_ref(ref, label=label)
