@@ -1,0 +1,69 @@
+"""Imports point one way (DESIGN.md): a layer never imports a layer above it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "tenantshift"
+
+#: Lowest first. A module may import its own layer and any layer with a smaller rank.
+LAYERS = {
+    "manifest": 0,
+    "resources": 1,
+    "providers": 2,
+    "plans": 2,
+    "engine": 3,
+    "transfer": 3,
+    "cli": 4,
+}
+
+
+def layer_of(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "tenantshift" or len(parts) < 2:
+        return None
+    return parts[1] if parts[1] in LAYERS else None
+
+
+def imports_of(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append(node.module)
+    return found
+
+
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_point_down(path: Path) -> None:
+    relative = path.relative_to(PACKAGE)
+    own = relative.parts[0].removesuffix(".py")
+    if own not in LAYERS:
+        return  # package root: __init__.py
+    rank = LAYERS[own]
+    upward = [
+        module
+        for module in imports_of(path)
+        if (layer := layer_of(module)) is not None and LAYERS[layer] > rank
+    ]
+    assert not upward, f"{relative} ({own}) imports a higher layer: {upward}"
+
+
+def test_plans_and_providers_do_not_import_each_other() -> None:
+    for own, other in (("plans", "providers"), ("providers", "plans")):
+        for path in (PACKAGE / own).rglob("*.py"):
+            bad = [m for m in imports_of(path) if layer_of(m) == other]
+            assert not bad, f"{path.relative_to(PACKAGE)} imports {bad}"
+
+
+def test_the_scan_sees_every_layer() -> None:
+    seen = {p.relative_to(PACKAGE).parts[0].removesuffix(".py") for p in MODULES}
+    assert set(LAYERS) <= seen
