@@ -1,0 +1,142 @@
+"""The CLI's contract: exit codes, saved plans, staleness, refusals, secrets kept out.
+
+Clouds are memory providers here (patched in where the CLI opens providers); the same commands
+run against the real local OpenStack in tests/integration.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tenantshift import cli
+from tenantshift.manifest import CloudRef
+from tenantshift.providers.memory import MemoryProvider
+from tests.engine.topology import build_source
+
+SECRET = "s3cr3t-Pa55word"
+
+MANIFEST = """\
+version: 1
+source:
+  auth:
+    auth_url: https://source.example:5000/v3
+    username: migrator
+    password: "{{ env.SRC_PASSWORD }}"
+    project_name: src
+destination:
+  cloud: dst
+"""
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def clouds(monkeypatch: pytest.MonkeyPatch) -> dict[str, MemoryProvider]:
+    pair = {"source": build_source(networks=3, groups=2), "destination": MemoryProvider("dst")}
+
+    def fake_open(ref: CloudRef, label: str) -> MemoryProvider:
+        return pair[label]
+
+    monkeypatch.setattr(cli, "open_provider", fake_open)
+    monkeypatch.setenv("SRC_PASSWORD", SECRET)
+    return pair
+
+
+@pytest.fixture()
+def manifest(tmp_path: Path) -> Path:
+    path = tmp_path / "migration.yaml"
+    path.write_text(MANIFEST)
+    return path
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = runner.invoke(cli.app, list(args))
+    return result.exit_code, result.output
+
+
+def test_validate_good_and_bad(manifest: Path, clouds: dict[str, MemoryProvider]) -> None:
+    assert run("validate", "-m", str(manifest)) == (0, f"{manifest}: valid\n")
+    manifest.write_text(MANIFEST.replace("destination:", "destnation:"))
+    code, out = run("validate", "-m", str(manifest))
+    assert code == 1
+    assert "did you mean 'destination'?" in out
+    assert SECRET not in out
+
+
+def test_plan_apply_and_converge(
+    manifest: Path, clouds: dict[str, MemoryProvider], tmp_path: Path
+) -> None:
+    code, out = run("plan", "-m", str(manifest), "--detailed-exitcode")
+    assert code == 2, out
+    assert "+ network.net-00" in out
+    assert "to create" in out
+
+    plan_file = tmp_path / "out.plan"
+    code, out = run("plan", "-m", str(manifest), "-o", str(plan_file))
+    assert code == 0, out
+    code, shown = run("show", str(plan_file))
+    assert code == 0 and "+ network.net-01" in shown
+
+    code, out = run("apply", str(plan_file))
+    assert code == 0, out
+    assert "Apply complete!" in out
+
+    code, out = run("plan", "-m", str(manifest), "--detailed-exitcode")
+    assert code == 0, out
+    assert "No changes." in out
+
+    code, out = run("journal", "-m", str(manifest))
+    assert code == 0 and "succeeded" in out
+
+
+def test_stale_plan_is_refused(
+    manifest: Path, clouds: dict[str, MemoryProvider], tmp_path: Path
+) -> None:
+    plan_file = tmp_path / "out.plan"
+    assert run("plan", "-m", str(manifest), "-o", str(plan_file))[0] == 0
+    clouds["destination"].create("network", {"name": "by-hand"}, None)
+
+    code, out = run("apply", str(plan_file))
+
+    assert code == 1
+    assert "stale" in out and "network.by-hand" in out
+    assert clouds["destination"].count("network") == 1  # nothing applied
+
+
+def test_apply_without_a_terminal_needs_approval(
+    manifest: Path, clouds: dict[str, MemoryProvider]
+) -> None:
+    code, out = run("apply", "-m", str(manifest))
+    assert code == 1
+    assert "--auto-approve" in out
+    assert clouds["destination"].count("network") == 0
+
+
+def test_secrets_never_reach_output_plan_or_journal(
+    manifest: Path, clouds: dict[str, MemoryProvider], tmp_path: Path
+) -> None:
+    plan_file = tmp_path / "out.plan"
+    outputs = [
+        run("plan", "-m", str(manifest), "--json", "-o", str(plan_file))[1],
+        run("apply", "-m", str(manifest), "--auto-approve")[1],
+        run("journal", "-m", str(manifest))[1],
+    ]
+    assert json.loads(outputs[0])["summary"]["create"] > 0
+    stored = [plan_file.read_bytes()] + [
+        p.read_bytes() for p in (tmp_path / ".tenantshift").rglob("*") if p.is_file()
+    ]
+    assert stored[1:], "the journal was written"
+    for text in outputs:
+        assert SECRET not in text
+    for blob in stored:
+        assert SECRET.encode() not in blob
+
+
+def test_unknown_target_is_a_clear_error(manifest: Path, clouds: dict[str, MemoryProvider]) -> None:
+    code, out = run("plan", "-m", str(manifest), "--target", "network.net-O1")
+    assert code == 1
+    assert "did you mean network.net-01?" in out
