@@ -193,6 +193,9 @@ class CloudRef(_Model):
     """Name of a ``clouds.yaml`` entry. Exactly one of ``cloud`` and ``auth``."""
     auth: Auth | None = None
     """Inline credentials. Exactly one of ``cloud`` and ``auth``."""
+    snapshot: Path | None = None
+    """A snapshot file saved by ``tenantshift snapshot``, instead of ``cloud``/``auth``: plan
+    offline against it (read-only, so apply refuses to write to it)."""
     project: str | None = None
     """Project override, by name or id (32 hex digits are taken as an id)."""
     region: str | None = None
@@ -212,6 +215,11 @@ class CloudRef(_Model):
             return value.lower() == "true"
         return value
 
+    @field_validator("snapshot")
+    @classmethod
+    def _snapshot_path(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else _resolve_path(value, info)
+
     @field_validator("verify")
     @classmethod
     def _verify_path(cls, value: bool | str, info: ValidationInfo) -> bool | str:
@@ -221,10 +229,14 @@ class CloudRef(_Model):
 
     @model_validator(mode="after")
     def _cloud_xor_auth(self) -> CloudRef:
-        if self.cloud is not None and self.auth is not None:
-            raise ValueError("give either 'cloud' or 'auth', not both")
-        if self.cloud is None and self.auth is None:
-            raise ValueError("needs 'cloud' (a clouds.yaml entry) or 'auth' (inline credentials)")
+        given = [k for k in ("cloud", "auth", "snapshot") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of 'cloud', 'auth' and 'snapshot', not {' and '.join(given)}")
+        if not given:
+            raise ValueError(
+                "needs 'cloud' (a clouds.yaml entry), 'auth' (inline credentials) "
+                "or 'snapshot' (a saved snapshot file)"
+            )
         if self.auth is not None and self.project is not None and self.auth.auth_type != "password":
             raise ValueError(
                 "'project' cannot be used with application credentials: "
