@@ -140,3 +140,26 @@ def test_unknown_target_is_a_clear_error(manifest: Path, clouds: dict[str, Memor
     code, out = run("plan", "-m", str(manifest), "--target", "network.net-O1")
     assert code == 1
     assert "did you mean network.net-01?" in out
+
+
+def test_plan_offline_against_snapshot_files(tmp_path: Path) -> None:
+    """No cloud at all: both sides from files saved by `tenantshift snapshot`."""
+    from tenantshift.providers.snapshot_file import save_snapshot
+
+    save_snapshot(build_source(networks=2, groups=1).snapshot(), tmp_path / "src.json")
+    save_snapshot(MemoryProvider("dst").snapshot(), tmp_path / "dst.json")
+    manifest = tmp_path / "offline.yaml"
+    manifest.write_text(
+        "version: 1\nsource: {snapshot: src.json}\ndestination: {snapshot: dst.json}\n"
+    )
+
+    code, out = run("plan", "-m", str(manifest), "--json")
+    assert code == 0, out
+    document = json.loads(out)
+    assert document["summary"]["create"] == len(
+        [c for c in document["changes"] if c["action"] == "create"]
+    ) > 0
+
+    code, out = run("apply", "-m", str(manifest), "--auto-approve")
+    assert code == 1
+    assert "dst.json is a snapshot file: it cannot be changed" in out
