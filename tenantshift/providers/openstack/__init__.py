@@ -1,1 +1,21 @@
-"""openstack."""
+"""The OpenStack provider (openstacksdk): networks, subnets, routers and their interfaces,
+security groups and rules, keypairs. Build one with ``OpenStackProvider.from_cloud_ref``."""
+
+from tenantshift.providers.openstack.connection import (
+    ConflictError,
+    ForbiddenError,
+    RetryPolicy,
+    connect,
+)
+from tenantshift.providers.openstack.provider import KINDS, OpenStackProvider
+from tenantshift.providers.openstack.records import PROVENANCE_PREFIX
+
+__all__ = [
+    "KINDS",
+    "PROVENANCE_PREFIX",
+    "ConflictError",
+    "ForbiddenError",
+    "OpenStackProvider",
+    "RetryPolicy",
+    "connect",
+]

@@ -1,0 +1,239 @@
+"""Connecting to a cloud, the retry policy, and translating SDK exceptions at the boundary.
+
+Retries are ours rather than keystoneauth's (``status_code_retries``/``connect_retries``): those
+honour ``Retry-After`` but have no jitter, no bound on the total time of one call, and retry a
+POST whose response was lost as blindly as a GET. Here every call has an attempt limit *and* a
+time budget, delays are jittered so parallel workers do not retry in lockstep, and a write whose
+outcome is unknown asks a ``recover`` callback (look the resource up) before trying again, so a
+lost response never creates a duplicate.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import openstack
+import openstack.config
+import openstack.connection
+import requests
+from keystoneauth1 import exceptions as ksa_exc
+from openstack import exceptions as sdk_exc
+
+from tenantshift.providers.base import NotFoundError, ProviderError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Statuses worth another try: throttled, or the server (or a proxy before it) failed.
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class ConflictError(ProviderError):
+    """HTTP 409: the resource exists already, or is in use."""
+
+
+class ForbiddenError(ProviderError):
+    """HTTP 401/403: the credentials may not do this (quota reads for a non-admin, say)."""
+
+
+@dataclass
+class RetryPolicy:
+    """Bounded retries with exponential backoff and jitter.
+
+    ``attempts`` counts the first try. ``budget`` caps the wall time of one call including its
+    sleeps: a delay that would cross it (a long ``Retry-After``) ends the call instead.
+    """
+
+    attempts: int = 6
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    budget: float = 20.0
+    rng: random.Random = field(default_factory=random.Random)
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+
+    def backoff(self, retry: int) -> float:
+        """Delay before retry ``retry`` (1-based): half fixed, half random ("equal jitter")."""
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (retry - 1))
+        return ceiling / 2 + self.rng.uniform(0, ceiling / 2)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What one failed attempt tells the retry loop."""
+
+    message: str
+    status: int | None = None
+    retryable: bool = False
+    #: The request may have reached the server (lost response): a write may have happened.
+    ambiguous: bool = False
+    retry_after: float | None = None
+
+
+def _retry_after(response: requests.Response | None) -> float | None:
+    if response is None:
+        return None
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:  # the HTTP-date form
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def classify(exc: BaseException) -> Failure:
+    """Turn any SDK/keystoneauth/requests exception into a ``Failure``, never re-raising it."""
+    if isinstance(exc, sdk_exc.HttpException):
+        status = exc.status_code
+        detail = str(exc.details or exc.message or "").strip()
+        message = f"HTTP {status}: {detail}" if status else detail or type(exc).__name__
+        return Failure(
+            message=message,
+            status=status,
+            retryable=status in RETRYABLE_STATUS,
+            # A 5xx from a proxy or a dying worker says nothing about whether the write happened.
+            ambiguous=status is not None and status >= 500,
+            retry_after=_retry_after(exc.response) if status == 429 else None,
+        )
+    if isinstance(exc, ksa_exc.HttpError):
+        status = exc.http_status
+        return Failure(
+            message=f"HTTP {status}: {exc.message or exc.details or ''}".strip(),
+            status=status,
+            retryable=status in RETRYABLE_STATUS,
+            ambiguous=status is not None and status >= 500,
+            retry_after=_retry_after(exc.response) if status == 429 else None,
+        )
+    if isinstance(exc, ksa_exc.SSLError):
+        # A certificate problem does not heal by retrying.
+        return Failure(message=f"TLS error: {exc}")
+    if isinstance(exc, ksa_exc.RetriableConnectionFailure | ksa_exc.UnknownConnectionError):
+        # Resets and read timeouts can happen after the server acted on the request.
+        return Failure(message=str(exc), retryable=True, ambiguous=True)
+    if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+        return Failure(message=str(exc), retryable=True, ambiguous=True)
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return Failure(message=str(exc) or type(exc).__name__, retryable=True, ambiguous=True)
+    if isinstance(exc, ksa_exc.ClientException | sdk_exc.SDKException):
+        return Failure(message=str(exc) or type(exc).__name__)
+    return Failure(message=f"{type(exc).__name__}: {exc}")
+
+
+def to_provider_error(label: str, call: str, failure: Failure, attempts: int) -> ProviderError:
+    tries = f" (after {attempts} attempts)" if attempts > 1 else ""
+    text = f"{label}: {call} failed{tries}: {failure.message}"
+    cls: type[ProviderError] = ProviderError
+    if failure.status == 404:
+        cls = NotFoundError
+    elif failure.status == 409:
+        cls = ConflictError
+    elif failure.status in (401, 403):
+        cls = ForbiddenError
+    return cls(text, call=call, retryable=failure.retryable)
+
+
+class Caller:
+    """Runs SDK calls under the retry policy, counting HTTP requests, translating exceptions."""
+
+    def __init__(self, label: str, policy: RetryPolicy | None = None) -> None:
+        self.label = label
+        self.policy = policy or RetryPolicy()
+        self._lock = threading.Lock()
+        self.requests = 0
+
+    def count_request(self, *_args: Any, **_kwargs: Any) -> None:
+        """A ``requests`` response hook: one HTTP request completed (any status)."""
+        with self._lock:
+            self.requests += 1
+
+    def __call__(
+        self,
+        call: str,
+        fn: Callable[[], T],
+        *,
+        recover: Callable[[], T | None] | None = None,
+    ) -> T:
+        """Run ``fn`` until it succeeds, fails for good, or the attempts/budget run out.
+
+        ``recover`` is for writes: after an attempt whose outcome is unknown, it looks for the
+        result of that attempt (``None``: it did not happen) before the write is sent again.
+        """
+        policy = self.policy
+        start = policy.clock()
+        attempt = 0
+        unsure = False
+        while True:
+            attempt += 1
+            try:
+                if unsure and recover is not None:
+                    found = recover()
+                    if found is not None:
+                        log.info("%s: %s had succeeded, its response was lost", self.label, call)
+                        return found
+                return fn()
+            except ProviderError:
+                raise  # already ours (raised by a nested call or by recover)
+            except Exception as exc:
+                failure = classify(exc)
+            unsure = unsure or failure.ambiguous
+            if not failure.retryable or attempt >= policy.attempts:
+                raise to_provider_error(self.label, call, failure, attempt) from None
+            delay = policy.backoff(attempt)
+            if failure.retry_after is not None:
+                delay = max(delay, failure.retry_after)
+            if policy.clock() - start + delay > policy.budget:
+                raise to_provider_error(
+                    self.label,
+                    call,
+                    Failure(f"{failure.message}; gave up, the retry budget of "
+                            f"{policy.budget:g}s is spent", failure.status),
+                    attempt,
+                ) from None
+            log.warning("%s: %s: %s; retry %d in %.1fs", self.label, call, failure.message,
+                        attempt, delay)
+            policy.sleep(delay)
+
+
+def connect(
+    connect_kwargs: Mapping[str, Any],
+    *,
+    config_files: list[str] | None = None,
+    api_timeout: float = 30.0,
+    overrides: Mapping[str, Any] | None = None,
+) -> openstack.connection.Connection:
+    """An ``openstack.connection.Connection`` from ``CloudRef.to_connect_kwargs()``.
+
+    keystoneauth's own retries are switched off (ours wrap every call), and the session keeps
+    the auth plugin, not a token: password and application-credential auth re-authenticate by
+    themselves when the token expires mid-run. ``overrides`` take further config keys, such as
+    ``network_endpoint_override`` (tests put a fault proxy in front of Neutron that way).
+    """
+    kwargs: dict[str, Any] = dict(connect_kwargs)
+    kwargs.update(overrides or {})
+    kwargs.setdefault("api_timeout", api_timeout)
+    kwargs["connect_retries"] = 0
+    kwargs["status_code_retries"] = 0
+    try:
+        # Inline credentials must not be merged with whatever OS_* variables the shell has.
+        extra: dict[str, Any] = {"load_envvars": "auth" not in kwargs}
+        if config_files:
+            extra["config_files"] = config_files
+        config = openstack.config.OpenStackConfig(**extra)
+        region = config.get_one(**kwargs)
+        return openstack.connection.Connection(config=region)
+    except Exception as exc:  # config errors must not leak a traceback (nor the auth dict)
+        raise ProviderError(f"cannot configure the connection: {classify(exc).message}",
+                            call="connect") from None
