@@ -1,0 +1,237 @@
+"""Bootstrap steps run by `devcloud up` inside the venv (openstacksdk available).
+
+    python -m devcloud_ext.bootstrap identity   # service users, catalog (Keystone only)
+    python -m devcloud_ext.bootstrap wait       # nova-compute and cinder-volume report up
+    python -m devcloud_ext.bootstrap cloud      # tenants, flavors, image, network, quotas,
+                                                # conversion hosts + conversion-hosts.yaml
+Every step is find-or-create, so re-running is cheap and safe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import yaml
+
+from . import paths
+from .cloud import (
+    CONVERSION_HOST, FLAVORS, IMAGE_NAME, PUBLIC_CIDR, PUBLIC_NET, TENANTS, connect,
+    image_bytes, log, wait,
+)
+
+HOST = "127.0.0.1"
+SERVICE_PASSWORD = "devcloud-service"
+# name, type, port, path
+CATALOG = [
+    ("glance", "image", 19292, ""),
+    ("placement", "placement", 18778, ""),
+    ("nova", "compute", 18774, "/v2.1"),
+    ("neutron", "network", 19696, ""),
+    ("cinderv3", "block-storage", 18776, "/v3/%(project_id)s"),
+    # Nova's [cinder] catalog_info defaults to the legacy `volumev3` type.
+    ("cinder-volumev3", "volumev3", 18776, "/v3/%(project_id)s"),
+]
+SERVICE_USERS = ["glance", "placement", "nova", "neutron", "cinder"]
+SSH_PORTS = {"src": 2221, "dst": 2222}
+
+
+def _role(conn: Any, name: str) -> Any:
+    return conn.identity.find_role(name) or conn.identity.create_role(name=name)
+
+
+def identity() -> None:
+    conn = connect("devcloud-admin")
+    ident = conn.identity
+    domain = ident.find_domain("default")
+    service_project = ident.find_project("service", domain_id=domain.id) or \
+        ident.create_project(name="service", domain_id=domain.id)
+    admin_role, service_role = _role(conn, "admin"), _role(conn, "service")
+    _role(conn, "member")
+    _role(conn, "reader")
+    for name in SERVICE_USERS:
+        user = ident.find_user(name, domain_id=domain.id)
+        if user is None:
+            user = ident.create_user(name=name, password=SERVICE_PASSWORD, domain_id=domain.id)
+        for role in (admin_role, service_role):
+            ident.assign_project_role_to_user(service_project, user, role)
+    for name, stype, port, path in CATALOG:
+        svc = next((s for s in ident.services() if s.type == stype), None)
+        if svc is None:
+            svc = ident.create_service(name=name, type=stype)
+        have = {e.interface for e in ident.endpoints(service_id=svc.id)}
+        for iface in ("public", "internal", "admin"):
+            if iface not in have:
+                ident.create_endpoint(service_id=svc.id, interface=iface,
+                                      url=f"http://{HOST}:{port}{path}", region_id="RegionOne")
+    log("identity: service users and catalog ready")
+
+
+def wait_services(nova_manage: str, nova_conf: str) -> None:
+    conn = connect("devcloud-admin")
+
+    def compute_up() -> bool:
+        return any(s.binary == "nova-compute" and s.state == "up"
+                   for s in conn.compute.services())
+
+    def volume_up() -> bool:
+        return any(s.binary == "cinder-volume" and s.state == "up"
+                   for s in conn.block_storage.services())
+
+    wait("nova-compute to report up", compute_up, timeout=300, interval=2)
+
+    def hypervisor_mapped() -> bool:
+        # The scheduler only sees hosts mapped into a cell; don't wait for the periodic task.
+        subprocess.run([nova_manage, "--config-file", nova_conf, "cell_v2", "discover_hosts"],
+                       capture_output=True, check=False)
+        return bool(list(conn.compute.hypervisors()))
+
+    wait("the compute host to be mapped", hypervisor_mapped, timeout=120, interval=3)
+    wait("cinder-volume to report up", volume_up, timeout=300, interval=2)
+    log("wait: nova-compute and cinder-volume are up")
+
+
+def _tenants(conn: Any) -> dict[str, Any]:
+    ident = conn.identity
+    domain = ident.find_domain("default")
+    member = _role(conn, "member")
+    admin_project = ident.find_project("admin", domain_id=domain.id)
+    admin_user = ident.find_user("admin", domain_id=domain.id)
+    projects = {}
+    for key, t in TENANTS.items():
+        proj = ident.find_project(t["project"], domain_id=domain.id) or ident.create_project(
+            name=t["project"], domain_id=domain.id, description=f"devcloud {key} tenant")
+        user = ident.find_user(t["user"], domain_id=domain.id)
+        if user is None:
+            user = ident.create_user(name=t["user"], password=t["password"],
+                                     domain_id=domain.id, default_project_id=proj.id)
+        ident.assign_project_role_to_user(proj, user, member)
+        projects[key] = proj
+    del admin_project, admin_user
+    return projects
+
+
+def _quotas(conn: Any, projects: dict[str, Any]) -> None:
+    for proj in projects.values():
+        conn.set_compute_quotas(proj.id, instances=100, cores=400, ram=409600,
+                                key_pairs=100, server_groups=50)
+        conn.set_network_quotas(proj.id, network=200, subnet=200, port=500, router=50,
+                                floatingip=50, security_group=200, security_group_rule=2000)
+        conn.set_volume_quotas(proj.id, volumes=100, snapshots=100, gigabytes=5000,
+                               backups=0, backup_gigabytes=0)
+
+
+def _flavors(conn: Any) -> None:
+    for name, (vcpus, ram, disk) in FLAVORS.items():
+        if conn.compute.find_flavor(name) is None:
+            conn.compute.create_flavor(name=name, vcpus=vcpus, ram=ram, disk=disk,
+                                       is_public=True)
+
+
+def _image(conn: Any) -> Any:
+    img = conn.image.find_image(IMAGE_NAME)
+    if img is not None and img.status != "active":
+        conn.image.delete_image(img)
+        img = None
+    if img is None:
+        data = image_bytes()
+        img = conn.image.create_image(
+            name=IMAGE_NAME, disk_format="raw", container_format="bare", visibility="public",
+            data=data, min_disk=1, allow_duplicates=True,
+        )
+        img = conn.image.wait_for_status(img, "active", wait=120)
+    return img
+
+
+def _public_network(conn: Any) -> None:
+    net = conn.network.find_network(PUBLIC_NET)
+    if net is None:
+        net = conn.network.create_network(
+            name=PUBLIC_NET, is_router_external=True, is_shared=True,
+            provider_network_type="flat", provider_physical_network="public")
+    if not list(conn.network.subnets(network_id=net.id)):
+        conn.network.create_subnet(
+            name="public-subnet", network_id=net.id, ip_version=4, cidr=PUBLIC_CIDR,
+            gateway_ip="172.24.4.1", is_dhcp_enabled=False,
+            allocation_pools=[{"start": "172.24.4.10", "end": "172.24.4.250"}])
+
+
+def _conversion_host(key: str, image_id: str) -> Any:
+    """The tenant's `conversion-host` server (created by its non-admin user)."""
+    conn = connect(f"devcloud-{key}")
+    servers = list(conn.compute.servers(name=f"^{CONVERSION_HOST}$"))
+    keep = None
+    for s in servers:
+        if keep is None and s.status == "ACTIVE":
+            keep = s
+        else:  # ERROR/SHUTOFF ghosts or duplicates: replace
+            log(f"{key}: removing stale {CONVERSION_HOST} {s.id} ({s.status})")
+            conn.compute.delete_server(s, force=True)
+            conn.compute.wait_for_delete(s, wait=120)
+    if keep is not None:
+        return keep
+    flavor = conn.compute.find_flavor("m1.tiny")
+    server = conn.compute.create_server(
+        name=CONVERSION_HOST, image_id=image_id, flavor_id=flavor.id, networks="none",
+        metadata={"devcloud": "conversion-host"})
+    return conn.compute.wait_for_server(server, status="ACTIVE", wait=300, interval=2)
+
+
+def cloud() -> None:
+    admin = connect("devcloud-admin")
+    projects = _tenants(admin)
+    _quotas(admin, projects)
+    _flavors(admin)
+    image = _image(admin)
+    _public_network(admin)
+    ssh = os.path.join(paths.state_dir(), "ssh")
+    hosts: dict[str, Any] = {}
+    for key, label in (("src", "source"), ("dst", "destination")):
+        server = _conversion_host(key, image.id)
+        by_id = paths.by_id_dir(server.id)
+        os.makedirs(by_id, exist_ok=True)
+        with open(os.path.join(ssh, key, "ssh_host_ed25519_key.pub")) as f:
+            host_key = " ".join(f.read().split()[:2])
+        hosts[label] = {
+            "server": CONVERSION_HOST,
+            "server_id": server.id,
+            "cloud": f"devcloud-{key}",
+            "project": TENANTS[key]["project"],
+            "address": HOST,
+            "port": SSH_PORTS[key],
+            "user": "root",
+            "key_file": os.path.join(ssh, "id_ed25519"),
+            "host_key": host_key,
+            "known_hosts_line": f"[{HOST}]:{SSH_PORTS[key]} {host_key}",
+            "device_dir": by_id,
+        }
+    path = os.path.join(paths.state_dir(), "conversion-hosts.yaml")
+    with open(path + ".tmp", "w") as f:
+        f.write("# written by `devcloud up`; usable as a tenantshift manifest's conversion_hosts\n")
+        yaml.safe_dump(hosts, f, sort_keys=False, default_flow_style=False)
+    os.replace(path + ".tmp", path)
+    with open(os.path.join(paths.state_dir(), "ssh", "known_hosts"), "w") as f:
+        f.writelines(h["known_hosts_line"] + "\n" for h in hosts.values())
+    log(f"cloud: tenants, flavors, image, public network, conversion hosts ready ({path})")
+    print(json.dumps({k: v["server_id"] for k, v in hosts.items()}))
+
+
+def main(argv: list[str]) -> int:
+    cmd = argv[0] if argv else ""
+    if cmd == "identity":
+        identity()
+    elif cmd == "wait":
+        wait_services(argv[1], argv[2])
+    elif cmd == "cloud":
+        cloud()
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

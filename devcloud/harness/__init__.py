@@ -1,0 +1,1 @@
+"""devcloud harness: standard-library-only orchestration of a local OpenStack."""

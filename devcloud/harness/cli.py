@@ -1,0 +1,70 @@
+"""Command line of `devcloud/devcloud` (system python3, standard library only)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+
+from . import install, lifecycle
+from .layout import State
+
+
+def _venv_module(state: State, module: str, *args: str) -> int:
+    """seed/reset use openstacksdk, so they run in the devcloud venv."""
+    if not (state.bin / "python").exists():
+        print("devcloud: not installed; run `devcloud up` first", file=sys.stderr)
+        return 1
+    env = {**os.environ, **install.venv_python_env(state)}
+    return subprocess.run([str(state.bin / "python"), "-m", f"devcloud_ext.{module}", *args],
+                          env=env).returncode
+
+
+def cmd_env(state: State) -> int:
+    exports = {
+        "OS_CLIENT_CONFIG_FILE": str(state.clouds_yaml),
+        "OS_CLOUD": "devcloud-src",
+        "DEVCLOUD_STATE": str(state.root),
+        "DEVCLOUD_CONVERSION_HOSTS": str(state.conversion_hosts),
+    }
+    for k, v in exports.items():
+        print(f"export {k}={shlex.quote(v)}")
+    print(f"# openstack CLI: {state.bin / 'openstack'} --os-cloud devcloud-src server list")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="devcloud", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name, text in [
+        ("up", "install if needed, start everything, bootstrap (idempotent)"),
+        ("down", "stop every process devcloud started"),
+        ("status", "each service, its port, healthy or not (exit 1 if any is not)"),
+        ("seed", "reset both tenants, then fill src-tenant with a realistic topology"),
+        ("reset", "delete tenant resources in both tenants (keeps conversion hosts)"),
+        ("env", "print shell exports (OS_CLIENT_CONFIG_FILE, ...)"),
+    ]:
+        sub.add_parser(name, help=text)
+    args = p.parse_args(argv)
+    state = State.from_env()
+    try:
+        if args.cmd == "up":
+            lifecycle.up(state)
+            return 0
+        if args.cmd == "down":
+            lifecycle.down(state)
+            return 0
+        if args.cmd == "status":
+            return 0 if lifecycle.status(state) else 1
+        if args.cmd == "seed":
+            return _venv_module(state, "seed")
+        if args.cmd == "reset":
+            return _venv_module(state, "reset")
+        if args.cmd == "env":
+            return cmd_env(state)
+    except RuntimeError as e:
+        print(f"devcloud: error: {e}", file=sys.stderr)
+        return 1
+    return 2
