@@ -98,7 +98,7 @@ def _nodes_for(change: Change) -> list[Node]:
     if late and change.action is not Action.DELETE:
         touched = {fc.field for fc in change.fields}
         after = change.after or {}
-        wants_late = any(after.get(f) != kind.field(f).default for f in late)
+        wants_late = any(after.get(f) not in (None, kind.field(f).default) for f in late)
         if (change.action is Action.UPDATE and touched & set(late)) or (
             change.action in (Action.CREATE, Action.REPLACE) and wants_late
         ):

@@ -231,7 +231,8 @@ class CloudRef(_Model):
     def _cloud_xor_auth(self) -> CloudRef:
         given = [k for k in ("cloud", "auth", "snapshot") if getattr(self, k) is not None]
         if len(given) > 1:
-            raise ValueError(f"give one of 'cloud', 'auth' and 'snapshot', not {' and '.join(given)}")
+            both = " and ".join(given)
+            raise ValueError(f"give one of 'cloud', 'auth' and 'snapshot', not {both}")
         if not given:
             raise ValueError(
                 "needs 'cloud' (a clouds.yaml entry), 'auth' (inline credentials) "

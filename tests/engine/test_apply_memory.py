@@ -99,9 +99,14 @@ def test_a_failure_skips_exactly_its_dependents_and_a_rerun_converges(tmp_path: 
     destination.fault = None
     rerun = make_plan(MANIFEST, source, destination).plan
     todo = {c.address for c in rerun.changes if c.action is not Action.NOOP}
-    assert todo == {"network.net-03", "subnet.net-03/sub-0", "subnet.net-03/sub-1",
-                    "router_interface.router-0/net-03/sub-0",
-                    "router_interface.router-0/net-03/sub-1", "router.router-0"}
+    assert todo == {
+        "network.net-03",
+        "subnet.net-03/sub-0",
+        "subnet.net-03/sub-1",
+        "router_interface.router-0/net-03/sub-0",
+        "router_interface.router-0/net-03/sub-1",
+        "router.router-0",
+    }
     assert apply_plan(rerun, destination, tmp_path).ok
     assert not make_plan(MANIFEST, source, destination).plan.has_changes
     assert all(count == 1 for count in names(destination, "network").values())
@@ -196,6 +201,7 @@ def test_parallelism_is_bounded(tmp_path: Path) -> None:
                 running -= 1
 
     destination.create = slow_create  # type: ignore[method-assign]
-    assert apply_plan(make_plan(MANIFEST, source, destination).plan, destination, tmp_path,
-                      parallelism=3).ok
+    assert apply_plan(
+        make_plan(MANIFEST, source, destination).plan, destination, tmp_path, parallelism=3
+    ).ok
     assert 1 < peak <= 3
