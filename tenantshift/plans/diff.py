@@ -13,7 +13,7 @@ from typing import Any
 
 from tenantshift.plans.model import Action, Change, FieldChange, Reason
 from tenantshift.resources import REGISTRY, Resource, Snapshot
-from tenantshift.resources.base import Kind, make_address
+from tenantshift.resources.base import Kind, make_address, split_address
 from tenantshift.resources.snapshot import params_from_record
 
 
@@ -41,27 +41,66 @@ def match(desired: Snapshot, actual: Snapshot) -> dict[str, Resource]:
     A marker wins over a name. An actual resource is matched by name only when its marker, if any,
     names a source resource that no longer exists (the source was deleted and re-created under
     the same name): adopting it then beats creating a duplicate.
+
+    Kinds are matched in reference order, and "by name" means by the actual resource's address
+    *as the desired state would spell it*: its references rewritten to the desired addresses of
+    the parents already matched. So the interface of a renamed router, or the rules of a renamed
+    group, follow their parent instead of turning into a delete plus a duplicate create. A
+    resource referencing an actual parent that matched nothing is never matched by name (it
+    cannot belong to any desired parent).
     """
     source_ids = {r.info.get("source_id") for r in desired.resources.values()}
     by_marker = {(r.kind, r.provenance): r for r in actual.resources.values() if r.provenance}
     result: dict[str, Resource] = {}
     taken: set[str] = set()
-    for address, want in desired.resources.items():
-        have = by_marker.get((want.kind, str(want.info.get("source_id"))))
-        if have is not None and REGISTRY[want.kind].provenance:
+    translate: dict[str, str] = {}
+    for kind in REGISTRY:
+        wants = {a: w for a, w in desired.resources.items() if w.kind == kind.name}
+        for address, want in wants.items():
+            have = by_marker.get((want.kind, str(want.info.get("source_id"))))
+            if have is not None and kind.provenance:
+                result[address] = have
+                taken.add(have.address)
+        by_address: dict[str, Resource] = {}
+        for have in actual.of_kind(kind.name):
+            spelled = _desired_address(kind, have, translate)
+            if spelled is not None:
+                by_address.setdefault(spelled, have)
+        for address in wants:
+            if address in result:
+                continue
+            have = by_address.get(address)
+            if have is None or have.address in taken:
+                continue
+            if kind.provenance and have.provenance in source_ids - {None}:
+                continue  # it is the copy of another source resource
             result[address] = have
             taken.add(have.address)
-    for address, want in desired.resources.items():
-        if address in result:
-            continue
-        have = actual.resources.get(address)
-        if have is None or have.address in taken:
-            continue
-        if REGISTRY[want.kind].provenance and have.provenance in source_ids - {None}:
-            continue  # it is the copy of another source resource
-        result[address] = have
-        taken.add(have.address)
+        translate.update({result[a].address: a for a in wants if a in result})
     return result
+
+
+def _desired_address(kind: Kind, have: Resource, translate: dict[str, str]) -> str | None:
+    """The address ``have`` would have with its references translated; None when one of them
+    points at an actual resource no desired one matched."""
+    if not kind.refs:
+        return have.address
+
+    def key_of(address: str) -> str:
+        return split_address(address)[1]
+
+    params = dict(have.params)
+    for f in kind.refs:
+        value = params.get(f.name)
+        if value is None:
+            continue
+        if value not in translate:
+            return None
+        params[f.name] = translate[value]
+    # Keep a disambiguation suffix (``~2``) the snapshot gave the actual resource.
+    spelled = kind.key(have.params, key_of)
+    suffix = have.key[len(spelled) :] if have.key.startswith(spelled) else ""
+    return make_address(kind.name, kind.key(params, key_of) + suffix)
 
 
 def _translated(res: Resource, translate: dict[str, str]) -> dict[str, Any]:
