@@ -190,6 +190,8 @@ def _auto_children(desired: Snapshot, changes: dict[str, Change]) -> None:
                 changes[address] = existing.model_copy(
                     update={
                         "action": Action.NOOP,
+                        # What the cloud will have made: a no-op has a before like any other.
+                        "before": existing.after,
                         "reason": Reason.AUTO_CREATED,
                         "detail": f"created by the cloud with {change.address}",
                     }
