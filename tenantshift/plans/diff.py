@@ -227,9 +227,13 @@ def _orphans(
         kind = REGISTRY[have.kind]
         params = _translated(have, translate)
         owner = params.get(kind.owner) if kind.owner else None
+        # The cloud's own resources (``default``) are never deleted, even carrying our marker.
+        builtin = kind.name_field is not None and params.get(kind.name_field.name) in (
+            kind.builtin_names
+        )
         if owner is not None and owner in desired.resources:
             reason, detail = Reason.NOT_IN_SOURCE, f"{owner} has no such {kind.name} at the source"
-        elif prune and have.provenance and have.provenance not in source_ids:
+        elif prune and have.provenance and have.provenance not in source_ids and not builtin:
             reason, detail = Reason.PRUNE, "its source is gone (options.prune is on)"
         else:
             continue
