@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import openstack.connection
+from openstack.resource import Resource
 
 from tenantshift.providers.base import NotFoundError, ProviderError, find_in
 from tenantshift.providers.openstack import records as rec
@@ -260,12 +261,13 @@ class OpenStackProvider:
                 lambda: list(net.security_group_rules(security_group_id=params["security_group"])),
             )
             return [rec.security_group_rule_record(r) for r in rules]
-        lister = getattr(net, {"network": "networks", "subnet": "subnets", "router": "routers",
-                               "security_group": "security_groups"}[kind])
+        plural = {"network": "networks", "subnet": "subnets", "router": "routers",
+                  "security_group": "security_groups"}[kind]
+        lister = getattr(net, plural)
         out: list[Record] = []
         if source_id is not None:
             tagged = self.call(
-                f"network.{lister.__name__}(tags)",
+                f"network.{plural}(tags)",
                 lambda: list(lister(project_id=project, tags=rec.provenance_tag(source_id))),
             )
             out = [self._record(kind, r) for r in tagged]
@@ -274,7 +276,7 @@ class OpenStackProvider:
         query: dict[str, Any] = {"project_id": project, "name": params.get("name")}
         if kind == "subnet":
             query["network_id"] = params["network"]
-        by_key = self.call(f"network.{lister.__name__}(name)", lambda: list(lister(**query)))
+        by_key = self.call(f"network.{plural}(name)", lambda: list(lister(**query)))
         return [self._record(kind, r) for r in by_key]
 
     def _interfaces(self, **query: Any) -> list[Record]:
@@ -331,7 +333,8 @@ class OpenStackProvider:
             if found is not None:
                 return found
             raise ConflictError(f"{exc} (wanted {dict(params)})", call=exc.call) from None
-        record = res if isinstance(res, dict) else self._record(kind, res)
+        # SDK resources are dicts too: tell them from a record ``recover`` found by their type.
+        record = self._record(kind, res) if isinstance(res, Resource) else res
         if marker is not None and record.get("provenance") != marker:
             # No tag-creation extension: stamp right after; a crash in between leaves an
             # untagged copy that ``find`` still matches by name.
@@ -382,7 +385,7 @@ class OpenStackProvider:
             if found is None:
                 raise
             return found
-        return kp if isinstance(kp, dict) else rec.keypair_record(kp)
+        return rec.keypair_record(kp) if isinstance(kp, Resource) else kp
 
     def update(self, kind: str, id: str, changes: Mapping[str, Any]) -> Record:
         self._check_kind(kind)
