@@ -167,7 +167,7 @@ def _nova(state: State, site_etc: Path) -> None:
             "instances_path": n / "instances",
             # Our subclass of fake.FakeDriverWithoutFakeNodes (plain FakeDriver refuses to
             # restart on existing data): root disks and by-id links on disk, state persisted.
-            "compute_driver": "devcloud_ext.nova_fake.DevcloudFakeDriver",
+            "compute_driver": "devcloud_fake.DevcloudFakeDriver",  # see devcloud_ext.nova_compute
             "osapi_compute_listen": HOST,
             "metadata_listen": HOST,
             "enabled_apis": "osapi_compute",

@@ -6,6 +6,7 @@ import os
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from . import configs, install
 from .layout import ADMIN_PASSWORD, HOST, REGION, TENANTS, State, keystone_url
@@ -37,6 +38,8 @@ def up(state: State) -> None:
     _start(state, svcs["keystone"], timeout=120)
     _venv_py(state, "bootstrap", "identity")
     _start(state, svcs["rabbitmq"], timeout=120)
+    # sshd's privilege-separation directory is compiled in; Debian creates it only at boot.
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     rest = [s for s in svcs.values() if s.group >= 2]
     for s in rest:
         start(state, s.name, s.argv, s.env)

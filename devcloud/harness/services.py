@@ -87,14 +87,17 @@ def all_services(state: State) -> list[Service]:
                   {"DEVCLOUD_CONF": str(etc / "neutron" / "neutron.conf")}),
         _gunicorn(state, "cinder-api", "devcloud_ext.wsgi_cinder:application",
                   PORTS["cinder-api"], {"DEVCLOUD_CONF": str(etc / "cinder" / "cinder.conf")}),
-        _gunicorn(state, "nova-api", "nova.wsgi.osapi_compute:application", PORTS["nova-api"],
+        _gunicorn(state, "nova-api", "devcloud_ext.wsgi_nova:application", PORTS["nova-api"],
                   {"OS_NOVA_CONFIG_DIR": str(etc / "nova")}),
         _console(state, "nova-conductor", "nova-conductor", "nova/nova.conf"),
         _console(state, "nova-scheduler", "nova-scheduler", "nova/nova.conf"),
-        _console(state, "nova-compute", "nova-compute", "nova/nova.conf"),
+        Service("nova-compute", [str(state.bin / "python"), "-m", "devcloud_ext.nova_compute",
+                                 "--config-file", str(etc / "nova" / "nova.conf")], group=3),
         _console(state, "cinder-scheduler", "cinder-scheduler", "cinder/cinder.conf"),
         _console(state, "cinder-volume", "cinder-volume", "cinder/cinder.conf"),
     ]
+    for s in svcs:  # our plugins find the state directory through this
+        s.env.setdefault("DEVCLOUD_STATE", str(state.root))
     svcs[3].group = 1  # keystone first: the others need its service users at start-up
     for key in ("src", "dst"):
         # sshd re-execs itself, so it needs its absolute path; -D stays in the foreground.
