@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from typing import Any
 
 import jsonschema
 import pytest
 
-from tenantshift.plans.render import plan_document, render_json
+from tenantshift.plans import Plan
+from tenantshift.plans.render import plan_document, render_human, render_json
 from tests.plans.plan_schema import REGENERATE, SCHEMA_PATH, render
 from tests.plans.plans_data import full_plan, no_changes_plan
 
@@ -64,3 +66,15 @@ BROKEN = {
 def test_schema_rejects(schema: dict[str, Any], case: str) -> None:
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(_broken(BROKEN[case]), schema)
+
+
+def test_documented_example_validates(schema: dict[str, Any]) -> None:
+    """The example in docs/plan-format.md is a valid document whose summary adds up."""
+    text = (SCHEMA_PATH.parent / "plan-format.md").read_text()
+    match = re.search(r"```json\n(.*?)```", text, re.DOTALL)
+    assert match, "docs/plan-format.md has no JSON example"
+    example = json.loads(match.group(1))
+    jsonschema.validate(example, schema)
+    plan = Plan.model_validate({k: v for k, v in example.items() if k != "summary"})
+    assert plan.summary() == example["summary"]
+    assert render_human(plan_document(plan)) == render_human(example)
