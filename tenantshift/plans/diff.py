@@ -285,7 +285,7 @@ def _cascade(
                         "detail": f"references {hit[0]}, which is destroyed",
                     }
                 )
-            elif not kind.provenance or have.provenance:
+            elif _managed(have, actual, doomed, change_of_actual):
                 address = _free_address(have.address, changes)
                 changes[address] = Change(
                     address=address,
@@ -311,6 +311,30 @@ def _cascade(
                 continue
             doomed.add(have.address)
             grew = True
+
+
+def _managed(
+    have: Resource, actual: Snapshot, doomed: set[str], change_of_actual: dict[str, str]
+) -> bool:
+    """Whether tenantshift may destroy ``have`` along with what it references. A kind with
+    markers is ours when it carries one; a kind without (router interfaces, rules) is ours when
+    its other parents are: the interface of someone else's router, or a rule in someone else's
+    group, is theirs, and destroying what it references must be blocked, not done behind them."""
+    kind = REGISTRY[have.kind]
+    if kind.provenance:
+        return have.provenance is not None
+    for f in kind.refs:
+        parent_address = have.params.get(f.name)
+        if parent_address is None or parent_address in doomed:
+            continue
+        parent = actual.resources.get(parent_address)
+        if parent is None:
+            return False
+        if parent.address not in change_of_actual and not _managed(
+            parent, actual, doomed, change_of_actual
+        ):
+            return False
+    return True
 
 
 def _free_address(address: str, changes: dict[str, Change]) -> str:
