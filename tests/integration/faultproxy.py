@@ -67,6 +67,12 @@ class Faults:
         return "forward"
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that timed out during an injected delay hangs up: expected, not news.
+        pass
+
+
 class FaultProxy:
     def __init__(self, upstream: str, *, seed: int = 0, **faults: Any) -> None:
         parts = urlsplit(upstream)
@@ -80,7 +86,7 @@ class FaultProxy:
         self.stats: Counter[str] = Counter()
         self._seen: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 

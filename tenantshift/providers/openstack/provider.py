@@ -326,7 +326,18 @@ class OpenStackProvider:
             attrs["tags"] = [rec.provenance_tag(str(marker))]
         create = getattr(self.conn.network, f"create_{kind}")
         try:
-            res = self.call(f"network.create_{kind}", lambda: create(**attrs), recover=recover)
+            try:
+                res = self.call(f"network.create_{kind}", lambda: create(**attrs),
+                                recover=recover)
+            except ProviderError as exc:
+                if not (tagged and "'tags' not allowed" in str(exc)):
+                    raise
+                # The extension is announced but the POST refuses tags (seen on Neutron 29
+                # with the tag plugin not loaded for it): stamp after creating, from now on.
+                self._tag_on_create = False
+                attrs.pop("tags")
+                res = self.call(f"network.create_{kind}", lambda: create(**attrs),
+                                recover=recover)
         except ConflictError as exc:
             # Rules: Neutron refuses a duplicate (and names it). If it is our rule, it is done.
             found = recover()
@@ -419,7 +430,9 @@ class OpenStackProvider:
             tags = rec.retag(res.tags, marker)
             if sorted(res.tags or []) != tags:
                 # set_tags replaces the whole list: other tags were read just above and kept.
-                res = self.call(f"network.set_tags({kind})", lambda: net.set_tags(res, tags))
+                self.call(f"network.set_tags({kind})", lambda: net.set_tags(res, tags))
+                # The PUT answers with the tags only: re-read for revision and timestamps.
+                res = self.call(f"network.get_{kind}", lambda: getattr(net, f"get_{kind}")(id))
         return self._record(kind, res)
 
     def delete(self, kind: str, id: str) -> None:
