@@ -168,8 +168,10 @@ def test_create_without_tag_creation_tags_afterwards() -> None:
     conn = fake_conn()
     conn.network.extensions.return_value = []
     conn.network.create_network.side_effect = lambda **a: net("n9", a["name"])
-    conn.network.get_network.return_value = net("n9", "osm_net", ["keep-me"])
-    conn.network.set_tags.side_effect = lambda res, tags: net("n9", "osm_net", tags)
+    conn.network.get_network.side_effect = [
+        net("n9", "osm_net", ["keep-me"]),  # read before replacing the tag list
+        net("n9", "osm_net", ["keep-me", "tenantshift-src:src-1"]),  # read after
+    ]
     record = provider(conn).create("network", {"name": "osm_net"}, "src-1")
     assert "tags" not in conn.network.create_network.call_args.kwargs
     assert conn.network.set_tags.call_args.args[1] == ["keep-me", "tenantshift-src:src-1"]
@@ -239,8 +241,8 @@ def test_update_replaces_only_our_tag() -> None:
     grp = generate_fake_resource(security_group.SecurityGroup, id="g1", name="web",
                                  tags=["x", "tenantshift-src:old"])
     conn.network.update_security_group.return_value = grp
-    conn.network.set_tags.side_effect = lambda res, tags: generate_fake_resource(
-        security_group.SecurityGroup, id="g1", name="web", tags=tags
+    conn.network.get_security_group.return_value = generate_fake_resource(
+        security_group.SecurityGroup, id="g1", name="web", tags=["tenantshift-src:new", "x"]
     )
     changes = {"description": "d", "provenance": "new"}
     record = provider(conn).update("security_group", "g1", changes)
