@@ -159,16 +159,19 @@ def _compare(want: Resource, have: Resource | None, translate: dict[str, str]) -
             fields=fields,
             **common,
         )
-    if fields:
-        return Change(action=Action.UPDATE, fields=fields, **common)
     builtin = kind.name_field and want.params.get(kind.name_field.name) in kind.builtin_names
-    if kind.provenance and have.provenance != want.info.get("source_id") and not builtin:
+    adopt = kind.provenance and have.provenance != want.info.get("source_id") and not builtin
+    if adopt:
+        changed = f" and update {', '.join(fc.field for fc in fields)}" if fields else ""
         return Change(
             action=Action.UPDATE,
             reason=Reason.ADOPT,
-            detail="already in the destination: adopt it by stamping the provenance marker",
+            detail=f"already in the destination: adopt it (stamp the provenance marker{changed})",
+            fields=fields,
             **common,
         )
+    if fields:
+        return Change(action=Action.UPDATE, fields=fields, **common)
     return Change(action=Action.NOOP, **common)
 
 

@@ -32,7 +32,7 @@ def load_plan(path: Path) -> Plan:
         raise PlanFileError(f"{path}: not a tenantshift plan file")
     if body["format_version"] != PLAN_FORMAT_VERSION:
         raise PlanFileError(
-            f"{path}: plan format {body['format_version']}, this tenantshift reads "
+            f"{path}: plan format {body['format_version']!r}, this tenantshift reads "
             f"{PLAN_FORMAT_VERSION}; make the plan again with this version"
         )
     body.pop("summary", None)

@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from tenantshift.manifest import Map, Select
-
 from tenantshift.resources.base import REGISTRY, Kind, Resource
 from tenantshift.resources.snapshot import Entry, Snapshot, assemble
 
