@@ -114,6 +114,11 @@ def main(argv: list[str]) -> int:
                           os.path.join(os.environ["DEVCLOUD_STATE"], "clouds.yaml"))
     for key in keys:
         reset_tenant(key)
+    if "src" in keys:  # the seed record no longer describes the tenant
+        try:
+            os.unlink(os.path.join(os.environ["DEVCLOUD_STATE"], "seed.json"))
+        except FileNotFoundError:
+            pass
     return 0
 
 
