@@ -36,8 +36,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(highlight=False)
-errors = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
+errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
 ManifestOpt = Annotated[Path, typer.Option("--manifest", "-m", help="The migration manifest.")]
 VarOpt = Annotated[
