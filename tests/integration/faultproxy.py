@@ -7,7 +7,11 @@ forwards it or injects a fault:
 - ``reset``: close the connection with a TCP RST before forwarding (nothing happened);
 - ``lost``: forward the request, then reset instead of answering (it *did* happen: the case
   that makes blind retries of a POST create duplicates);
-- ``delay``: wait ``delay`` seconds, then forward (a client with a shorter timeout gives up);
+- ``delay``: forward, then wait ``delay_seconds`` before answering (a slow server: a client
+  with a shorter timeout gives up on a request that did happen);
+- ``stall``: wait ``delay_seconds``, then forward (the request reaches the server only after
+  the client gave up: a retried POST can then create a duplicate, which no lookup made in
+  between can prevent; kept out of the convergence test for that reason);
 - ``fail_all``: every request gets a 503 (for "bounded retries then a clear error").
 
 Decisions are deterministic: each one is drawn from ``Random(f"{seed}:{method}:{path}:{n}")``
@@ -52,6 +56,7 @@ class Faults:
     reset: float = 0.0
     lost: float = 0.0
     delay: float = 0.0
+    stall: float = 0.0
     delay_seconds: float = 0.5
     fail_all: bool = False
 
@@ -59,7 +64,7 @@ class Faults:
         if self.fail_all:
             return "error"
         roll = rng.random()
-        for name in ("error", "reset", "lost", "delay"):
+        for name in ("error", "reset", "lost", "delay", "stall"):
             share = float(getattr(self, name))
             if roll < share:
                 return name
@@ -168,13 +173,15 @@ class FaultProxy:
                 if choice == "reset":
                     self._reset()
                     return
-                if choice == "delay":
+                if choice == "stall":
                     time.sleep(proxy.faults.delay_seconds)
                 try:
                     status, headers, payload = self._forward(body)
                 except OSError as exc:
                     self._reply(502, {"content-type": "text/plain"}, f"upstream: {exc}".encode())
                     return
+                if choice == "delay":
+                    time.sleep(proxy.faults.delay_seconds)
                 if choice == "lost":
                     self._reset()
                     return

@@ -177,3 +177,22 @@ def test_classify_reads_http_date_retry_after() -> None:
     assert failure.retryable and failure.retry_after == 0.0
     assert not classify(ksa_exc.SSLError("certificate verify failed")).retryable
     assert not classify(http_error(501)).retryable
+
+
+def test_lookups_made_while_recovering_do_not_multiply_retries() -> None:
+    """All calls failing: a write whose lookup also fails still ends after its own attempts,
+    and the error names the write, not the lookup."""
+    clock = Clock()
+    outer = caller(clock, attempts=4, budget=1000)
+    fn, calls = failing(*[http_error(503, "injected")] * 10)
+    lookups, lookup_calls = failing(*[http_error(503, "injected")] * 10)
+
+    def recover() -> str | None:
+        return outer("network.networks(name)", lookups)
+
+    with pytest.raises(ProviderError) as info:
+        outer("network.create_network", fn, recover=recover)
+    text = str(info.value)
+    assert text.startswith("devcloud-dst: network.create_network failed (after 4 attempts)")
+    assert "while checking with network.networks(name)" in text
+    assert calls[0] == 1 and lookup_calls[0] == 3  # one write, then one lookup per retry

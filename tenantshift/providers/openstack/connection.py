@@ -142,7 +142,9 @@ def to_provider_error(label: str, call: str, failure: Failure, attempts: int) ->
         cls = ConflictError
     elif failure.status in (401, 403):
         cls = ForbiddenError
-    return cls(text, call=call, retryable=failure.retryable)
+    error = cls(text, call=call, retryable=failure.retryable)
+    error.failure = failure  # type: ignore[attr-defined]  # for an enclosing call's message
+    return error
 
 
 class Caller:
@@ -152,6 +154,7 @@ class Caller:
         self.label = label
         self.policy = policy or RetryPolicy()
         self._lock = threading.Lock()
+        self._nested = threading.local()
         self.requests = 0
 
     def count_request(self, *_args: Any, **_kwargs: Any) -> None:
@@ -172,6 +175,10 @@ class Caller:
         result of that attempt (``None``: it did not happen) before the write is sent again.
         """
         policy = self.policy
+        # Calls made by ``recover`` run inside this loop: one attempt each, so the attempts and
+        # the budget of the outer call bound everything (no retries multiplied by retries).
+        nested = getattr(self._nested, "depth", 0) > 0
+        attempts = 1 if nested else policy.attempts
         start = policy.clock()
         attempt = 0
         unsure = False
@@ -179,17 +186,19 @@ class Caller:
             attempt += 1
             try:
                 if unsure and recover is not None:
-                    found = recover()
+                    found = self._recover(call, recover)
                     if found is not None:
                         log.info("%s: %s had succeeded, its response was lost", self.label, call)
                         return found
                 return fn()
+            except _RecoverFailed as exc:
+                failure = exc.failure
             except ProviderError:
-                raise  # already ours (raised by a nested call or by recover)
+                raise  # already ours (raised by a nested call)
             except Exception as exc:
                 failure = classify(exc)
             unsure = unsure or failure.ambiguous
-            if not failure.retryable or attempt >= policy.attempts:
+            if not failure.retryable or attempt >= attempts:
                 raise to_provider_error(self.label, call, failure, attempt) from None
             delay = policy.backoff(attempt)
             if failure.retry_after is not None:
@@ -205,6 +214,29 @@ class Caller:
             log.warning("%s: %s: %s; retry %d in %.1fs", self.label, call, failure.message,
                         attempt, delay)
             policy.sleep(delay)
+
+    def _recover(self, call: str, recover: Callable[[], T | None]) -> T | None:
+        self._nested.depth = getattr(self._nested, "depth", 0) + 1
+        try:
+            return recover()
+        except ProviderError as exc:
+            inner: Failure | None = getattr(exc, "failure", None)
+            message = inner.message if inner else str(exc)
+            raise _RecoverFailed(Failure(
+                f"{message} (while checking with {exc.call} whether an earlier attempt of "
+                f"{call} went through)",
+                status=inner.status if inner else None,
+                retryable=exc.retryable,
+                ambiguous=True,
+            )) from None
+        finally:
+            self._nested.depth -= 1
+
+
+class _RecoverFailed(Exception):
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
 
 
 def connect(
