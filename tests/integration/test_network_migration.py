@@ -155,6 +155,35 @@ def test_first_plan_creates_every_network_resource(
     assert remote, "the seed has remote-group rules"
 
 
+def test_missing_prerequisites_block_the_plan_before_anything_is_applied(
+    clouds: dict[str, Connection], manifest: Path, tmp_path: Path
+) -> None:
+    unmapped = tmp_path / "unmapped.yaml"
+    unmapped.write_text(
+        manifest.read_text().replace("public: public", "public: no-such-external-network")
+    )
+    admin = openstack.connect(cloud="devcloud-admin")
+    project = clouds["dst"].current_project_id
+    before = admin.network.get_quota(project)
+    used = admin.network.get_quota(project, details=True).networks["used"]
+    admin.network.update_quota(project, networks=used + 2)
+    try:
+        document = plan_json(unmapped)
+    finally:
+        admin.network.update_quota(project, networks=before.networks)
+
+    todo = pending(document)
+    routers = {a: c for a, c in todo.items() if c["kind"] == "router"}
+    assert routers and all(c["reason"] == "blocked_prerequisite" for c in routers.values())
+    assert all("map.external_networks" in c["detail"] for c in routers.values())
+    networks = [c for c in todo.values() if c["kind"] == "network"]
+    assert networks and all(c["reason"] == "blocked_quota" for c in networks)
+    assert "the quota allows 2 more" in networks[0]["detail"]
+    assert document["summary"]["blocked"] == len(routers) + len(networks)
+    # Nothing was applied by planning.
+    assert not list(clouds["dst"].network.networks(project_id=project))
+
+
 def test_apply_then_nothing_left_and_equal_field_by_field(
     clouds: dict[str, Connection], manifest: Path, loaded: Manifest
 ) -> None:
