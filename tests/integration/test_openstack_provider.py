@@ -29,7 +29,7 @@ CLOUDS_YAML = ROOT / ".devcloud" / "clouds.yaml"
 def devcloud_clouds(request: pytest.FixtureRequest) -> Path:
     """The session ``devcloud`` fixture when conftest provides it; otherwise a running devcloud."""
     try:
-        request.getfixturevalue("devcloud")
+        return Path(request.getfixturevalue("devcloud").clouds_yaml)
     except pytest.FixtureLookupError:
         status = subprocess.run([str(ROOT / "devcloud" / "devcloud"), "status"],
                                 capture_output=True, text=True, timeout=60, check=False)
@@ -292,39 +292,37 @@ def test_snapshot_costs_calls_per_kind_not_per_resource(
     assert after.warnings == []
 
 
+#: seed.json section -> the kind whose resources it names (name -> id).
+SEED_SECTIONS = {"networks": "network", "subnets": "subnet", "routers": "router",
+                 "security_groups": "security_group"}
+
+
 def test_snapshot_of_the_seeded_source(clouds: Path) -> None:
-    seed = clouds.parent / "seed.json"
-    if not seed.exists():
+    seed_file = clouds.parent / "seed.json"
+    if not seed_file.exists():
         pytest.skip("src-tenant is not seeded (devcloud/devcloud seed)")
+    seed = json.loads(seed_file.read_text())
     src = make_provider(clouds, "devcloud-src")
+    src.snapshot()
     snap = src.snapshot()
-    expected = expected_addresses(json.loads(seed.read_text()))
-    if not expected:
-        pytest.skip("seed.json lists no addresses this test understands")
-    assert expected <= set(snap.resources), sorted(expected - set(snap.resources))
-    assert snap.api_calls <= 14
-    # Everything references something inside the project: nothing was dropped.
-    assert not [w for w in snap.warnings if "left out" in w]
-
-
-def expected_addresses(seed: Any) -> set[str]:
-    """Addresses the seed says it made: an explicit ``addresses`` list, or whatever string
-    values look like tenantshift addresses (``kind.key``)."""
-    if isinstance(seed, dict) and isinstance(seed.get("addresses"), list):
-        return {str(a) for a in seed["addresses"]}
-    kinds = ("network.", "subnet.", "router.", "router_interface.", "security_group.",
-             "security_group_rule.", "keypair.")
-    found: set[str] = set()
-
-    def walk(value: Any) -> None:
-        if isinstance(value, dict):
-            for item in value.values():
-                walk(item)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item)
-        elif isinstance(value, str) and value.startswith(kinds):
-            found.add(value)
-
-    walk(seed)
-    return found
+    assert snap.project == seed["project_id"]
+    by_id = {r.id: r for r in snap.resources.values()}
+    expected = 0
+    for section, kind in SEED_SECTIONS.items():
+        for seed_name, seed_id in seed.get(section, {}).items():
+            res = by_id.get(seed_id)
+            assert res is not None, f"{kind} {seed_name} ({seed_id}) missing from the snapshot"
+            assert res.kind == kind and res.params["name"] == seed_name
+            # Addresses: the name for top-level kinds, "<network>/<name>" for subnets.
+            assert res.key == seed_name or res.key.endswith(f"/{seed_name}")
+            expected += 1
+    assert expected >= 5
+    assert f"keypair.{seed['keypair']['name']}" in snap.resources
+    assert snap.resources[f"keypair.{seed['keypair']['name']}"].params["public_key"] == (
+        seed["keypair"]["public_key"].strip())
+    # Every router interface and rule resolved to addresses inside the project.
+    assert snap.of_kind("router_interface") and snap.of_kind("security_group_rule")
+    assert not [w for w in snap.warnings if "left out" in w], snap.warnings
+    assert snap.externals["external_network"]
+    # O(kinds): 7 lists + external networks + 2 quota reads, whatever the tenant holds.
+    assert snap.api_calls == 10
