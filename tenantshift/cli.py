@@ -15,10 +15,19 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from tenantshift.engine.apply import ApplyResult, apply_plan
 from tenantshift.engine.connect import open_provider
-from tenantshift.engine.graph import GraphCycleError, build_graph
+from tenantshift.engine.graph import GraphCycleError, Node, build_graph
 from tenantshift.engine.journal import Journal
 from tenantshift.engine.lock import LockedError
 from tenantshift.engine.planning import PlanError, check_fresh, make_plan
@@ -182,15 +191,33 @@ def snapshot(
 
 
 class _Progress(Listener):
-    """One line per finished node; Rich styles make failures stand out."""
+    """A live bar on a terminal (plain lines elsewhere) plus one line per finished node."""
+
+    STYLE = {Status.DONE: "green", Status.FAILED: "bold red", Status.SKIPPED: "yellow"}
+
+    def __init__(self) -> None:
+        self.bar = Progress(
+            SpinnerColumn(),
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        self.task = self.bar.add_task("applying", total=None)
+
+    def planned(self, total: int) -> None:
+        self.bar.update(self.task, total=total)
+
+    def started(self, node: Node) -> None:
+        self.bar.update(self.task, description=f"applying {node.id}")
 
     def finished(self, outcome: Outcome) -> None:
-        style = {Status.DONE: "green", Status.FAILED: "bold red", Status.SKIPPED: "yellow"}
-        console.print(
-            f"[{style[outcome.status]}]{outcome.status.value:>7}[/] {outcome.node.id}: "
-            f"{outcome.message}",
-            markup=True,
-            soft_wrap=True,
+        self.bar.advance(self.task)
+        self.bar.console.print(
+            f"[{self.STYLE[outcome.status]}]{outcome.status.value:>7}[/] {outcome.node.id}: "
+            f"{escape(outcome.message)}",
         )
 
 
@@ -223,13 +250,15 @@ def apply(
                 raise typer.Exit(1)
         else:
             raise ValueError("give a saved plan or --manifest")
-        result = apply_plan(
-            the_plan,
-            destination,
-            loaded.state_dir,
-            parallelism=loaded.options.parallelism,
-            listener=_Progress(),
-        )
+        progress = _Progress()
+        with progress.bar:
+            result = apply_plan(
+                the_plan,
+                destination,
+                loaded.state_dir,
+                parallelism=loaded.options.parallelism,
+                listener=progress,
+            )
     _report(result)
 
 

@@ -34,6 +34,9 @@ class Outcome:
 class Listener:
     """Progress callbacks; the CLI renders them, tests record them."""
 
+    def planned(self, total: int) -> None:  # pragma: no cover - default does nothing
+        pass
+
     def started(self, node: Node) -> None:  # pragma: no cover - default does nothing
         pass
 
@@ -48,6 +51,7 @@ async def walk(
     graph: nx.DiGraph, run: RunNode, *, parallelism: int, listener: Listener | None = None
 ) -> dict[str, Outcome]:
     listener = listener or Listener()
+    listener.planned(graph.number_of_nodes())
     semaphore = asyncio.Semaphore(parallelism)
     finished: dict[str, asyncio.Event] = {node_id: asyncio.Event() for node_id in graph}
     outcomes: dict[str, Outcome] = {}
