@@ -69,6 +69,8 @@ class Kind:
     auto_children: Callable[[Mapping[str, Any]], list[tuple[str, dict[str, Any]]]] | None = None
     #: The destination can carry our provenance marker on this kind (Neutron tags, metadata).
     provenance: bool = True
+    #: Rewrites params the cloud treats as equal into one form (applied after defaults).
+    canonical: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def field(self, name: str) -> Field:
         for f in self.fields:

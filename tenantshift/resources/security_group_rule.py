@@ -26,6 +26,19 @@ def _rule_key(p: Mapping[str, Any], key_of: KeyResolver) -> str:
     )
 
 
+ALL_ADDRESSES = {"IPv4": "0.0.0.0/0", "IPv6": "::/0"}
+
+
+def _canonical(p: dict[str, Any]) -> dict[str, Any]:
+    """Neutron treats "no remote" and the all-addresses prefix of the rule's ethertype as the
+    same rule (creating both is a 409): write the prefix, so both compare and key alike."""
+    if not p.get("remote_group") and not p.get("remote_ip_prefix"):
+        prefix = ALL_ADDRESSES.get(str(p.get("ethertype")))
+        if prefix is not None:
+            return {**p, "remote_ip_prefix": prefix}
+    return p
+
+
 SECURITY_GROUP_RULE = REGISTRY.register(
     Kind(
         name="security_group_rule",
@@ -42,6 +55,7 @@ SECURITY_GROUP_RULE = REGISTRY.register(
             Field("description", replace=True, default=""),
         ),
         key=_rule_key,
+        canonical=_canonical,
         owner="security_group",
         # A rule's key is its whole content, and Neutron rules take no tags: matched by key.
         provenance=False,

@@ -124,14 +124,14 @@ def assemble(entries: Iterable[Entry]) -> tuple[dict[str, Resource], list[str]]:
 
 
 def params_from_record(kind: Kind, record: Mapping[str, Any]) -> dict[str, Any]:
-    """Declared fields only, defaults made explicit, unordered lists sorted."""
+    """Declared fields only, defaults made explicit, unordered lists sorted, canonical form."""
     params: dict[str, Any] = {}
     for f in kind.fields:
         value = record.get(f.name)
         if value is None:
             value = copy.deepcopy(f.default)
         params[f.name] = _sort_list(value) if f.unordered else value
-    return params
+    return kind.canonical(params) if kind.canonical else params
 
 
 def normalize(

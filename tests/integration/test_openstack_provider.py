@@ -287,7 +287,7 @@ def test_snapshot_costs_calls_per_kind_not_per_resource(
     for i in range(4):
         assert f"network.{name(f'n{i}')}" in after.resources
         assert f"subnet.{name(f'n{i}')}/s" in after.resources
-        assert f"security_group_rule.{name(f'g{i}')}/egress/IPv6/any/any/any" in after.resources
+        assert f"security_group_rule.{name(f'g{i}')}/egress/IPv6/any/any/::/0" in after.resources
     assert "security_group.default" in after.resources
     assert after.warnings == []
 

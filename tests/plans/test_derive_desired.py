@@ -109,7 +109,7 @@ def test_names_template_renames_and_rekeys_but_spares_builtins() -> None:
     # default is the cloud's own group: its name is never templated
     assert "security_group.default" in desired.resources
     assert "security_group_rule.default/ingress/IPv4/any/any/group:default" in desired.resources
-    assert "security_group_rule.mig-web/ingress/IPv4/tcp/443/any" in desired.resources
+    assert "security_group_rule.mig-web/ingress/IPv4/tcp/443/0.0.0.0/0" in desired.resources
 
 
 def test_names_template_with_kind() -> None:

@@ -193,5 +193,5 @@ def test_records_of_two_clouds_normalize_to_equal_snapshots() -> None:
     a = normalize("a", rules("6", "g-a"))
     b = normalize("b", rules("TCP", "g-b"))
     assert sorted(a.resources) == sorted(b.resources)
-    address = "security_group_rule.web/ingress/IPv4/tcp/22/any"
+    address = "security_group_rule.web/ingress/IPv4/tcp/22/0.0.0.0/0"
     assert a.resources[address].params == b.resources[address].params
