@@ -49,6 +49,10 @@ console = Console(highlight=False, soft_wrap=True)
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
 ManifestOpt = Annotated[Path, typer.Option("--manifest", "-m", help="The migration manifest.")]
+TargetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--target", help="Only this address and what it depends on (repeatable)."),
+]
 VarOpt = Annotated[
     list[str] | None, typer.Option("--var", help="Template variable KEY=VALUE (repeatable).")
 ]
@@ -103,9 +107,7 @@ def plan(
     detailed_exitcode: Annotated[
         bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes.")
     ] = False,
-    target: Annotated[
-        list[str] | None, typer.Option("--target", help="Only this address and its dependencies.")
-    ] = None,
+    target: TargetOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Snapshot both clouds and show what apply would do."""
@@ -228,11 +230,14 @@ def apply(
     ] = None,
     manifest: Annotated[Path | None, typer.Option("--manifest", "-m")] = None,
     var: VarOpt = None,
+    target: TargetOpt = None,
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Do not ask.")] = False,
 ) -> None:
     """Apply a saved plan, or plan and apply a manifest after confirmation."""
     with user_errors():
         if plan_file is not None:
+            if target:
+                raise ValueError("--target goes with --manifest; a saved plan has its targets")
             saved = load_plan(plan_file)
             loaded = _load(manifest or Path(saved.manifest_path), var)
             source, destination = _providers(loaded)
@@ -241,7 +246,7 @@ def apply(
         elif manifest is not None:
             loaded = _load(manifest, var)
             source, destination = _providers(loaded)
-            the_plan = make_plan(loaded, source, destination).plan
+            the_plan = make_plan(loaded, source, destination, targets=tuple(target or ())).plan
             console.print(render_human(plan_document(the_plan)), end="")
             if not the_plan.has_changes:
                 return

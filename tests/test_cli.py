@@ -156,10 +156,24 @@ def test_plan_offline_against_snapshot_files(tmp_path: Path) -> None:
     code, out = run("plan", "-m", str(manifest), "--json")
     assert code == 0, out
     document = json.loads(out)
-    assert document["summary"]["create"] == len(
-        [c for c in document["changes"] if c["action"] == "create"]
-    ) > 0
+    assert (
+        document["summary"]["create"]
+        == len([c for c in document["changes"] if c["action"] == "create"])
+        > 0
+    )
 
     code, out = run("apply", "-m", str(manifest), "--auto-approve")
     assert code == 1
     assert "dst.json is a snapshot file: it cannot be changed" in out
+
+
+def test_apply_with_a_target_touches_only_it_and_its_dependencies(
+    manifest: Path, clouds: dict[str, MemoryProvider]
+) -> None:
+    code, out = run(
+        "apply", "-m", str(manifest), "--auto-approve", "--target", "subnet.net-01/sub-1"
+    )
+    assert code == 0, out
+    snap = clouds["destination"].snapshot()
+    created = {a for a in snap.resources if not a.startswith("security_group")}
+    assert created == {"network.net-01", "subnet.net-01/sub-1"}
