@@ -18,10 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ConversionHost, Devcloud
 from openstack import exceptions
 
 pytestmark = pytest.mark.devcloud
+
+# The fixture types live in conftest.py; with --import-mode=importlib conftest is not an
+# importable module, so they are only named here.
+Devcloud = Any
+ConversionHost = Any
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -86,6 +90,8 @@ def ssh(host: ConversionHost, tmp_path: Path, command: str, stdin: bytes | None 
 
 
 def wait_volume(conn: Any, vol: Any, status: str = "available") -> Any:
+    # Re-fetch first: wait_for_status returns at once if the (stale) object already matches.
+    vol = conn.block_storage.get_volume(vol)
     return conn.block_storage.wait_for_status(vol, status=status, failures=["error"],
                                               interval=1, wait=300)
 
@@ -172,6 +178,14 @@ def boot(conn: Any, cleanup: Cleanup, **kwargs: Any) -> Any:
     return conn.compute.wait_for_server(server, status="ACTIVE", wait=300, interval=1)
 
 
+def _delete_snapshots_of(conn: Any, volume_ids: set[str]) -> None:
+    snaps = [s for s in conn.block_storage.snapshots() if s.volume_id in volume_ids]
+    for snap in snaps:
+        conn.block_storage.delete_snapshot(snap, ignore_missing=True)
+    for snap in snaps:
+        conn.block_storage.wait_for_delete(snap, wait=120)
+
+
 def _delete_server(conn: Any, server: Any) -> None:
     conn.compute.delete_server(server, ignore_missing=True)
     conn.compute.wait_for_delete(server, wait=180)
@@ -236,8 +250,8 @@ def test_network_resources(src: Any, cleanup: Cleanup) -> None:
     router = net.create_router(name=_name("router"),
                                external_gateway_info={"network_id": public.id})
     cleanup.add(lambda: net.delete_router(router, ignore_missing=True))
-    net.add_interface_to_router(router, subnet_id=s4.id)
-    cleanup.add(lambda: net.remove_interface_from_router(router, subnet_id=s4.id))
+    net.add_interface_to_router(router, subnet=s4.id)
+    cleanup.add(lambda: net.remove_interface_from_router(router, subnet=s4.id))
     router = net.get_router(router.id)
     assert router.external_gateway_info["network_id"] == public.id
     assert router.external_gateway_info["external_fixed_ips"]
@@ -448,11 +462,9 @@ def test_boot_from_volume_with_attachments(src: Any, devcloud: Devcloud,
     cleanup.add(lambda: delete_image(src, image_id))
     img = wait_image_active(src, image_id)
     assert img.properties.get("block_device_mapping") or img.block_device_mapping
-    for snap in src.block_storage.snapshots(details=True):
-        if snap.volume_id == root.id:
-            s = snap
-            cleanup.add(lambda s=s: (src.block_storage.delete_snapshot(s, ignore_missing=True),
-                                     src.block_storage.wait_for_delete(s, wait=120)))
+    # Nova snapshotted every attached volume for it; those go before the volumes do.
+    cleanup.add(lambda: _delete_snapshots_of(src, {root.id, data1.id, data2.id}))
+    assert any(snap.volume_id == root.id for snap in src.block_storage.snapshots())
 
     _delete_server(src, server)
     for v in (root, data1, data2):
