@@ -10,7 +10,15 @@ import shutil
 from pathlib import Path
 
 from .layout import (
-    DB_PASSWORD, DB_USER, HOST, PORTS, REGION, SERVICE_PASSWORD, State, db_url, keystone_url,
+    DB_PASSWORD,
+    DB_USER,
+    HOST,
+    PORTS,
+    REGION,
+    SERVICE_PASSWORD,
+    State,
+    db_url,
+    keystone_url,
     transport_url,
 )
 

@@ -7,6 +7,7 @@ process groups, and the start time guards against a recycled pid after a reboot.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -81,20 +82,16 @@ def stop(state: State, name: str, timeout: float = 20.0) -> bool:
     if pid is None:
         _pidfile(state, name).unlink(missing_ok=True)
         return False
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if _start_time(pid) is None or not _group_alive(pid):
             break
         time.sleep(0.2)
     else:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     _pidfile(state, name).unlink(missing_ok=True)
     return True
 

@@ -19,8 +19,16 @@ import yaml
 
 from . import paths
 from .cloud import (
-    CONVERSION_HOST, FLAVORS, IMAGE_NAME, PUBLIC_CIDR, PUBLIC_NET, TENANTS, connect,
-    image_bytes, log, wait,
+    CONVERSION_HOST,
+    FLAVORS,
+    IMAGE_NAME,
+    PUBLIC_CIDR,
+    PUBLIC_NET,
+    TENANTS,
+    connect,
+    image_bytes,
+    log,
+    wait,
 )
 
 HOST = "127.0.0.1"

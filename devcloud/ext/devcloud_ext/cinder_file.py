@@ -11,12 +11,12 @@ driver turns that into the by-id symlink a conversion host sees.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
-from oslo_log import log as logging
-
 from cinder.volume import driver
+from oslo_log import log as logging
 
 from . import paths, sparse
 
@@ -147,7 +147,5 @@ class FileVolumeDriver(driver.VolumeDriver):
 
 
 def _unlink(path: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass

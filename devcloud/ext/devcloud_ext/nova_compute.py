@@ -4,12 +4,13 @@ Nova imports `compute_driver` only as `nova.virt.<name>`, so our driver module i
 under `nova.virt.devcloud_fake` before nova-compute's own main() runs.
 """
 
+# ruff: noqa: I001 - order matters: nova.cmd applies its monkey patching when imported
 import sys
 
-from nova.cmd import compute  # first: nova.cmd applies its monkey patching on import
+from nova.cmd import compute
+import nova.virt
 
-from devcloud_ext import nova_fake  # noqa: E402
-import nova.virt  # noqa: E402
+from devcloud_ext import nova_fake
 
 sys.modules["nova.virt.devcloud_fake"] = nova_fake
 nova.virt.devcloud_fake = nova_fake  # type: ignore[attr-defined]

@@ -13,19 +13,19 @@ data) keeps servers in memory only and uploads nothing on snapshot. This subclas
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import threading
 from typing import Any
 
-from oslo_log import log as logging
-
-from nova.compute import task_states
 from nova import exception
+from nova.compute import task_states
 from nova.image import glance
 from nova.virt import driver as virt_driver
 from nova.virt import fake
+from oslo_log import log as logging
 
 from . import paths
 
@@ -128,10 +128,8 @@ class DevcloudFakeDriver(fake.FakeDriverWithoutFakeNodes):
         volume_id = _volume_id(connection_info)
         if volume_id:
             link = os.path.join(paths.by_id_dir(instance.uuid), paths.by_id_name(volume_id))
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(link)
-            except FileNotFoundError:
-                pass
 
     def _link(self, instance: Any, connection_info: dict | None) -> None:
         data = (connection_info or {}).get("data") or {}
@@ -144,10 +142,8 @@ class DevcloudFakeDriver(fake.FakeDriverWithoutFakeNodes):
         os.makedirs(d, exist_ok=True)
         link = os.path.join(d, paths.by_id_name(volume_id))
         tmp = link + ".tmp"
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         os.symlink(target, tmp)
         os.replace(tmp, link)
 

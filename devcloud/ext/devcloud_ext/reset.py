@@ -8,6 +8,7 @@ un-stick volumes a tenant user cannot reset.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Any
@@ -115,10 +116,8 @@ def main(argv: list[str]) -> int:
     for key in keys:
         reset_tenant(key)
     if "src" in keys:  # the seed record no longer describes the tenant
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(os.environ["DEVCLOUD_STATE"], "seed.json"))
-        except FileNotFoundError:
-            pass
     return 0
 
 
