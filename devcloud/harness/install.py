@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .layout import EXT_DIR, LOCK_FILE, State
+from .layout import EXT_DIR, LOCK_FILE, PORT_OFFSET, State
 from .proc import run
 
 # binary that proves the package is installed -> Debian package
@@ -95,6 +95,7 @@ def venv_python_env(state: State) -> dict[str, str]:
         "VIRTUAL_ENV": str(state.venv),
         # A user's OS_* variables must not leak into service processes or bootstrap.
         "OS_CLIENT_CONFIG_FILE": str(state.clouds_yaml),
+        "DEVCLOUD_PORT_OFFSET": str(PORT_OFFSET),
     }
 
 

@@ -26,8 +26,10 @@ RABBIT_USER = "devcloud"
 RABBIT_PASSWORD = "devcloud-rabbit"
 
 # Ports away from the OpenStack defaults so a devcloud never collides with another cloud's
-# well-known ports on a developer machine.
-PORTS: dict[str, int] = {
+# well-known ports on a developer machine. DEVCLOUD_PORT_OFFSET shifts them all, so a second
+# devcloud (another DEVCLOUD_STATE) can run beside the first, e.g. to time a fresh install.
+PORT_OFFSET = int(os.environ.get("DEVCLOUD_PORT_OFFSET") or 0)
+_BASE_PORTS: dict[str, int] = {
     "mariadb": 13306,
     "epmd": 14369,
     "rabbitmq": 15673,
@@ -41,6 +43,7 @@ PORTS: dict[str, int] = {
     "sshd-src": 2221,
     "sshd-dst": 2222,
 }
+PORTS = {name: port + PORT_OFFSET for name, port in _BASE_PORTS.items()}
 
 # The two tenants. `key` is how the harness names per-tenant things (cloud names, sshd).
 TENANTS: dict[str, dict[str, str]] = {

@@ -32,6 +32,8 @@ from .cloud import (
 )
 
 HOST = "127.0.0.1"
+# Must match devcloud/harness/layout.py (PORTS, DEVCLOUD_PORT_OFFSET).
+OFFSET = int(os.environ.get("DEVCLOUD_PORT_OFFSET") or 0)
 SERVICE_PASSWORD = "devcloud-service"
 # name, type, port, path
 CATALOG = [
@@ -73,8 +75,9 @@ def identity() -> None:
         have = {e.interface for e in ident.endpoints(service_id=svc.id)}
         for iface in ("public", "internal", "admin"):
             if iface not in have:
-                ident.create_endpoint(service_id=svc.id, interface=iface,
-                                      url=f"http://{HOST}:{port}{path}", region_id="RegionOne")
+                url = f"http://{HOST}:{port + OFFSET}{path}"
+                ident.create_endpoint(service_id=svc.id, interface=iface, url=url,
+                                      region_id="RegionOne")
     log("identity: service users and catalog ready")
 
 
@@ -211,11 +214,11 @@ def cloud() -> None:
             "cloud": f"devcloud-{key}",
             "project": TENANTS[key]["project"],
             "address": HOST,
-            "port": SSH_PORTS[key],
+            "port": SSH_PORTS[key] + OFFSET,
             "user": "root",
             "key_file": os.path.join(ssh, "id_ed25519"),
             "host_key": host_key,
-            "known_hosts_line": f"[{HOST}]:{SSH_PORTS[key]} {host_key}",
+            "known_hosts_line": f"[{HOST}]:{SSH_PORTS[key] + OFFSET} {host_key}",
             "device_dir": by_id,
         }
     path = os.path.join(paths.state_dir(), "conversion-hosts.yaml")
