@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import configs, install
-from .layout import ADMIN_PASSWORD, HOST, REGION, TENANTS, State, keystone_url
-from .proc import run, running_pid, start, stop, wait_for
+from .layout import ADMIN_PASSWORD, DEVCLOUD_DIR, HOST, REGION, TENANTS, State, keystone_url
+from .proc import group_pids, pss_kib, run, running_pid, start, stop, wait_for
 from .services import Service, all_services
 
 log = install.log
@@ -48,10 +48,12 @@ def up(state: State) -> None:
     _venv_py(state, "bootstrap", "wait", str(state.bin / "nova-manage"),
              str(state.etc / "nova" / "nova.conf"))
     if started_compute:
-        log("nova-compute (re)started: conversion hosts are checked and recreated if gone")
+        # Fake servers live in nova-compute; ours persists them, and `cloud` below recreates
+        # a conversion host that is gone anyway (ERROR, deleted, or lost its power state).
+        log("nova-compute was (re)started: checking the conversion hosts")
     _venv_py(state, "bootstrap", "cloud")
     log(f"up: all services running ({time.monotonic() - t0:.0f}s). "
-        f"Run `eval $({state.root.parent / 'devcloud' / 'devcloud'} env)` or see "
+        f"Run `eval $({DEVCLOUD_DIR / 'devcloud'} env)` or see "
         f"{state.clouds_yaml}")
 
 
@@ -165,14 +167,19 @@ def write_clouds_yaml(state: State) -> None:
 
 
 def status(state: State) -> bool:
+    """Print one line per service; True when every one is running and answering."""
     ok = True
-    print(f"{'service':18} {'pid':>8}  {'port':>6}  health")
+    total_kib = 0
+    print(f"{'service':18} {'pid':>8}  {'port':>6}  {'PSS MiB':>8}  health")
     for s in all_services(state):
         pid = running_pid(state, s.name)
         healthy = pid is not None and s.healthy()
         ok &= healthy
+        kib = pss_kib(group_pids(pid)) if pid else 0
+        total_kib += kib
         port = str(s.port) if s.port else "-"
-        print(f"{s.name:18} {pid or '-':>8}  {port:>6}  "
+        print(f"{s.name:18} {pid or '-':>8}  {port:>6}  {kib / 1024:8.0f}  "
               f"{'healthy' if healthy else ('running' if pid else 'stopped')}")
+    print(f"{'total':18} {'':>8}  {'':>6}  {total_kib / 1024:8.0f}")
     print(f"\nstate: {state.root}   logs: {state.logs}   address: {HOST}")
     return ok

@@ -124,6 +124,20 @@ def group_pids(pgid: int) -> list[int]:
     return pids
 
 
+def pss_kib(pids: list[int]) -> int:
+    """Proportional set size of `pids` together (shared pages split fairly), in KiB."""
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+                    break
+        except (OSError, ValueError):
+            continue
+    return total
+
+
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)

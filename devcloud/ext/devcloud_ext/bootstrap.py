@@ -178,7 +178,8 @@ def _conversion_host(key: str, image_id: str) -> Any:
     servers = list(conn.compute.servers(name=f"^{CONVERSION_HOST}$"))
     keep = None
     for s in servers:
-        if keep is None and s.status == "ACTIVE":
+        # power_state 1 = RUNNING: an ACTIVE server its compute host forgot reads 0 (NOSTATE)
+        if keep is None and s.status == "ACTIVE" and s.power_state in (1, None):
             keep = s
         else:  # ERROR/SHUTOFF ghosts or duplicates: replace
             log(f"{key}: removing stale {CONVERSION_HOST} {s.id} ({s.status})")
