@@ -111,8 +111,6 @@ def _tenants(conn: Any) -> dict[str, Any]:
     ident = conn.identity
     domain = ident.find_domain("default")
     member = _role(conn, "member")
-    admin_project = ident.find_project("admin", domain_id=domain.id)
-    admin_user = ident.find_user("admin", domain_id=domain.id)
     projects = {}
     for key, t in TENANTS.items():
         proj = ident.find_project(t["project"], domain_id=domain.id) or ident.create_project(
@@ -123,7 +121,6 @@ def _tenants(conn: Any) -> dict[str, Any]:
                                      domain_id=domain.id, default_project_id=proj.id)
         ident.assign_project_role_to_user(proj, user, member)
         projects[key] = proj
-    del admin_project, admin_user
     return projects
 
 
