@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .layout import HOST, PORTS, RABBIT_PASSWORD, RABBIT_USER, State
@@ -110,5 +109,3 @@ def all_services(state: State) -> list[Service]:
 def by_name(state: State) -> dict[str, Service]:
     return {s.name: s for s in all_services(state)}
 
-
-HealthCheck = Callable[[], bool]
