@@ -9,6 +9,7 @@ prefix, so it can run beside other tests using the same devcloud.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import time
@@ -206,6 +207,29 @@ def test_bootstrap_is_complete(devcloud: Devcloud, src: Any, dst: Any) -> None:
     assert devcloud.source_host.server_id != devcloud.destination_host.server_id
     assert Path(devcloud.source_host.device_dir).is_dir()
     assert devcloud.clouds_yaml.exists()
+
+
+def test_seed_record_matches_the_cloud(devcloud: Devcloud, src: Any) -> None:
+    """seed.json describes src-tenant as it is: servers, states, volume bytes (sparse)."""
+    seed = json.loads(devcloud.seed_json.read_text())
+    servers = {s.name: s for s in src.compute.servers()}
+    for name, rec in seed["servers"].items():
+        assert servers[name].id == rec["id"]
+        assert servers[name].status == rec["status"]
+    assert seed["servers"]["vm-active"]["status"] == "ACTIVE"
+    assert {r["status"] for n, r in seed["servers"].items() if n != "vm-active"} == {"SHUTOFF"}
+    bfv_id = seed["servers"]["vm-bfv"]["id"]
+    attached = {a.volume_id for a in src.compute.volume_attachments(bfv_id)}
+    for rec in seed["volumes"].values():
+        assert rec["id"] in attached
+        path = Path(_volume_file(devcloud, rec["id"]))
+        assert sha256_logical(path) == rec["sha256"]
+        st = path.stat()
+        assert st.st_size == rec["size_gb"] * GiB
+        assert st.st_blocks * 512 < st.st_size // 10, "the seeded volume should be sparse"
+    ports = {p.name: p for p in src.network.ports()}
+    for name, rec in seed["ports"].items():
+        assert ports[name].fixed_ips[0]["ip_address"] == rec["ip"]
 
 
 def test_tenant_isolation(src: Any, dst: Any, cleanup: Cleanup) -> None:
