@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
+from typing import IO
 
 from . import install, lifecycle
 from .layout import State
@@ -20,6 +24,20 @@ def _venv_module(state: State, module: str, *args: str) -> int:
     env = {**os.environ, **install.venv_python_env(state)}
     return subprocess.run([str(state.bin / "python"), "-m", f"devcloud_ext.{module}", *args],
                           env=env).returncode
+
+
+@contextlib.contextmanager
+def _exclusive(state: State) -> Iterator[IO[str]]:
+    """Serialise commands that change the devcloud: test sessions of several developers (each
+    fixture runs `up`, maybe `seed`) may start at the same moment in one checkout."""
+    state.run.mkdir(parents=True, exist_ok=True)
+    with open(state.run / "devcloud.lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("devcloud: waiting for another devcloud command to finish", file=sys.stderr)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield f
 
 
 def cmd_env(state: State) -> int:
@@ -45,26 +63,41 @@ def main(argv: list[str] | None = None) -> int:
         ("seed", "reset both tenants, then fill src-tenant with a realistic topology"),
         ("reset", "delete tenant resources in both tenants (keeps conversion hosts)"),
         ("env", "print shell exports (OS_CLIENT_CONFIG_FILE, ...)"),
+        ("restart", "stop the named services (all if none), then `up`"),
     ]:
-        sub.add_parser(name, help=text)
+        sp = sub.add_parser(name, help=text)
+        if name == "seed":
+            sp.add_argument("--if-missing", action="store_true",
+                            help="do nothing if seed.json exists (src-tenant already seeded)")
+        if name == "restart":
+            sp.add_argument("services", nargs="*", help="e.g. nova-compute cinder-volume")
     args = p.parse_args(argv)
     state = State.from_env()
+    if args.cmd == "status":
+        return 0 if lifecycle.status(state) else 1
+    if args.cmd == "env":
+        return cmd_env(state)
     try:
-        if args.cmd == "up":
-            lifecycle.up(state)
-            return 0
-        if args.cmd == "down":
-            lifecycle.down(state)
-            return 0
-        if args.cmd == "status":
-            return 0 if lifecycle.status(state) else 1
-        if args.cmd == "seed":
-            return _venv_module(state, "seed")
-        if args.cmd == "reset":
-            return _venv_module(state, "reset")
-        if args.cmd == "env":
-            return cmd_env(state)
+        with _exclusive(state):
+            return _locked(state, args)
     except RuntimeError as e:
         print(f"devcloud: error: {e}", file=sys.stderr)
         return 1
     return 2
+
+
+def _locked(state: State, args: argparse.Namespace) -> int:
+    if args.cmd == "up":
+        lifecycle.up(state)
+    elif args.cmd == "down":
+        lifecycle.down(state)
+    elif args.cmd == "restart":
+        lifecycle.down(state, only=args.services)
+        lifecycle.up(state)
+    elif args.cmd == "seed":
+        if args.if_missing and state.seed_json.exists():
+            return 0
+        return _venv_module(state, "seed")
+    elif args.cmd == "reset":
+        return _venv_module(state, "reset")
+    return 0

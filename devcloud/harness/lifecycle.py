@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import configs, install
 from .layout import ADMIN_PASSWORD, DEVCLOUD_DIR, HOST, REGION, TENANTS, State, keystone_url
-from .proc import group_pids, pss_kib, run, running_pid, start, stop, wait_for
+from .proc import group_pids, pss_kib, run, running_pid, start, stop_many, wait_for
 from .services import Service, all_services
 
 log = install.log
@@ -57,10 +57,17 @@ def up(state: State) -> None:
         f"{state.clouds_yaml}")
 
 
-def down(state: State) -> None:
-    for s in reversed(all_services(state)):
-        if stop(state, s.name):
-            log(f"stopped {s.name}")
+def down(state: State, only: list[str] | None = None) -> None:
+    known = {s.name for s in all_services(state)}
+    unknown = set(only or []) - known
+    if unknown:
+        raise RuntimeError(f"unknown service(s) {sorted(unknown)}; known: {sorted(known)}")
+    # OpenStack services and sshd together, then what they depended on (messaging, DB).
+    infra = {"mariadb", "epmd", "rabbitmq"}
+    names = [s.name for s in reversed(all_services(state)) if not only or s.name in only]
+    for phase in ([n for n in names if n not in infra], [n for n in names if n in infra]):
+        for name in stop_many(state, phase):
+            log(f"stopped {name}")
 
 
 def _start(state: State, svc: Service, timeout: float) -> None:

@@ -78,22 +78,32 @@ def start(state: State, name: str, argv: Sequence[str], env: dict[str, str] | No
 
 def stop(state: State, name: str, timeout: float = 20.0) -> bool:
     """SIGTERM the recorded process group, SIGKILL after `timeout`. True if it was running."""
-    pid = running_pid(state, name)
-    if pid is None:
-        _pidfile(state, name).unlink(missing_ok=True)
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
+    return bool(stop_many(state, [name], timeout))
+
+
+def stop_many(state: State, names: list[str], timeout: float = 20.0) -> list[str]:
+    """Stop several services at once (their shutdowns overlap); returns those that ran."""
+    pids = {}
+    for name in names:
+        pid = running_pid(state, name)
+        if pid is None:
+            _pidfile(state, name).unlink(missing_ok=True)
+            continue
+        pids[name] = pid
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if _start_time(pid) is None or not _group_alive(pid):
-            break
-        time.sleep(0.2)
-    else:
+    waiting = dict(pids)
+    while waiting and time.monotonic() < deadline:
+        waiting = {n: p for n, p in waiting.items() if _group_alive(p)}
+        if waiting:
+            time.sleep(0.2)
+    for pid in waiting.values():  # did not exit in time
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-    _pidfile(state, name).unlink(missing_ok=True)
-    return True
+    for name in pids:
+        _pidfile(state, name).unlink(missing_ok=True)
+    return list(pids)
 
 
 def _group_alive(pgid: int) -> bool:

@@ -75,9 +75,9 @@ def devcloud() -> Iterator[Devcloud]:
     # `up` both starts a stopped devcloud and repairs a partial one (e.g. a conversion host
     # lost with a nova-compute restart); on a healthy one it only checks, in seconds.
     subprocess.run([str(DEVCLOUD), "up"], check=True, env=env, timeout=1500)
-    if not (state / "seed.json").exists():
-        # Tests of the provider read the seeded source tenant; seed once per fresh cloud.
-        subprocess.run([str(DEVCLOUD), "seed"], check=True, env=env, timeout=900)
+    # Tests of the provider read the seeded source tenant: seed once per fresh cloud (under
+    # devcloud's lock, so concurrent sessions do not seed twice).
+    subprocess.run([str(DEVCLOUD), "seed", "--if-missing"], check=True, env=env, timeout=900)
     os.environ["OS_CLIENT_CONFIG_FILE"] = str(state / "clouds.yaml")
     os.environ["DEVCLOUD_STATE"] = str(state)
     hosts = yaml.safe_load((state / "conversion-hosts.yaml").read_text())
