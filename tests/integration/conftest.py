@@ -7,6 +7,7 @@ test modules. Modules that need it declare `pytestmark = pytest.mark.devcloud`.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -15,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVCLOUD = ROOT / "devcloud" / "devcloud"
@@ -36,6 +36,8 @@ class ConversionHost:
     host_key: str
     known_hosts_line: str
     device_dir: str
+    known_hosts: str
+    python: str
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,8 @@ def devcloud() -> Iterator[Devcloud]:
     subprocess.run([str(DEVCLOUD), "seed", "--if-missing"], check=True, env=env, timeout=900)
     os.environ["OS_CLIENT_CONFIG_FILE"] = str(state / "clouds.yaml")
     os.environ["DEVCLOUD_STATE"] = str(state)
-    hosts = yaml.safe_load((state / "conversion-hosts.yaml").read_text())
+    # conversion-hosts.yaml holds the manifest keys only; the .json adds ids and cloud names.
+    hosts = json.loads((state / "conversion-hosts.json").read_text())
     yield Devcloud(
         state=state,
         clouds_yaml=state / "clouds.yaml",

@@ -209,6 +209,19 @@ def test_bootstrap_is_complete(devcloud: Devcloud, src: Any, dst: Any) -> None:
     assert devcloud.clouds_yaml.exists()
 
 
+def test_conversion_hosts_yaml_is_a_valid_manifest_section(devcloud: Devcloud) -> None:
+    """The file is tenantshift's `conversion_hosts:` as is (its schema forbids extra keys)."""
+    import yaml
+
+    from tenantshift.manifest.schema import ConversionHosts
+
+    data = yaml.safe_load(devcloud.conversion_hosts_yaml.read_text())
+    hosts = ConversionHosts.model_validate(data)
+    assert hosts.source.port == devcloud.source_host.port
+    assert hosts.destination.device_dir == devcloud.destination_host.device_dir
+    assert hosts.source.host_key == devcloud.source_host.host_key
+
+
 def test_seed_record_matches_the_cloud(devcloud: Devcloud, src: Any) -> None:
     """seed.json describes src-tenant as it is: servers, states, volume bytes (sparse)."""
     seed = json.loads(devcloud.seed_json.read_text())

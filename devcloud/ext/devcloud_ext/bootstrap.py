@@ -199,35 +199,50 @@ def cloud() -> None:
     image = _image(admin)
     _public_network(admin)
     ssh = os.path.join(paths.state_dir(), "ssh")
-    hosts: dict[str, Any] = {}
+    known_hosts = os.path.join(ssh, "known_hosts")
+    # The conversion hosts' helper runs on "the host": Debian's own python3 (stdlib only).
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
+    manifest: dict[str, Any] = {}
+    details: dict[str, Any] = {}
     for key, label in (("src", "source"), ("dst", "destination")):
         server = _conversion_host(key, image.id)
         by_id = paths.by_id_dir(server.id)
         os.makedirs(by_id, exist_ok=True)
         with open(os.path.join(ssh, key, "ssh_host_ed25519_key.pub")) as f:
             host_key = " ".join(f.read().split()[:2])
-        hosts[label] = {
+        port = SSH_PORTS[key] + OFFSET
+        # Exactly tenantshift's manifest `conversion_hosts.<side>` keys (extra keys are
+        # rejected there), so the file can be pasted or loaded as is.
+        manifest[label] = {
             "server": CONVERSION_HOST,
-            "server_id": server.id,
-            "cloud": f"devcloud-{key}",
-            "project": TENANTS[key]["project"],
             "address": HOST,
-            "port": SSH_PORTS[key] + OFFSET,
+            "port": port,
             "user": "root",
             "key_file": os.path.join(ssh, "id_ed25519"),
             "host_key": host_key,
-            "known_hosts_line": f"[{HOST}]:{SSH_PORTS[key] + OFFSET} {host_key}",
+            "known_hosts": known_hosts,
             "device_dir": by_id,
+            "python": python,
         }
-    path = os.path.join(paths.state_dir(), "conversion-hosts.yaml")
-    with open(path + ".tmp", "w") as f:
-        f.write("# written by `devcloud up`; usable as a tenantshift manifest's conversion_hosts\n")
-        yaml.safe_dump(hosts, f, sort_keys=False, default_flow_style=False)
-    os.replace(path + ".tmp", path)
-    with open(os.path.join(paths.state_dir(), "ssh", "known_hosts"), "w") as f:
-        f.writelines(h["known_hosts_line"] + "\n" for h in hosts.values())
-    log(f"cloud: tenants, flavors, image, public network, conversion hosts ready ({path})")
-    print(json.dumps({k: v["server_id"] for k, v in hosts.items()}))
+        details[label] = {
+            **manifest[label],
+            "server_id": server.id,
+            "cloud": f"devcloud-{key}",
+            "project": TENANTS[key]["project"],
+            "known_hosts_line": f"[{HOST}]:{port} {host_key}",
+        }
+    with open(known_hosts + ".tmp", "w") as f:
+        f.writelines(h["known_hosts_line"] + "\n" for h in details.values())
+    os.replace(known_hosts + ".tmp", known_hosts)
+    base = os.path.join(paths.state_dir(), "conversion-hosts")
+    with open(base + ".yaml.tmp", "w") as f:
+        f.write("# written by `devcloud up`: a tenantshift manifest's `conversion_hosts:`\n")
+        yaml.safe_dump(manifest, f, sort_keys=False, default_flow_style=False)
+    os.replace(base + ".yaml.tmp", base + ".yaml")
+    with open(base + ".json.tmp", "w") as f:
+        json.dump(details, f, indent=2)
+    os.replace(base + ".json.tmp", base + ".json")
+    log(f"cloud: tenants, flavors, image, public network, conversion hosts ready ({base}.yaml)")
 
 
 def main(argv: list[str]) -> int:
