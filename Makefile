@@ -30,7 +30,6 @@ unit: setup
 # A real migration on the built-in default: the local OpenStack, src-tenant -> dst-tenant.
 demo: setup
 	$(DEVCLOUD) up
-	$(DEVCLOUD) reset
 	$(DEVCLOUD) seed
 	$(BIN)/tenantshift plan -m examples/devcloud.yaml -o .devcloud/demo.plan
 	$(BIN)/tenantshift apply .devcloud/demo.plan
