@@ -25,7 +25,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from tenantshift.engine.apply import ApplyResult, apply_plan
+from tenantshift.engine.apply import JOURNAL_FILE, ApplyResult, apply_plan
 from tenantshift.engine.connect import open_provider
 from tenantshift.engine.graph import GraphCycleError, Node, build_graph
 from tenantshift.engine.journal import Journal
@@ -75,7 +75,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except USER_ERRORS as exc:
-        errors.print(f"[bold red]Error:[/] {exc}", markup=True, soft_wrap=True)
+        errors.print(f"[bold red]Error:[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
 
 
@@ -298,7 +298,7 @@ def journal(manifest: ManifestOpt, var: VarOpt = None) -> None:
     """Show the apply runs recorded for a manifest, and how the last one went."""
     with user_errors():
         loaded = _load(manifest, var)
-        path = loaded.state_dir / "journal.sqlite"
+        path = loaded.state_dir / JOURNAL_FILE
         if not path.exists():
             console.print("No apply has run for this manifest yet.")
             return
@@ -315,6 +315,3 @@ def journal(manifest: ManifestOpt, var: VarOpt = None) -> None:
             console.print(f"last run: {len(steps)} steps")
         book.close()
 
-
-def main() -> None:  # pragma: no cover
-    app()
