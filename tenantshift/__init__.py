@@ -1,2 +1,3 @@
 """tenantshift."""
+
 __version__ = "0.1.0"

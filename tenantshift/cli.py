@@ -314,4 +314,3 @@ def journal(manifest: ManifestOpt, var: VarOpt = None) -> None:
             steps = book.steps(runs[-1].run_id)
             console.print(f"last run: {len(steps)} steps")
         book.close()
-

@@ -207,12 +207,16 @@ class Caller:
                 raise to_provider_error(
                     self.label,
                     call,
-                    Failure(f"{failure.message}; gave up, the retry budget of "
-                            f"{policy.budget:g}s is spent", failure.status),
+                    Failure(
+                        f"{failure.message}; gave up, the retry budget of "
+                        f"{policy.budget:g}s is spent",
+                        failure.status,
+                    ),
                     attempt,
                 ) from None
-            log.warning("%s: %s: %s; retry %d in %.1fs", self.label, call, failure.message,
-                        attempt, delay)
+            log.warning(
+                "%s: %s: %s; retry %d in %.1fs", self.label, call, failure.message, attempt, delay
+            )
             policy.sleep(delay)
 
     def _recover(self, call: str, recover: Callable[[], T | None]) -> T | None:
@@ -222,13 +226,15 @@ class Caller:
         except ProviderError as exc:
             inner: Failure | None = getattr(exc, "failure", None)
             message = inner.message if inner else str(exc)
-            raise _RecoverFailed(Failure(
-                f"{message} (while checking with {exc.call} whether an earlier attempt of "
-                f"{call} went through)",
-                status=inner.status if inner else None,
-                retryable=exc.retryable,
-                ambiguous=True,
-            )) from None
+            raise _RecoverFailed(
+                Failure(
+                    f"{message} (while checking with {exc.call} whether an earlier attempt of "
+                    f"{call} went through)",
+                    status=inner.status if inner else None,
+                    retryable=exc.retryable,
+                    ambiguous=True,
+                )
+            ) from None
         finally:
             self._nested.depth -= 1
 
@@ -267,5 +273,6 @@ def connect(
         region = config.get_one(**kwargs)
         return openstack.connection.Connection(config=region)
     except Exception as exc:  # config errors must not leak a traceback (nor the auth dict)
-        raise ProviderError(f"cannot configure the connection: {classify(exc).message}",
-                            call="connect") from None
+        raise ProviderError(
+            f"cannot configure the connection: {classify(exc).message}", call="connect"
+        ) from None

@@ -91,8 +91,9 @@ class OpenStackProvider:
             label = getattr(ref, "cloud", None) or "inline-auth"
             if getattr(ref, "project", None):
                 label = f"{label}/{ref.project}"
-        conn = connect(kwargs, config_files=config_files, api_timeout=api_timeout,
-                       overrides=overrides)
+        conn = connect(
+            kwargs, config_files=config_files, api_timeout=api_timeout, overrides=overrides
+        )
         return cls(conn, label=label, retry=retry, max_workers=max_workers)
 
     # -- facts about the connection ----------------------------------------------------------
@@ -106,8 +107,10 @@ class OpenStackProvider:
         if self._project_id is None:
             pid = self.call("identity.authenticate", lambda: self.conn.current_project_id)
             if not pid:
-                raise ProviderError(f"{self.label}: the credentials are not scoped to a project",
-                                    call="identity.authenticate")
+                raise ProviderError(
+                    f"{self.label}: the credentials are not scoped to a project",
+                    call="identity.authenticate",
+                )
             self._project_id = str(pid)
         return self._project_id
 
@@ -134,8 +137,10 @@ class OpenStackProvider:
     def _external_id(self, name: str) -> str:
         ids = [i for i, n in self._external_names(refresh=True).items() if n == name]
         if not ids:
-            raise NotFoundError(f"{self.label}: no external network named {name!r} is visible",
-                                call="resolve external_network")
+            raise NotFoundError(
+                f"{self.label}: no external network named {name!r} is visible",
+                call="resolve external_network",
+            )
         if len(ids) > 1:
             raise ProviderError(
                 f"{self.label}: {len(ids)} external networks are named {name!r} "
@@ -234,8 +239,9 @@ class OpenStackProvider:
             if kind == "keypair":
                 kp = self.call("compute.get_keypair", lambda: self.conn.compute.get_keypair(id))
                 return rec.keypair_record(kp)
-            res = self.call(f"network.get_{kind}", lambda: getattr(self.conn.network,
-                                                                   f"get_{kind}")(id))
+            res = self.call(
+                f"network.get_{kind}", lambda: getattr(self.conn.network, f"get_{kind}")(id)
+            )
             return self._record(kind, res)
         except NotFoundError:
             return None
@@ -261,8 +267,12 @@ class OpenStackProvider:
                 lambda: list(net.security_group_rules(security_group_id=params["security_group"])),
             )
             return [rec.security_group_rule_record(r) for r in rules]
-        plural = {"network": "networks", "subnet": "subnets", "router": "routers",
-                  "security_group": "security_groups"}[kind]
+        plural = {
+            "network": "networks",
+            "subnet": "subnets",
+            "router": "routers",
+            "security_group": "security_groups",
+        }[kind]
         lister = getattr(net, plural)
         out: list[Record] = []
         if source_id is not None:
@@ -327,8 +337,7 @@ class OpenStackProvider:
         create = getattr(self.conn.network, f"create_{kind}")
         try:
             try:
-                res = self.call(f"network.create_{kind}", lambda: create(**attrs),
-                                recover=recover)
+                res = self.call(f"network.create_{kind}", lambda: create(**attrs), recover=recover)
             except ProviderError as exc:
                 if not (tagged and "'tags' not allowed" in str(exc)):
                     raise
@@ -336,8 +345,7 @@ class OpenStackProvider:
                 # with the tag plugin not loaded for it): stamp after creating, from now on.
                 self._tag_on_create = False
                 attrs.pop("tags")
-                res = self.call(f"network.create_{kind}", lambda: create(**attrs),
-                                recover=recover)
+                res = self.call(f"network.create_{kind}", lambda: create(**attrs), recover=recover)
         except ConflictError as exc:
             # Rules: Neutron refuses a duplicate (and names it). If it is our rule, it is done.
             found = recover()
@@ -370,8 +378,10 @@ class OpenStackProvider:
             raise
         found = recover()
         if found is None:
-            raise ProviderError(f"{self.label}: interface {router}:{subnet} was added but is "
-                                "not listed", call="network.add_interface_to_router")
+            raise ProviderError(
+                f"{self.label}: interface {router}:{subnet} was added but is not listed",
+                call="network.add_interface_to_router",
+            )
         return found
 
     def _create_keypair(
@@ -389,8 +399,11 @@ class OpenStackProvider:
             return found
 
         try:
-            kp = self.call("compute.create_keypair",
-                           lambda: self.conn.compute.create_keypair(**attrs), recover=same_key)
+            kp = self.call(
+                "compute.create_keypair",
+                lambda: self.conn.compute.create_keypair(**attrs),
+                recover=same_key,
+            )
         except ConflictError:
             found = same_key()
             if found is None:
@@ -422,8 +435,9 @@ class OpenStackProvider:
             )
         net = self.conn.network
         if attrs:
-            res = self.call(f"network.update_{kind}",
-                            lambda: getattr(net, f"update_{kind}")(id, **attrs))
+            res = self.call(
+                f"network.update_{kind}", lambda: getattr(net, f"update_{kind}")(id, **attrs)
+            )
         else:
             res = self.call(f"network.get_{kind}", lambda: getattr(net, f"get_{kind}")(id))
         if stamp:
@@ -441,11 +455,15 @@ class OpenStackProvider:
         try:
             if kind == "router_interface":
                 router, subnet = rec.split_interface_id(id)
-                self.call("network.remove_interface_from_router",
-                          lambda: net.remove_interface_from_router(router, subnet=subnet))
+                self.call(
+                    "network.remove_interface_from_router",
+                    lambda: net.remove_interface_from_router(router, subnet=subnet),
+                )
             elif kind == "keypair":
-                self.call("compute.delete_keypair",
-                          lambda: self.conn.compute.delete_keypair(id, ignore_missing=False))
+                self.call(
+                    "compute.delete_keypair",
+                    lambda: self.conn.compute.delete_keypair(id, ignore_missing=False),
+                )
             else:
                 remove = getattr(net, f"delete_{kind}")
                 self.call(f"network.delete_{kind}", lambda: remove(id, ignore_missing=False))
@@ -456,6 +474,6 @@ class OpenStackProvider:
     # -- helpers ---------------------------------------------------------------------------
     def _check_kind(self, kind: str) -> None:
         if kind not in KINDS:
-            raise ProviderError(f"{self.label}: the OpenStack provider does not handle {kind!r}",
-                                call=kind)
-
+            raise ProviderError(
+                f"{self.label}: the OpenStack provider does not handle {kind!r}", call=kind
+            )

@@ -27,10 +27,29 @@ ROUTER_INTERFACE_OWNERS = (
 #: written as "6" in one cloud and "tcp" in another is the same rule, and Neutron itself
 #: refuses the second as a duplicate, so both read as "tcp".
 _PROTOCOL_BY_NUMBER = {
-    "1": "icmp", "2": "igmp", "4": "ipip", "6": "tcp", "8": "egp", "17": "udp", "33": "dccp",
-    "41": "ipv6-encap", "43": "ipv6-route", "44": "ipv6-frag", "46": "rsvp", "47": "gre",
-    "50": "esp", "51": "ah", "58": "ipv6-icmp", "59": "ipv6-nonxt", "60": "ipv6-opts",
-    "89": "ospf", "103": "pim", "112": "vrrp", "113": "pgm", "132": "sctp", "136": "udplite",
+    "1": "icmp",
+    "2": "igmp",
+    "4": "ipip",
+    "6": "tcp",
+    "8": "egp",
+    "17": "udp",
+    "33": "dccp",
+    "41": "ipv6-encap",
+    "43": "ipv6-route",
+    "44": "ipv6-frag",
+    "46": "rsvp",
+    "47": "gre",
+    "50": "esp",
+    "51": "ah",
+    "58": "ipv6-icmp",
+    "59": "ipv6-nonxt",
+    "60": "ipv6-opts",
+    "89": "ospf",
+    "103": "pim",
+    "112": "vrrp",
+    "113": "pgm",
+    "132": "sctp",
+    "136": "udplite",
 }
 #: Spellings of ICMP for IPv6 rules that Neutron treats as one protocol.
 _ICMP6_ALIASES = frozenset({"icmp", "icmpv6", "ipv6-icmp"})
@@ -228,8 +247,14 @@ _DROP_NONE: dict[str, frozenset[str]] = {
     "router": frozenset({"description", "is_admin_state_up"}),
     "security_group": frozenset({"description"}),
     "security_group_rule": frozenset(
-        {"protocol", "port_range_min", "port_range_max", "remote_ip_prefix", "remote_group",
-         "description"}
+        {
+            "protocol",
+            "port_range_min",
+            "port_range_max",
+            "remote_ip_prefix",
+            "remote_group",
+            "description",
+        }
     ),
     "keypair": frozenset({"type"}),
 }
