@@ -245,6 +245,36 @@ def test_a_renamed_source_network_is_an_update_not_a_copy(
     assert tenantshift("apply", "-m", str(manifest), "--auto-approve").returncode == 0
 
 
+def test_a_router_with_static_routes_is_created_before_its_routes(
+    clouds: dict[str, Connection], manifest: Path, loaded: Manifest
+) -> None:
+    """Neutron refuses a route whose nexthop is on no connected subnet: the routes must be set
+    after the interfaces, on a router created from scratch."""
+    src, dst = clouds["src"], clouds["dst"]
+    router = src.network.find_router("edge-router", ignore_missing=False)
+    route = {"destination": "192.0.2.0/24", "nexthop": "10.10.0.254"}
+    src.network.update_router(router, routes=[route])
+    copy = dst.network.find_router("edge-router", ignore_missing=False)
+    for port in dst.network.ports(device_id=copy.id):
+        dst.network.remove_interface_from_router(copy, port_id=port.id)
+    dst.network.delete_router(copy)
+    try:
+        todo = pending(plan_json(manifest))
+        assert todo["router.edge-router"]["action"] == "create"
+        assert todo["router.edge-router"]["after"]["routes"] == [route]
+
+        applied = tenantshift("apply", "-m", str(manifest), "--auto-approve")
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        assert "router.edge-router#late: set routes" in applied.stdout
+        made = dst.network.find_router("edge-router", ignore_missing=False)
+        assert made.routes == [route]
+        assert_migrated_equal(loaded)
+    finally:
+        src.network.update_router(router, routes=[])
+    assert tenantshift("apply", "-m", str(manifest), "--auto-approve").returncode == 0
+    assert dst.network.find_router("edge-router", ignore_missing=False).routes == []
+
+
 def test_a_stale_saved_plan_is_refused(
     clouds: dict[str, Connection], manifest: Path, tmp_path: Path
 ) -> None:
