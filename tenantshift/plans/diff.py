@@ -232,7 +232,8 @@ def _orphans(
         # The owner counts only when it is the copy of a desired resource: an unmatched parent
         # keeps its actual address, which may spell a desired one (a group renamed at the
         # source onto the name of a hand-made destination group), and its children are not ours.
-        owner = translate.get(have.params.get(kind.owner)) if kind.owner else None
+        parent = have.params.get(kind.owner) if kind.owner else None
+        owner = translate.get(parent) if parent is not None else None
         # The cloud's own resources (``default``) are never deleted, even carrying our marker.
         builtin = kind.name_field is not None and params.get(kind.name_field.name) in (
             kind.builtin_names
