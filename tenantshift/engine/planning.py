@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 
 from tenantshift import __version__
 from tenantshift.manifest import Manifest, manifest_hash
-from tenantshift.plans import Change, Fingerprint, Plan, diff
+from tenantshift.plans import Action, Change, Fingerprint, Plan, diff
 from tenantshift.providers import Provider
-from tenantshift.resources import Snapshot, derive_desired
+from tenantshift.resources import REGISTRY, Snapshot, derive_desired
 
 
 class PlanError(Exception):
@@ -86,8 +86,29 @@ def restrict(changes: list[Change], targets: tuple[str, ...]) -> list[Change]:
         if address in keep or address not in by_address:
             continue
         keep.add(address)
-        pending.extend(by_address[address].depends_on)
+        change = by_address[address]
+        pending.extend(change.depends_on)
+        if change.action in _DESTROYING:
+            # What references a destroyed target must go first (the cascade): without it the
+            # destroy fails as "in use" (an interface on a replaced subnet).
+            pending.extend(_referrers_destroyed(changes, change))
     return [c for c in changes if c.address in keep]
+
+
+_DESTROYING = (Action.REPLACE, Action.DELETE)
+
+
+def _referrers_destroyed(changes: list[Change], target: Change) -> list[str]:
+    """Changes that destroy a resource referencing ``target``'s destination resource."""
+    doomed = {target.address, target.target_address} - {None}
+    out = []
+    for change in changes:
+        if change.action not in _DESTROYING or change.address == target.address:
+            continue
+        before = change.before or {}
+        if any(before.get(f.name) in doomed for f in REGISTRY[change.kind].refs):
+            out.append(change.address)
+    return out
 
 
 def check_fresh(
