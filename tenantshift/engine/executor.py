@@ -70,7 +70,17 @@ class ResourceExecutor:
         early = {k: v for k, v in params.items() if not kind.field(k).late}
         found = self.provider.find(change.kind, change.source_id, params)
         if found is not None:
-            # An interrupted run created it: adopt and bring it to the desired state.
+            # An interrupted run created it: adopt and bring it to the desired state, unless it
+            # differs where no update can reach (someone else's, made since the plan).
+            have = params_from_record(kind, found)
+            fixed = sorted(
+                k for k, v in early.items() if kind.field(k).replace and have.get(k) != v
+            )
+            if fixed:
+                raise ProviderError(
+                    f"{change.address}: {found['id']} exists in the destination with another "
+                    f"{', '.join(fixed)} (it cannot be changed in place); run plan again"
+                )
             self.ids.set(change.address, str(found["id"]))
             drift = self._drift(change.kind, found, early, include_marker=change.source_id)
             if drift:

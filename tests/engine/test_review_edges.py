@@ -41,3 +41,22 @@ def test_a_targeted_replacement_takes_its_cascade_along(tmp_path: Path) -> None:
     result = apply_plan(plan, destination, tmp_path)
     assert result.ok, {a: o.message for a, o in result.outcomes.items()}
     assert not make_plan(MANIFEST, source, destination).plan.has_changes
+
+
+def test_a_create_does_not_adopt_a_copy_that_differs_in_an_immutable_field(
+    tmp_path: Path,
+) -> None:
+    """Between plan and apply a keypair of the same name but another public key appears: the
+    create must not call it "already there" (it cannot be updated into ours)."""
+    source, destination = MemoryProvider("source"), MemoryProvider("destination")
+    source.create("keypair", {"name": "ops", "public_key": "ssh-ed25519 AAAAours"}, None)
+    plan = make_plan(MANIFEST, source, destination).plan
+    destination.create("keypair", {"name": "ops", "public_key": "ssh-ed25519 AAAAtheirs"}, None)
+
+    result = apply_plan(plan, destination, tmp_path)
+
+    outcome = result.outcomes["keypair.ops"]
+    assert not result.ok
+    assert "public_key" in outcome.message
+    [kept] = destination.snapshot().of_kind("keypair")
+    assert kept.params["public_key"] == "ssh-ed25519 AAAAtheirs"
