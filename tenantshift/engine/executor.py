@@ -54,6 +54,7 @@ class ResourceExecutor:
                 Step.UPDATE: self._update,
                 Step.DESTROY: self._destroy,
                 Step.LATE: self._late,
+                Step.UNLATE: self._unlate,
             }[node.step](change)
         except Exception as exc:
             self.journal.record(node.id, node.step.value, "failed", detail=str(exc))
@@ -115,6 +116,31 @@ class ResourceExecutor:
             return "late fields already set"
         self.provider.update(change.kind, str(current["id"]), drift)
         return f"set {', '.join(sorted(drift))}"
+
+    def _unlate(self, change: Change) -> str:
+        """Before what references it is destroyed: keep only the late values that stay (the
+        routes also in the desired state; none when the resource itself goes)."""
+        kind = REGISTRY[change.kind]
+        if change.target_id is None:
+            return "nothing to clear"
+        current = self.provider.get(change.kind, change.target_id)
+        if current is None:
+            return "already gone"
+        have = params_from_record(kind, current)
+        after = {} if change.action is Action.DELETE else (change.after or {})
+        shed: dict[str, Any] = {}
+        for f in (f for f in kind.fields if f.late):
+            value, wanted = have.get(f.name), after.get(f.name, f.default)
+            if isinstance(value, list):
+                staying = [v for v in value if v in (wanted or [])]
+            else:
+                staying = value if value == wanted else f.default
+            if staying != value:
+                shed[f.name] = staying
+        if not shed:
+            return "late fields already clear"
+        self.provider.update(change.kind, change.target_id, shed)
+        return f"cleared {', '.join(sorted(shed))} ahead of removals"
 
     def _destroy(self, change: Change) -> str:
         target = change.target_id

@@ -6,7 +6,10 @@ Built by a short list of small steps, Terraform-style:
 2. a replacement splits into ``destroy`` then ``create``, delete-before-create;
 3. references become edges: a resource after what it references;
 4. destruction runs in reverse: a resource is destroyed only after whatever referenced it;
-5. late fields (router routes) get a node after everything that references the resource.
+5. late fields (router routes) get a node after everything that references the resource;
+6. and an ``unlate`` node before anything that references it is destroyed: Neutron keeps a
+   router interface while a static route goes through it, so the routes that are not staying
+   leave the router first.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ class Step(StrEnum):
     UPDATE = "update"
     DESTROY = "destroy"
     LATE = "late"
+    UNLATE = "unlate"
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,9 @@ class Node:
 
     @property
     def id(self) -> str:
-        if self.step in (Step.DESTROY, Step.LATE) and self.change.action is not Action.DELETE:
+        if self.step is Step.UNLATE or (
+            self.step in (Step.DESTROY, Step.LATE) and self.change.action is not Action.DELETE
+        ):
             return f"{self.change.address}#{self.step.value}"
         return self.change.address
 
@@ -74,6 +80,7 @@ def build_graph(plan: Plan) -> nx.DiGraph:
 
     _destroy_in_reverse(plan, graph, destroyers)
     _late_after_referrers(plan, graph, builders)
+    _unlate_before_referrers_go(changes, graph, destroyers)
 
     try:
         cycle = nx.find_cycle(graph)
@@ -140,3 +147,39 @@ def _late_after_referrers(plan: Plan, graph: nx.DiGraph, builders: dict[str, Nod
         for change in plan.changes:
             if address in change.depends_on and change.address in builders:
                 graph.add_edge(builders[change.address].id, node_id)
+
+
+def _unlate_before_referrers_go(
+    changes: list[Change], graph: nx.DiGraph, destroyers: dict[str, Node]
+) -> None:
+    """A resource with late fields whose value goes away (an update of them, or its destruction)
+    sheds what is not staying before anything referencing it is destroyed."""
+    for change in changes:
+        kind = REGISTRY[change.kind]
+        late = {f.name for f in kind.fields if f.late}
+        if not late or change.target_id is None:
+            continue
+        touched = {fc.field for fc in change.fields}
+        if change.action is Action.UPDATE and not touched & late:
+            continue
+        if change.action not in (Action.UPDATE, Action.REPLACE, Action.DELETE):
+            continue
+        itself = {change.address, change.target_address} - {None}
+        referrers = [
+            node
+            for node in destroyers.values()
+            if node.change.address != change.address
+            and any(
+                (node.change.before or {}).get(f.name) in itself
+                for f in REGISTRY[node.change.kind].refs
+            )
+        ]
+        if not referrers:
+            continue
+        unlate = Node(change, Step.UNLATE)
+        graph.add_node(unlate.id, node=unlate)
+        for node in referrers:
+            graph.add_edge(unlate.id, node.id)
+        late_id = Node(change, Step.LATE).id
+        if late_id in graph and late_id != unlate.id:
+            graph.add_edge(unlate.id, late_id)

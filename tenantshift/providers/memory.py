@@ -2,12 +2,14 @@
 
 It behaves like Neutron where the engine's logic depends on it: every project has a ``default``
 security group with its default rules, a new group gets two egress rules, references must point
-at existing resources, deleting a resource that others reference fails, duplicate rules conflict.
+at existing resources, deleting a resource that others reference fails, duplicate rules conflict,
+an interface a static route goes through cannot be removed.
 """
 
 from __future__ import annotations
 
 import copy
+import ipaddress
 import itertools
 import threading
 import uuid
@@ -119,6 +121,8 @@ class MemoryProvider:
             self.calls.append(("delete", kind))
             if id not in self._records[kind]:
                 return
+            if kind == "router_interface":
+                self._check_no_route_needs(self._records[kind][id])
             for other in REGISTRY:
                 for field in other.refs:
                     if field.ref != kind:
@@ -155,6 +159,21 @@ class MemoryProvider:
                 "security_group_rule",
                 {"security_group": group_id, "direction": "egress", "ethertype": ethertype},
             )
+
+    def _check_no_route_needs(self, interface: Record) -> None:
+        """Neutron keeps an interface while a static route's nexthop lies in its subnet."""
+        subnet = self._records["subnet"].get(interface["subnet"])
+        router = self._records["router"].get(interface["router"])
+        if subnet is None or router is None or not subnet.get("cidr"):
+            return
+        cidr = ipaddress.ip_network(subnet["cidr"], strict=False)
+        for route in router.get("routes") or []:
+            if ipaddress.ip_address(route["nexthop"]) in cidr:
+                raise ProviderError(
+                    f"409 Conflict: router interface for subnet {subnet['id']} on router "
+                    f"{router['id']} cannot be deleted, as it is required by one or more routes",
+                    call="delete",
+                )
 
     def _check_refs(self, kind: str, params: Mapping[str, Any]) -> None:
         for field in REGISTRY[kind].refs:
