@@ -74,7 +74,10 @@ def build_graph(plan: Plan) -> nx.DiGraph:
         for dependency in change.depends_on:
             if dependency in builders and change.address in builders:
                 graph.add_edge(builders[dependency].id, builders[change.address].id)
-            if change.action is Action.DELETE and dependency in builders:
+            made_by_parent = change.action is Action.DELETE or (
+                change.action is Action.REPLACE and change.target_id is None
+            )
+            if made_by_parent and dependency in builders:
                 # A child the cloud makes with its parent can only be deleted after the parent.
                 graph.add_edge(builders[dependency].id, destroyers_key(change))
 

@@ -189,7 +189,34 @@ def _auto_children(desired: Snapshot, changes: dict[str, Change]) -> None:
             key = child_kind.key(params, lambda a: a.partition(".")[2])
             address = make_address(child_kind_name, key)
             existing = changes.get(address)
-            if existing is not None and existing.action is Action.CREATE:
+            if (
+                existing is not None
+                and existing.action is Action.CREATE
+                and existing.after != params
+            ):
+                # Same key, but it differs where the key does not look (a description): what
+                # the cloud made is replaced once the parent exists, found then by its key.
+                fields = [
+                    FieldChange(
+                        field=f.name,
+                        before=params.get(f.name),
+                        after=(existing.after or {}).get(f.name),
+                        forces_replacement=f.replace,
+                    )
+                    for f in child_kind.fields
+                    if params.get(f.name) != (existing.after or {}).get(f.name)
+                ]
+                changes[address] = existing.model_copy(
+                    update={
+                        "action": Action.REPLACE,
+                        "before": params,
+                        "fields": fields,
+                        "reason": Reason.AUTO_CREATED,
+                        "detail": f"created by the cloud with {change.address}, then replaced: "
+                        + ", ".join(fc.field for fc in fields),
+                    }
+                )
+            elif existing is not None and existing.action is Action.CREATE:
                 changes[address] = existing.model_copy(
                     update={
                         "action": Action.NOOP,

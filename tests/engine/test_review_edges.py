@@ -152,3 +152,18 @@ def test_pruning_a_router_with_routes_clears_them_before_its_interfaces(
 
     assert result.ok, {a: o.message for a, o in result.outcomes.items() if o.status != "done"}
     assert destination.count("router") == 0
+
+
+def test_an_auto_created_rule_that_differs_is_replaced_in_the_same_apply(tmp_path: Path) -> None:
+    source, destination = MemoryProvider("source"), MemoryProvider("destination")
+    group = source.create("security_group", {"name": "web"}, None)
+    for rule in source.snapshot().of_kind("security_group_rule"):
+        if rule.key == "web/egress/IPv4/any/any/0.0.0.0/0":
+            source.delete("security_group_rule", str(rule.id))
+    egress = {"security_group": group["id"], "direction": "egress", "ethertype": "IPv4"}
+    source.create("security_group_rule", {**egress, "description": "all out"}, None)
+
+    result = apply_plan(make_plan(MANIFEST, source, destination).plan, destination, tmp_path)
+
+    assert result.ok, {a: o.message for a, o in result.outcomes.items() if o.status != "done"}
+    assert not make_plan(MANIFEST, source, destination).plan.has_changes
