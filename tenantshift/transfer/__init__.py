@@ -1,1 +1,32 @@
-"""transfer."""
+"""The conversion-host data path: copy volumes from the source conversion host to the
+destination one, directly between them, extents only, hashed, verified and resumable.
+
+See docs/transfer.md. The workload engine calls :func:`copy_volumes` (or a
+:class:`TransferSession` when it wants to interleave copies with other steps).
+"""
+
+from .errors import (
+    ConnectError,
+    DeviceNotFoundError,
+    HostKeyError,
+    StreamError,
+    TransferError,
+    VerificationError,
+)
+from .model import Progress, TransferOptions, TransferResult, VolumeCopy
+from .session import TransferSession, copy_volumes
+
+__all__ = [
+    "ConnectError",
+    "DeviceNotFoundError",
+    "HostKeyError",
+    "Progress",
+    "StreamError",
+    "TransferError",
+    "TransferOptions",
+    "TransferResult",
+    "TransferSession",
+    "VerificationError",
+    "VolumeCopy",
+    "copy_volumes",
+]

@@ -1,0 +1,90 @@
+"""Command line of the agent: ``python agent.pyz COMMAND ...``.
+
+Requests and secrets arrive on stdin, never as arguments (arguments show up in ``ps`` and in
+sshd's logs). Answers are JSON on stdout; ``serve`` answers with the binary stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from . import PROTOCOL_VERSION, codecs, extents, keys, pull, sink, source
+
+
+def _print(obj: object) -> None:
+    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tenantshift-agent")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="protocol version, codecs, python")
+    serve = sub.add_parser("serve", help="stream a volume (request on stdin)")
+    serve.add_argument("--device-dir", required=True)
+    sub.add_parser("pull", help="pull a volume from the source host (request on stdin)")
+    digest = sub.add_parser("digest", help="content digest of a volume's device")
+    digest.add_argument("--device-dir", required=True)
+    digest.add_argument("--volume-id", required=True)
+    digest.add_argument("--chunk-size", type=int, default=4 * 1024 * 1024)
+    digest.add_argument("--hash", default="sha256")
+    auth = sub.add_parser("authorize", help="add the key line on stdin to authorized_keys")
+    auth.add_argument("--marker", required=True)
+    auth.add_argument("--file")
+    rev = sub.add_parser("revoke", help="remove this run's key lines from authorized_keys")
+    rev.add_argument("--marker", required=True)
+    rev.add_argument("--file")
+    put = sub.add_parser("put-key", help="store the pull key (JSON on stdin) in the run dir")
+    put.add_argument("run_dir")
+    clean = sub.add_parser("cleanup", help="remove the run dir")
+    clean.add_argument("run_dir")
+    args = parser.parse_args(argv)
+
+    if args.command == "info":
+        _print({"protocol": PROTOCOL_VERSION, "codecs": codecs.available(),
+                "python": list(sys.version_info[:3])})  # fmt: skip
+        return 0
+    if args.command == "serve":
+        try:  # a bigger pipe to sshd, when stdout is one
+            import fcntl
+
+            fcntl.fcntl(1, pull.F_SETPIPE_SZ, 1024 * 1024)
+        except OSError:
+            pass
+        out = os.fdopen(1, "wb", buffering=1024 * 1024, closefd=False)
+        try:
+            return source.main(sys.stdin.buffer, out, args.device_dir)
+        except BrokenPipeError:
+            return 3
+    if args.command == "pull":
+        return pull.main(sys.stdin.buffer, sys.stdout)
+    if args.command == "digest":
+        try:
+            path = extents.find_device(args.device_dir, args.volume_id)
+        except extents.DeviceNotFound as exc:
+            _print({"error": str(exc), "volume_id": args.volume_id})
+            return 2
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            size = extents.device_size(fd)
+            value = sink.device_digest(fd, size, args.chunk_size, args.hash)
+            _print({"size": size, "digest": value})
+        finally:
+            os.close(fd)
+        return 0
+    if args.command == "authorize":
+        _print(keys.authorize(sys.stdin.read(16384), args.marker, args.file))
+        return 0
+    if args.command == "revoke":
+        _print(keys.revoke(args.marker, args.file))
+        return 0
+    if args.command == "put-key":
+        _print(keys.put_pull_key(args.run_dir, json.loads(sys.stdin.read(65536))))
+        return 0
+    if args.command == "cleanup":
+        _print(keys.cleanup(args.run_dir))
+        return 0
+    return 2  # pragma: no cover (argparse rejects unknown commands)

@@ -1,0 +1,250 @@
+"""The destination side: apply a stream to the target device, checkpoint, verify.
+
+``Sink`` is transport-free (it reads records from any binary stream) so the unit tests drive
+it with a local source; ``pull`` wraps it with the SSH connection to the source host.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+from typing import Any, Callable
+
+from . import codecs, extents
+from .framing import DATA, END, ERROR, HASH, HELLO, SKIP, ZDATA, Reader, Record
+from .source import new_hash
+from .state import State
+
+DIGEST_TAG = b"tenantshift-transfer-v1"
+
+
+class RemoteError(Exception):
+    """An error reported by the other end, with its kind (device_not_found, protocol...)."""
+
+    def __init__(self, kind: str, message: str, volume_id: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.volume_id = volume_id
+
+
+class VerifyError(Exception):
+    pass
+
+
+def content_digest(size: int, chunk_size: int, hash_name: str, entries: Any) -> str:
+    """The volume's content digest: a hash over ``(offset, chunk hash)`` of every non-zero
+    grid chunk, in order. Equal digests (same size) mean bit-identical logical content."""
+    h = new_hash(hash_name)
+    h.update(DIGEST_TAG + struct.pack("!QQ", size, chunk_size))
+    for offset, digest in entries:
+        h.update(struct.pack("!Q", offset) + digest)
+    return h.hexdigest()
+
+
+def device_digest(fd: int, size: int, chunk_size: int, hash_name: str) -> str:
+    """``content_digest`` computed from a device alone: reads only allocated chunks."""
+    buf = bytearray(chunk_size)
+    view = memoryview(buf)
+    entries = []
+    for offset, length in extents.chunk_windows(
+        extents.data_extents(fd, 0, size), chunk_size, size
+    ):
+        extents.read_full(fd, view[:length], offset)
+        if not extents.is_zero(buf, length):
+            h = new_hash(hash_name)
+            h.update(view[:length])
+            entries.append((offset, h.digest()))
+    return content_digest(size, chunk_size, hash_name, entries)
+
+
+class Sink:
+    """Writes one volume's stream to ``fd`` from the state's resume point on."""
+
+    def __init__(
+        self,
+        fd: int,
+        state: State,
+        *,
+        target_zeroed: bool = False,
+        checkpoint_bytes: int = 256 * 1024 * 1024,
+        checkpoint_seconds: float = 10.0,
+        progress: Callable[[Sink], None] | None = None,
+    ) -> None:
+        self.fd = fd
+        self.state = state
+        self.target_zeroed = target_zeroed
+        self.block_device = extents.is_block_device(fd)
+        self.checkpoint_bytes = checkpoint_bytes
+        self.checkpoint_seconds = checkpoint_seconds
+        self.progress = progress
+        self.hello: dict[str, Any] = {}
+        self.position = state.offset
+        self.resumed_from = state.offset
+        self.data_bytes = 0  # non-zero bytes written by this attempt
+        self.wire_bytes = 0
+        self.chunks = 0
+        self.summary: dict[str, Any] = {}
+
+    # -- stream
+
+    def start(self, reader: Reader) -> dict[str, Any]:
+        """Read the stream's hello; checks it against the target and the state."""
+        reader.magic()
+        record = reader.read()
+        if record.kind == ERROR:
+            self._raise_remote(record)
+        if record.kind != HELLO:
+            raise RemoteError("protocol", "stream does not start with a hello record")
+        hello = record.json()
+        if int(hello["start"]) != self.state.offset:
+            raise RemoteError(
+                "protocol", f"source started at {hello['start']}, not {self.state.offset}"
+            )
+        size = int(hello["size"])
+        if self.state.offset and self.state.size != size:
+            raise RemoteError("stale_state", "the resume point was saved for another size")
+        target_size = extents.device_size(self.fd)
+        if target_size < size:
+            raise RemoteError(
+                "target_too_small",
+                f"destination device holds {target_size} bytes, the source volume {size}",
+            )
+        self.hello = hello
+        return hello
+
+    def run(self, reader: Reader) -> None:
+        """Apply records until the end record."""
+        hello = self.hello
+        size, chunk_size = int(hello["size"]), int(hello["chunk_size"])
+        codec = codecs.load(str(hello["codec"]))
+        hash_name = str(hello["hash"])
+        buf = bytearray(chunk_size)
+        view = memoryview(buf)
+        zeros = memoryview(bytes(chunk_size))
+        runs: list[extents.Extent] = []
+        chunk_start = -1
+        since_ckpt = 0
+        last_ckpt = time.monotonic()
+        while True:
+            record = reader.read()
+            self.wire_bytes = reader.bytes
+            kind = record.kind
+            if kind in (DATA, ZDATA):
+                base = record.offset - record.offset % chunk_size
+                if base != chunk_start:
+                    if runs:
+                        raise RemoteError("protocol", f"chunk at {chunk_start} has no hash record")
+                    view[:] = zeros
+                    chunk_start = base
+                rel = record.offset - base
+                out = view[rel : rel + record.length]
+                if rel + record.length > chunk_size or len(out) != record.length:
+                    raise RemoteError("protocol", f"run at {record.offset} crosses its chunk")
+                if kind == ZDATA:
+                    codec.decompress_into(record.payload, out)
+                else:
+                    if len(record.payload) != record.length:
+                        raise RemoteError("protocol", f"raw run at {record.offset}: wrong length")
+                    out[:] = record.payload
+                runs.append((rel, record.length))
+            elif kind == HASH:
+                if not runs or record.offset != chunk_start or record.offset < self.position:
+                    raise RemoteError("protocol", f"hash record for {record.offset} out of order")
+                length = record.length
+                h = new_hash(hash_name)
+                h.update(view[:length])
+                digest = h.digest()
+                if digest != bytes(record.payload):
+                    raise VerifyError(
+                        f"chunk at offset {record.offset} does not match its source hash "
+                        "(corrupted in transit)"
+                    )
+                for rel, n in runs:
+                    extents.write_full(self.fd, view[rel : rel + n], chunk_start + rel)
+                    self.data_bytes += n
+                    since_ckpt += n
+                if not self.target_zeroed:
+                    for rel, n in extents.gaps(runs, length):
+                        extents.zero_range(self.fd, chunk_start + rel, n, self.block_device)
+                self.state.append(chunk_start, digest)
+                self.chunks += 1
+                runs = []
+                chunk_start = -1
+                self.position = record.offset + length
+            elif kind == SKIP:
+                if record.offset != self.position:
+                    raise RemoteError(
+                        "protocol", f"skip at {record.offset}, expected {self.position}"
+                    )
+                if not self.target_zeroed:
+                    extents.zero_range(self.fd, record.offset, record.length, self.block_device)
+                self.position = record.offset + record.length
+            elif kind == END:
+                if self.position != size or runs:
+                    raise RemoteError("protocol", f"stream ended at {self.position} of {size}")
+                self.summary = record.json()
+                self._checkpoint(size)
+                return
+            elif kind == ERROR:
+                self._raise_remote(record)
+            else:
+                raise RemoteError("protocol", f"unexpected record {kind!r}")
+            if (
+                since_ckpt >= self.checkpoint_bytes
+                or (since_ckpt and time.monotonic() - last_ckpt >= self.checkpoint_seconds)
+            ) and chunk_start < 0:  # only between chunks: the position is then verified
+                self._checkpoint(size)
+                since_ckpt = 0
+                last_ckpt = time.monotonic()
+            if self.progress is not None:
+                self.progress(self)
+
+    def _checkpoint(self, size: int) -> None:
+        os.fsync(self.fd)
+        self.state.checkpoint(self.position, size)
+
+    @staticmethod
+    def _raise_remote(record: Record) -> None:
+        info = record.json()
+        raise RemoteError(
+            str(info.get("kind", "remote")), str(info.get("message", "")), info.get("volume_id")
+        )
+
+    # -- verification
+
+    def verify(self) -> dict[str, Any]:
+        """Re-read the destination and compare it with the source's chunk hashes: every chunk
+        the source sent must hash the same, every other allocated chunk must be zeros."""
+        size, chunk_size = int(self.hello["size"]), int(self.hello["chunk_size"])
+        hash_name = str(self.hello["hash"])
+        buf = bytearray(chunk_size)
+        view = memoryview(buf)
+        listed = set()
+        ours = []
+        source_entries = list(self.state.entries())
+        for offset, digest in source_entries:
+            length = min(chunk_size, size - offset)
+            extents.read_full(self.fd, view[:length], offset)
+            h = new_hash(hash_name)
+            h.update(view[:length])
+            mine = h.digest()
+            if mine != digest:
+                raise VerifyError(f"destination chunk at offset {offset} differs from the source")
+            listed.add(offset)
+            ours.append((offset, mine))
+        for offset, length in extents.chunk_windows(
+            extents.data_extents(self.fd, 0, size), chunk_size, size
+        ):
+            if offset in listed:
+                continue
+            extents.read_full(self.fd, view[:length], offset)
+            if not extents.is_zero(buf, length):
+                raise VerifyError(
+                    f"destination has data at offset {offset} where the source has zeros"
+                )
+        source_digest = content_digest(size, chunk_size, hash_name, source_entries)
+        destination_digest = content_digest(size, chunk_size, hash_name, ours)
+        if source_digest != destination_digest:
+            raise VerifyError("content digests differ")
+        return {"digest": destination_digest, "chunks_total": len(source_entries)}

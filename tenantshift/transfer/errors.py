@@ -1,0 +1,32 @@
+"""Errors of the transfer layer. Messages name hosts and volumes, never keys or secrets."""
+
+from __future__ import annotations
+
+
+class TransferError(Exception):
+    """A volume copy (or the session around it) failed."""
+
+
+class HostKeyError(TransferError):
+    """A conversion host presented a host key that its configuration does not trust."""
+
+
+class ConnectError(TransferError):
+    """A conversion host could not be reached or refused the login."""
+
+
+class DeviceNotFoundError(TransferError):
+    """A volume's device is not attached (not found under the host's device_dir)."""
+
+    def __init__(self, message: str, volume_id: str, side: str) -> None:
+        super().__init__(message)
+        self.volume_id = volume_id
+        self.side = side
+
+
+class VerificationError(TransferError):
+    """The destination does not hold what the source sent."""
+
+
+class StreamError(TransferError):
+    """The stream between the hosts broke (the copy can be resumed by running it again)."""

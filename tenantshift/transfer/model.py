@@ -1,0 +1,101 @@
+"""What the transfer layer takes and gives: copies, options, progress, results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+MiB = 1024 * 1024
+
+Compression = Literal["auto", "zstd", "zlib", "none"]
+
+
+@dataclass(frozen=True)
+class VolumeCopy:
+    """One volume to copy: attached to the source host and to the destination host."""
+
+    source_volume_id: str
+    destination_volume_id: str
+
+
+@dataclass(frozen=True)
+class TransferOptions:
+    chunk_size: int = 4 * MiB
+    """Grid the volume is read, hashed and resumed in."""
+    compression: Compression = "auto"
+    """``auto``: zstd when both hosts have it, else none. ``zstd``: zstd, else zlib, else none.
+    ``zlib``: zlib level 1, else none. ``none``."""
+    hash_algorithm: Literal["sha256", "blake2b"] = "sha256"
+    """Per-chunk hash. sha256 is the default because hashlib's uses the CPU's SHA extensions
+    (1.3 GiB/s measured here against 0.57 GiB/s for blake2b)."""
+    target_zeroed: bool = False
+    """True only when destination volumes are known to read as zeros (freshly created thin
+    volumes); otherwise ranges the source does not send are zeroed explicitly."""
+    verify: bool = True
+    """Re-read the destination after the copy and compare with the source's chunk hashes."""
+    checkpoint_bytes: int = 256 * MiB
+    """Data written between resume points (each costs an fsync)."""
+    rate_limit: int | None = None
+    """Cap on stream bytes per second per volume; None for no cap."""
+    state_dir: str = "/var/tmp/tenantshift-transfer"
+    """Directory on the destination host for resume points (survives reboots, unlike /tmp)."""
+    source_authorized_keys: str | None = None
+    """authorized_keys file for the run's ephemeral key on the source host; by default the one
+    the source's sshd reads for the login user (its AuthorizedKeysFile, else ~/.ssh/...)."""
+    source_from: str | None = None
+    """Restrict the ephemeral key to connections from this address pattern (sshd ``from=``),
+    i.e. the destination host's address as the source host sees it."""
+    connect_timeout: float = 30.0
+    progress_interval: float = 0.5
+    """Seconds between progress reports."""
+
+    def __post_init__(self) -> None:
+        if self.chunk_size < 64 * 1024 or self.chunk_size % (64 * 1024):
+            raise ValueError("chunk_size must be a multiple of 64 KiB")
+        if self.chunk_size > 32 * MiB:
+            raise ValueError("chunk_size must be at most 32 MiB")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A progress report of one volume copy (the current attempt)."""
+
+    source_volume_id: str
+    destination_volume_id: str
+    bytes_done: int
+    """Logical offset up to which the volume is copied (holes count as done)."""
+    bytes_total: int
+    """Logical size of the volume."""
+    data_bytes: int
+    """Non-zero bytes written by this attempt."""
+    wire_bytes: int
+    """Stream bytes received by this attempt."""
+    seconds: float
+    rate: float
+    """Logical bytes per second of this attempt (for an estimate of the time left)."""
+    wire_rate: float
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    source_volume_id: str
+    destination_volume_id: str
+    bytes_logical: int
+    """Size of the volume."""
+    bytes_allocated: int
+    """Allocated on the source as the source reports it (the full size on block devices)."""
+    bytes_data: int
+    """Non-zero bytes written by this run (less than the total when resumed)."""
+    bytes_wire: int
+    """Stream bytes this run moved between the hosts (before SSH's own framing)."""
+    seconds: float
+    """Wall time of this run, verification included."""
+    copy_seconds: float
+    resumed_from: int
+    """Offset this run started from (0 unless an earlier run was interrupted)."""
+    codec: str
+    chunks: int
+    """Non-zero chunks in the volume (the entries of the digest)."""
+    digest: str | None
+    """Hash over the per-chunk hashes: equal digests mean identical logical content."""
+    verified: bool
