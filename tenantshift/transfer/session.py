@@ -83,13 +83,23 @@ class TransferSession:
     async def open(self) -> None:
         src_host, dst_host = self.hosts.source, self.hosts.destination
         timeout = self.options.connect_timeout
-        self._src, self._dst = await asyncio.gather(
-            ssh.connect(src_host, "source", timeout), ssh.connect(dst_host, "destination", timeout)
+        src, dst = await asyncio.gather(
+            ssh.connect(src_host, "source", timeout),
+            ssh.connect(dst_host, "destination", timeout),
+            return_exceptions=True,
         )
+        # Keep whichever connected, so close() closes it even when the other failed.
+        self._src = src if isinstance(src, asyncssh.SSHClientConnection) else None
+        self._dst = dst if isinstance(dst, asyncssh.SSHClientConnection) else None
+        for outcome in (src, dst):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        assert self._src is not None and self._dst is not None
         bundle = agent_zip()
-        self.source_run_dir, self.destination_run_dir = await asyncio.gather(
-            ssh.install_agent(self._src, src_host, "source", bundle),
-            ssh.install_agent(self._dst, dst_host, "destination", bundle),
+        # One after the other: a failed second install must not lose the first run dir.
+        self.source_run_dir = await ssh.install_agent(self._src, src_host, "source", bundle)
+        self.destination_run_dir = await ssh.install_agent(
+            self._dst, dst_host, "destination", bundle
         )
         key = asyncssh.generate_private_key("ssh-ed25519", comment=self.marker)
         await self._authorize_on_source(key)

@@ -97,7 +97,8 @@ async def run(
 ) -> str:
     """Run ``command``; its stdout, or a TransferError naming ``what`` with its stderr. The
     input may hold secrets: it is never part of a message."""
-    result = await conn.run(command, input=stdin, encoding=None, check=False)
+    data = stdin.encode("utf-8") if isinstance(stdin, str) else stdin
+    result = await conn.run(command, input=data, encoding=None, check=False)
     out = result.stdout if isinstance(result.stdout, bytes) else (result.stdout or "").encode()
     err = result.stderr if isinstance(result.stderr, bytes) else (result.stderr or "").encode()
     if result.exit_status != 0:
