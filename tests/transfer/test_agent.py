@@ -8,7 +8,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -215,11 +214,9 @@ def test_codec_round_trip(name: str) -> None:
 
 def test_zstd_is_available_without_third_party_modules() -> None:
     # The conversion hosts here have only the standard library: zstd must come via libzstd.
-    code = "from tsagent import codecs; print(codecs.available())"
-    probe = subprocess.run(
-        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(_zip_path())!r}); {code}"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+    code = f"import sys; sys.path.insert(0, {str(_zip_path())!r}); from tsagent import codecs; "
+    probe = subprocess.run(["/usr/bin/python3", "-I", "-c", code + "print(codecs.available())"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
     assert "zstd" in probe.stdout
 
 
@@ -254,7 +251,7 @@ def test_local_copy_is_identical_and_sparse(
     stream = _stream(devices[0], codec=codec)
     sink = _apply(dst, stream, tmp_path / "state")
     assert sha256_file(dst) == sha256_file(src)
-    assert allocated(dst) <= SENT  # data only: the zero region stays a hole
+    assert allocated(dst) <= SENT + 64 * 1024  # data only (+fs metadata): zeros stay a hole
     assert sink.data_bytes == SENT
     fd_s, fd_d = os.open(src, os.O_RDONLY), os.open(dst, os.O_RDONLY)
     try:
