@@ -29,7 +29,7 @@ from tenantshift.engine.apply import JOURNAL_FILE, ApplyResult, apply_plan
 from tenantshift.engine.connect import open_provider
 from tenantshift.engine.graph import GraphCycleError, Node, build_graph
 from tenantshift.engine.journal import Journal
-from tenantshift.engine.lock import LockedError
+from tenantshift.engine.lock import ApplyLock, LockedError
 from tenantshift.engine.planning import PlanError, check_fresh, make_plan
 from tenantshift.engine.walker import Listener, Outcome, Status
 from tenantshift.manifest import CloudRef, Manifest, ManifestError, load_manifest, parse_vars
@@ -240,30 +240,35 @@ def apply(
                 raise ValueError("--target goes with --manifest; a saved plan has its targets")
             saved = load_plan(plan_file)
             loaded = _load(manifest or Path(saved.manifest_path), var)
-            source, destination = _providers(loaded)
-            check_fresh(saved, loaded, source, destination)
-            the_plan = saved
         elif manifest is not None:
             loaded = _load(manifest, var)
-            source, destination = _providers(loaded)
-            the_plan = make_plan(loaded, source, destination, targets=tuple(target or ())).plan
-            console.print(render_human(plan_document(the_plan)), end="")
-            if not the_plan.has_changes:
-                return
-            if not auto_approve and not _confirm():
-                console.print("Apply cancelled.")
-                raise typer.Exit(1)
         else:
             raise ValueError("give a saved plan or --manifest")
-        progress = _Progress()
-        with progress.bar:
-            result = apply_plan(
-                the_plan,
-                destination,
-                loaded.state_dir,
-                parallelism=loaded.options.parallelism,
-                listener=progress,
-            )
+        source, destination = _providers(loaded)
+        # Held from the freshness check or the prompt to the end: no other apply in between.
+        with ApplyLock(loaded.state_dir) as lock:
+            if plan_file is not None:
+                check_fresh(saved, loaded, source, destination)
+                the_plan = saved
+            else:
+                targets = tuple(target or ())
+                the_plan = make_plan(loaded, source, destination, targets=targets).plan
+                console.print(render_human(plan_document(the_plan)), end="")
+                if not the_plan.has_changes:
+                    return
+                if not auto_approve and not _confirm():
+                    console.print("Apply cancelled.")
+                    raise typer.Exit(1)
+            progress = _Progress()
+            with progress.bar:
+                result = apply_plan(
+                    the_plan,
+                    destination,
+                    loaded.state_dir,
+                    parallelism=loaded.options.parallelism,
+                    listener=progress,
+                    lock=lock,
+                )
     _report(result)
 
 

@@ -177,3 +177,18 @@ def test_apply_with_a_target_touches_only_it_and_its_dependencies(
     snap = clouds["destination"].snapshot()
     created = {a for a in snap.resources if not a.startswith("security_group")}
     assert created == {"network.net-01", "subnet.net-01/sub-1"}
+
+
+def test_apply_is_refused_while_another_apply_holds_the_lock(
+    manifest: Path, clouds: dict[str, MemoryProvider]
+) -> None:
+    from tenantshift.engine.lock import ApplyLock
+    from tenantshift.manifest import load_manifest
+
+    state_dir = load_manifest(manifest).state_dir
+    with ApplyLock(state_dir):
+        code, out = run("apply", "-m", str(manifest), "--auto-approve")
+    assert code == 1
+    assert "another apply of this manifest is running" in out
+    assert "will be created" not in out  # refused before planning or prompting
+    assert clouds["destination"].count("network") == 0

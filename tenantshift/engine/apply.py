@@ -44,10 +44,15 @@ def apply_plan(
     *,
     parallelism: int = 10,
     listener: Listener | None = None,
+    lock: ApplyLock | None = None,
 ) -> ApplyResult:
-    """Run every change of ``plan``; raises ``LockedError`` if another apply holds the lock."""
+    """Run every change of ``plan``; raises ``LockedError`` if another apply holds the lock.
+
+    A caller that must check or confirm the plan under the same lock (so that no other apply
+    slips in between) takes the ``ApplyLock`` itself and passes it in, already held.
+    """
     graph = build_graph(plan)
-    with ApplyLock(state_dir):
+    with lock or ApplyLock(state_dir):
         journal = Journal(state_dir / JOURNAL_FILE)
         try:
             run_id = journal.start_run(plan_digest(plan))

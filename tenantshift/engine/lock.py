@@ -21,8 +21,12 @@ class ApplyLock:
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / "apply.lock"
         self._fd: int | None = None
+        self._depth = 0  # re-entered by the same caller: released when the outermost exits
 
     def __enter__(self) -> ApplyLock:
+        if self._fd is not None:
+            self._depth += 1
+            return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -38,6 +42,7 @@ class ApplyLock:
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
         os.pwrite(fd, f"pid {os.getpid()} since {stamp}".encode(), 0)
         self._fd = fd
+        self._depth = 1
         return self
 
     def __exit__(
@@ -46,7 +51,8 @@ class ApplyLock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._fd is not None:
+        self._depth -= 1
+        if self._fd is not None and self._depth == 0:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

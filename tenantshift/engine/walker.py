@@ -7,13 +7,17 @@ cause's address, so a report names causes, not their echoes; independent branche
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import networkx as nx
 
 from tenantshift.engine.graph import Node
+
+log = logging.getLogger(__name__)
 
 
 class Status(StrEnum):
@@ -47,6 +51,14 @@ class Listener:
 RunNode = Callable[[Node], Awaitable[str]]
 
 
+def _notify(callback: Callable[[Any], None], argument: Any) -> None:
+    """A broken progress display must not abort an apply half-way: log it and go on."""
+    try:
+        callback(argument)
+    except Exception:
+        log.exception("progress listener failed")
+
+
 async def walk(
     graph: nx.DiGraph, run: RunNode, *, parallelism: int, listener: Listener | None = None
 ) -> dict[str, Outcome]:
@@ -76,14 +88,14 @@ async def walk(
                 )
             else:
                 async with semaphore:
-                    listener.started(node)
+                    _notify(listener.started, node)
                     try:
                         message = await run(node)
                         outcome = Outcome(node, Status.DONE, message)
                     except Exception as exc:  # one node's failure must not stop the walk
                         outcome = Outcome(node, Status.FAILED, str(exc) or type(exc).__name__)
             outcomes[node_id] = outcome
-            listener.finished(outcome)
+            _notify(listener.finished, outcome)
         finally:
             finished[node_id].set()
 

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from tenantshift.plans.model import PLAN_FORMAT_VERSION, Plan
 from tenantshift.plans.render import render_json
+from tenantshift.resources import REGISTRY
 
 
 class PlanFileError(Exception):
@@ -37,6 +38,12 @@ def load_plan(path: Path) -> Plan:
         )
     body.pop("summary", None)
     try:
-        return Plan.model_validate(body)
+        plan = Plan.model_validate(body)
     except ValidationError as exc:
         raise PlanFileError(f"{path}: damaged plan file: {exc.errors()[0]['msg']}") from exc
+    unknown = sorted({c.kind for c in plan.changes} - set(REGISTRY.names()))
+    if unknown:
+        raise PlanFileError(
+            f"{path}: the plan has kinds this tenantshift does not know: {', '.join(unknown)}"
+        )
+    return plan

@@ -205,3 +205,32 @@ def test_parallelism_is_bounded(tmp_path: Path) -> None:
         make_plan(MANIFEST, source, destination).plan, destination, tmp_path, parallelism=3
     ).ok
     assert 1 < peak <= 3
+
+
+def test_a_caller_can_hold_the_lock_across_check_and_apply(tmp_path: Path) -> None:
+    source, destination = build_source(networks=1, groups=1), MemoryProvider("destination")
+    plan = make_plan(MANIFEST, source, destination).plan
+
+    with ApplyLock(tmp_path) as held:
+        result = apply_plan(plan, destination, tmp_path, lock=held)
+        assert result.ok
+        # Still held after apply_plan's own use: another apply is refused until we let go.
+        with pytest.raises(LockedError), ApplyLock(tmp_path):
+            pass
+    with ApplyLock(tmp_path):
+        pass  # released
+
+
+def test_a_broken_progress_listener_does_not_abort_the_apply(tmp_path: Path) -> None:
+    from tenantshift.engine.walker import Listener
+
+    class Broken(Listener):
+        def finished(self, outcome: object) -> None:
+            raise RuntimeError("terminal went away")
+
+    source, destination = build_source(networks=2, groups=1), MemoryProvider("destination")
+    result = apply_plan(
+        make_plan(MANIFEST, source, destination).plan, destination, tmp_path, listener=Broken()
+    )
+    assert result.ok
+    assert not make_plan(MANIFEST, source, destination).plan.has_changes

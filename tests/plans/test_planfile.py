@@ -82,3 +82,20 @@ def test_missing_file_refused(tmp_path: Path) -> None:
     with pytest.raises(PlanFileError) as info:
         load_plan(path)
     assert str(info.value).startswith(f"{path}: cannot read the plan")
+
+
+def test_a_plan_with_an_unknown_kind_is_refused_with_its_name(tmp_path: Path) -> None:
+    body = {
+        "format_version": 1,
+        "tool_version": "0",
+        "created_at": "now",
+        "manifest_path": "m",
+        "manifest_hash": "h",
+        "source": {"digest": "a"},
+        "destination": {"digest": "b"},
+        "changes": [{"address": "gadget.x", "kind": "gadget", "action": "create"}],
+    }
+    path = tmp_path / "future.plan"
+    path.write_text(json.dumps(body))
+    with pytest.raises(PlanFileError, match="kinds this tenantshift does not know: gadget"):
+        load_plan(path)
