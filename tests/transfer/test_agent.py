@@ -116,9 +116,12 @@ def test_extents_fall_back_to_the_full_range(
 def test_chunk_grid_runs_and_gaps() -> None:
     found = [(MiB, 10), (CHUNK - 1, 2), (3 * CHUNK, CHUNK)]
     assert list(extents.chunk_windows(found, CHUNK, 5 * CHUNK - 7)) == [
-        (0, CHUNK), (CHUNK, CHUNK), (3 * CHUNK, CHUNK)
-    ]  # fmt: skip
-    assert list(extents.chunk_windows([(4 * CHUNK, 9)], CHUNK, 4 * CHUNK + 9)) == [(4 * CHUNK, 9)]
+        (0, CHUNK, [(MiB, 10), (CHUNK - 1, 1)]),  # an extent across a chunk boundary splits
+        (CHUNK, CHUNK, [(0, 1)]),
+        (3 * CHUNK, CHUNK, [(0, CHUNK)]),
+    ]
+    last = list(extents.chunk_windows([(4 * CHUNK, 9)], CHUNK, 4 * CHUNK + 9))
+    assert last == [(4 * CHUNK, 9, [(0, 9)])]  # the last chunk is short
     buf = bytearray(MiB)
     buf[70000] = 1  # block 1 (64 KiB blocks)
     buf[200000:200002] = b"xy"  # block 3

@@ -109,18 +109,42 @@ def allocated(extents: list[Extent]) -> int:
     return sum(length for _, length in extents)
 
 
-def chunk_windows(extents: list[Extent], chunk_size: int, size: int) -> Iterator[Extent]:
+def chunk_windows(
+    found: list[Extent], chunk_size: int, size: int
+) -> Iterator[tuple[int, int, list[Extent]]]:
     """The chunk-grid windows ``[k*chunk_size, (k+1)*chunk_size) ∩ [0, size)`` that touch an
-    extent, in order. Chunks are grid-aligned so that both ends (and a resumed copy) agree on
-    chunk boundaries whatever the allocation looks like."""
-    last = -1
-    for offset, length in extents:
-        first_k = offset // chunk_size
-        last_k = (offset + length - 1) // chunk_size
-        for k in range(max(first_k, last + 1), last_k + 1):
-            start = k * chunk_size
-            yield start, min(chunk_size, size - start)
-            last = k
+    extent, in order, each with the extent pieces inside it (relative to the window). Chunks
+    are grid-aligned so that both ends (and a resumed copy) agree on chunk boundaries whatever
+    the allocation looks like; the pieces let readers skip the holes inside a chunk, which the
+    kernel would otherwise materialise as zero pages (slow)."""
+    current = -1
+    pieces: list[Extent] = []
+    for offset, length in found:
+        end = offset + length
+        while offset < end:
+            k = offset // chunk_size
+            piece_end = min((k + 1) * chunk_size, end)
+            if k != current:
+                if current >= 0:
+                    base = current * chunk_size
+                    yield base, min(chunk_size, size - base), pieces
+                current, pieces = k, []
+            pieces.append((offset - k * chunk_size, piece_end - offset))
+            offset = piece_end
+    if current >= 0:
+        base = current * chunk_size
+        yield base, min(chunk_size, size - base), pieces
+
+
+def read_chunk(fd: int, buf: bytearray, offset: int, length: int, pieces: list[Extent]) -> None:
+    """Fill ``buf[:length]`` with the chunk at ``offset``: the pieces read, the rest zeros."""
+    view = memoryview(buf)
+    if not (len(pieces) == 1 and pieces[0] == (0, length)):
+        view[:length] = _zero(length)
+    for rel, n in pieces:
+        got = read_full(fd, view[rel : rel + n], offset + rel)
+        if got != n:
+            raise OSError(f"short read at offset {offset + rel}: {got} of {n} bytes")
 
 
 def is_zero(buf: bytearray, length: int) -> bool:

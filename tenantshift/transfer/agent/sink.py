@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from . import codecs, extents
 from .framing import DATA, END, ERROR, HASH, HELLO, SKIP, ZDATA, Reader, Record
-from .source import new_hash
+from .source import chunk_hash, new_hash
 from .state import State
 
 DIGEST_TAG = b"tenantshift-transfer-v1"
@@ -45,16 +45,13 @@ def content_digest(size: int, chunk_size: int, hash_name: str, entries: Any) -> 
 def device_digest(fd: int, size: int, chunk_size: int, hash_name: str) -> str:
     """``content_digest`` computed from a device alone: reads only allocated chunks."""
     buf = bytearray(chunk_size)
-    view = memoryview(buf)
     entries = []
-    for offset, length in extents.chunk_windows(
+    for offset, length, pieces in extents.chunk_windows(
         extents.data_extents(fd, 0, size), chunk_size, size
     ):
-        extents.read_full(fd, view[:length], offset)
+        extents.read_chunk(fd, buf, offset, length, pieces)
         if not extents.is_zero(buf, length):
-            h = new_hash(hash_name)
-            h.update(view[:length])
-            entries.append((offset, h.digest()))
+            entries.append((offset, chunk_hash(hash_name, buf, length)[0]))
     return content_digest(size, chunk_size, hash_name, entries)
 
 
@@ -152,9 +149,7 @@ class Sink:
                 if not runs or record.offset != chunk_start or record.offset < self.position:
                     raise RemoteError("protocol", f"hash record for {record.offset} out of order")
                 length = record.length
-                h = new_hash(hash_name)
-                h.update(view[:length])
-                digest = h.digest()
+                digest = chunk_hash(hash_name, buf, length)[0]
                 if digest != bytes(record.payload):
                     raise VerifyError(
                         f"chunk at offset {record.offset} does not match its source hash "
@@ -219,26 +214,25 @@ class Sink:
         size, chunk_size = int(self.hello["size"]), int(self.hello["chunk_size"])
         hash_name = str(self.hello["hash"])
         buf = bytearray(chunk_size)
-        view = memoryview(buf)
-        listed = set()
         ours = []
         source_entries = list(self.state.entries())
+        # What the destination holds, chunk by chunk (holes inside chunks are not read).
+        held = {
+            offset: pieces
+            for offset, _, pieces in extents.chunk_windows(
+                extents.data_extents(self.fd, 0, size), chunk_size, size
+            )
+        }
         for offset, digest in source_entries:
             length = min(chunk_size, size - offset)
-            extents.read_full(self.fd, view[:length], offset)
-            h = new_hash(hash_name)
-            h.update(view[:length])
-            mine = h.digest()
+            extents.read_chunk(self.fd, buf, offset, length, held.pop(offset, []))
+            mine = chunk_hash(hash_name, buf, length)[0]
             if mine != digest:
                 raise VerifyError(f"destination chunk at offset {offset} differs from the source")
-            listed.add(offset)
             ours.append((offset, mine))
-        for offset, length in extents.chunk_windows(
-            extents.data_extents(self.fd, 0, size), chunk_size, size
-        ):
-            if offset in listed:
-                continue
-            extents.read_full(self.fd, view[:length], offset)
+        for offset, pieces in sorted(held.items()):  # data where the source sent none
+            length = min(chunk_size, size - offset)
+            extents.read_chunk(self.fd, buf, offset, length, pieces)
             if not extents.is_zero(buf, length):
                 raise VerifyError(
                     f"destination has data at offset {offset} where the source has zeros"

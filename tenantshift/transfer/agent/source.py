@@ -7,11 +7,15 @@ line the orchestrator fixed in authorized_keys, never from the request.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import os
+import struct
+import threading
 import time
-from typing import IO, Any
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import IO, Any, NamedTuple
 
 from . import codecs, extents
 from .framing import DATA, END, ERROR, HASH, HELLO, SKIP, ZDATA, Writer, error_payload
@@ -85,6 +89,53 @@ def serve(request: dict[str, Any], out: IO[bytes], device_dir: str) -> int:
         os.close(fd)
 
 
+def chunk_hash(hash_name: str, buf: bytearray, length: int) -> tuple[bytes, list[extents.Extent]]:
+    """The hash of a chunk's content and its non-zero runs. Only the runs are hashed (with
+    their positions and the chunk length), so zeros cost nothing, yet the hash depends on the
+    content alone, never on how the chunk happens to be allocated on either side."""
+    runs = extents.nonzero_runs(buf, length)
+    view = memoryview(buf)
+    h = new_hash(hash_name)
+    h.update(struct.pack("!Q", length))
+    for rel, n in runs:
+        h.update(struct.pack("!QQ", rel, n))
+        h.update(view[rel : rel + n])
+    return h.digest(), runs
+
+
+class _Chunk(NamedTuple):
+    offset: int
+    length: int
+    digest: bytes
+    records: list[tuple[bytes, int, int, Any]]  # kind, offset, raw length, payload
+    data: int
+
+
+class _Worker:
+    """Reads, hashes and compresses one chunk. Runs in a small thread pool: preadv, hashlib
+    and the codecs release the GIL, so chunks are prepared on several cores while the main
+    thread writes the previous ones out. Each thread has its own codec context."""
+
+    def __init__(self, fd: int, chunk_size: int, hash_name: str, codec_name: str) -> None:
+        self.fd, self.chunk_size, self.hash_name = fd, chunk_size, hash_name
+        self.codec_name = codec_name
+        self.local = threading.local()
+
+    def __call__(self, window: tuple[int, int, list[extents.Extent]]) -> _Chunk | None:
+        offset, length, pieces = window
+        codec = getattr(self.local, "codec", None)
+        if codec is None:
+            codec = self.local.codec = codecs.load(self.codec_name)
+        buf = bytearray(self.chunk_size)  # fresh: the records below point into it
+        extents.read_chunk(self.fd, buf, offset, length, pieces)
+        if extents.is_zero(buf, length):
+            return None  # allocated but all zeros: the next skip record covers it
+        digest, runs = chunk_hash(self.hash_name, buf, length)
+        view = memoryview(buf)
+        records = [_pack(codec, view[rel : rel + n], offset + rel) for rel, n in runs]
+        return _Chunk(offset, length, digest, records, sum(n for _, n in runs))
+
+
 def _stream(
     fd: int,
     size: int,
@@ -96,50 +147,51 @@ def _stream(
     writer: Writer,
     request: dict[str, Any],
 ) -> dict[str, Any]:
-    buf = bytearray(chunk_size)
-    view = memoryview(buf)
     throttle = _Throttle(request.get("rate_limit"))
+    workers = max(1, min(int(request.get("workers", 2)), os.cpu_count() or 1, 8))
+    work = _Worker(fd, chunk_size, hash_name, codec.name)
     pos = start
     chunks = data = 0
-    for offset, length in extents.chunk_windows(found, chunk_size, size):
-        n = extents.read_full(fd, view[:length], offset)
-        if n != length:
-            raise OSError(f"short read at offset {offset}: {n} of {length} bytes")
-        if extents.is_zero(buf, length):
-            continue  # an allocated but all-zero chunk: the next skip record covers it
-        if offset > pos:
-            writer.record(SKIP, pos, offset - pos)
-        for run_off, run_len in extents.nonzero_runs(buf, length):
-            _send_run(writer, codec, view[run_off : run_off + run_len], offset + run_off)
-            data += run_len
-        writer.record(HASH, offset, length, _digest(hash_name, view[:length]))
-        chunks += 1
-        pos = offset + length
-        throttle.wait(writer.bytes, writer)
+    pending: collections.deque[Future[_Chunk | None]] = collections.deque()
+    windows = extents.chunk_windows(found, chunk_size, size)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        while True:
+            # Keep a few chunks in flight, bounded so memory stays at a few chunk sizes.
+            while len(pending) < 2 * workers:
+                window = next(windows, None)
+                if window is None:
+                    break
+                pending.append(pool.submit(work, window))
+            if not pending:
+                break
+            chunk = pending.popleft().result()
+            if chunk is None:
+                continue
+            if chunk.offset > pos:
+                writer.record(SKIP, pos, chunk.offset - pos)
+            for record in chunk.records:
+                writer.record(*record)
+            writer.record(HASH, chunk.offset, chunk.length, chunk.digest)
+            chunks += 1
+            data += chunk.data
+            pos = chunk.offset + chunk.length
+            throttle.wait(writer.bytes, writer)
     if pos < size:
         writer.record(SKIP, pos, size - pos)
     return {"chunks": chunks, "data_bytes": data, "stream_bytes": writer.bytes}
 
 
-def _digest(hash_name: str, view: memoryview) -> bytes:
-    h = new_hash(hash_name)
-    h.update(view)
-    return h.digest()
-
-
-def _send_run(writer: Writer, codec: codecs.Codec, run: memoryview, offset: int) -> None:
+def _pack(codec: codecs.Codec, run: memoryview, offset: int) -> tuple[bytes, int, int, Any]:
     if codec.name != "none":
         # A slow codec proves itself on a sample before it gets the whole run.
         if not codec.cheap_on_random and len(run) > 2 * codecs.SAMPLE:
             sample = codec.compress(run[: codecs.SAMPLE])
             if len(sample) > codecs.WORTH_IT * codecs.SAMPLE:
-                writer.record(DATA, offset, len(run), run)
-                return
+                return DATA, offset, len(run), run
         packed = codec.compress(run)
         if len(packed) < codecs.WORTH_IT * len(run):
-            writer.record(ZDATA, offset, len(run), packed)
-            return
-    writer.record(DATA, offset, len(run), run)
+            return ZDATA, offset, len(run), packed
+    return DATA, offset, len(run), run
 
 
 def main(stdin: IO[bytes], stdout: IO[bytes], device_dir: str) -> int:
