@@ -97,7 +97,11 @@ class ResourceExecutor:
         current = self._current(change)
         params = self._resolve(change.kind, change.after or {})
         early = {k: v for k, v in params.items() if not kind.field(k).late}
-        marker = change.source_id if kind.provenance else None
+        # The built-in ``default`` group belongs to the project, never to a source: no marker
+        # (the diff never adopts it either).
+        name = kind.name_field
+        builtin = name is not None and (change.after or {}).get(name.name) in kind.builtin_names
+        marker = change.source_id if kind.provenance and not builtin else None
         drift = self._drift(change.kind, current, early, include_marker=marker)
         if not drift:
             return "already up to date"
