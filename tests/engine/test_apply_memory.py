@@ -234,3 +234,16 @@ def test_a_broken_progress_listener_does_not_abort_the_apply(tmp_path: Path) -> 
     )
     assert result.ok
     assert not make_plan(MANIFEST, source, destination).plan.has_changes
+
+
+def test_updating_the_default_group_leaves_it_unmarked(tmp_path: Path) -> None:
+    source, destination = MemoryProvider("source"), MemoryProvider("destination")
+    group = next(r for r in source.snapshot().of_kind("security_group"))
+    assert group.params["name"] == "default"
+    source.update("security_group", str(group.id), {"description": "ours"})
+
+    assert apply_plan(make_plan(MANIFEST, source, destination).plan, destination, tmp_path).ok
+
+    copy = destination.snapshot().resources["security_group.default"]
+    assert copy.params["description"] == "ours"
+    assert copy.provenance is None
