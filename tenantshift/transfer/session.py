@@ -30,6 +30,7 @@ import asyncssh
 from tenantshift.manifest.schema import ConversionHost, ConversionHosts
 
 from . import ssh
+from .agent import codecs as agent_codecs  # stdlib only; the preference table is shared
 from .bundle import agent_zip
 from .errors import (
     DeviceNotFoundError,
@@ -215,8 +216,6 @@ class TransferSession:
     # -- copies
 
     def _pull_request(self, copy: VolumeCopy) -> dict[str, Any]:
-        from .agent import codecs  # stdlib only; the preference table lives with the agent
-
         o = self.options
         return {
             "source_volume_id": copy.source_volume_id,
@@ -225,7 +224,7 @@ class TransferSession:
             "state_dir": o.state_dir,
             "chunk_size": o.chunk_size,
             "hash": o.hash_algorithm,
-            "codecs": codecs.preference(o.compression),
+            "codecs": agent_codecs.preference(o.compression),
             "target_zeroed": o.target_zeroed,
             "verify": o.verify,
             "checkpoint_bytes": o.checkpoint_bytes,
