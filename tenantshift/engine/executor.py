@@ -68,7 +68,7 @@ class ResourceExecutor:
     def _create(self, change: Change) -> str:
         kind = REGISTRY[change.kind]
         params = self._resolve(change.kind, change.after or {})
-        early = {k: v for k, v in params.items() if not kind.field(k).late}
+        early = self._fields(change, late=False)
         found = self.provider.find(change.kind, change.source_id, params)
         if found is not None:
             # An interrupted run created it: adopt and bring it to the desired state, unless it
@@ -95,8 +95,7 @@ class ResourceExecutor:
     def _update(self, change: Change) -> str:
         kind = REGISTRY[change.kind]
         current = self._current(change)
-        params = self._resolve(change.kind, change.after or {})
-        early = {k: v for k, v in params.items() if not kind.field(k).late}
+        early = self._fields(change, late=False)
         # The built-in ``default`` group belongs to the project, never to a source: no marker
         # (the diff never adopts it either).
         name = kind.name_field
@@ -109,12 +108,10 @@ class ResourceExecutor:
         return f"updated {', '.join(sorted(drift))}"
 
     def _late(self, change: Change) -> str:
-        kind = REGISTRY[change.kind]
         current = self.provider.get(change.kind, self.ids.get(change.address))
         if current is None:
             raise ProviderError(f"{change.address} vanished before its late fields were set")
-        params = self._resolve(change.kind, change.after or {})
-        late = {k: v for k, v in params.items() if kind.field(k).late}
+        late = self._fields(change, late=True)
         drift = self._drift(change.kind, current, late, include_marker=None)
         if not drift:
             return "late fields already set"
@@ -161,6 +158,12 @@ class ResourceExecutor:
         return f"deleted {target}"
 
     # -- helpers ---------------------------------------------------------------------------
+    def _fields(self, change: Change, *, late: bool) -> dict[str, Any]:
+        """The desired params, resolved to destination ids: the late ones or all the others."""
+        kind = REGISTRY[change.kind]
+        params = self._resolve(change.kind, change.after or {})
+        return {k: v for k, v in params.items() if kind.field(k).late is late}
+
     def _current(self, change: Change) -> Record:
         if change.target_id is None:
             raise ProviderError(f"{change.address}: nothing to update in the destination")
