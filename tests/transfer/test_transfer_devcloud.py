@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import uuid
 from collections.abc import Iterator
@@ -200,9 +201,8 @@ def test_wrong_host_key_is_refused(hosts: ConversionHosts, make_pair: Any) -> No
         source=hosts.source.model_copy(update={"host_key": other}),
         destination=hosts.destination,
     )
-    with pytest.raises(
-        HostKeyError, match=r"source conversion host 127.0.0.1:2221: .*does not match"
-    ):
+    where = re.escape(f"{hosts.source.address}:{hosts.source.port}")
+    with pytest.raises(HostKeyError, match=rf"source conversion host {where}: .*does not match"):
         asyncio.run(copy_volumes(wrong, [make_pair().copy]))
 
 
