@@ -107,16 +107,7 @@ def stop_many(state: State, names: list[str], timeout: float = 20.0) -> list[str
 
 
 def _group_alive(pgid: int) -> bool:
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+    return bool(group_pids(pgid))
 
 
 def group_pids(pgid: int) -> list[int]:

@@ -21,6 +21,7 @@ from tenantshift.manifest import CloudRef, Manifest
 from tenantshift.plans import Action
 from tenantshift.providers.memory import MemoryProvider
 from tenantshift.providers.openstack import OpenStackProvider, RetryPolicy
+from tenantshift.resources import REGISTRY
 
 pytestmark = pytest.mark.devcloud
 
@@ -60,18 +61,7 @@ def manifest(prefix: str, *, prune: bool = False) -> Manifest:
             "version": 1,
             "source": {"cloud": "memory"},
             "destination": {"cloud": "devcloud-dst"},
-            "select": {
-                kind: mine
-                for kind in (
-                    "network",
-                    "subnet",
-                    "router",
-                    "router_interface",
-                    "security_group",
-                    "security_group_rule",
-                    "keypair",
-                )
-            },
+            "select": {kind: mine for kind in REGISTRY.names()},
             "options": {"prune": prune},
         }
     )
