@@ -16,28 +16,26 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
-from tenantshift.engine.apply import JOURNAL_FILE, ApplyResult, apply_plan
+from tenantshift.engine import commands
+from tenantshift.engine.apply import ApplyResult
 from tenantshift.engine.connect import open_provider
-from tenantshift.engine.graph import GraphCycleError, Node, build_graph
-from tenantshift.engine.journal import Journal
-from tenantshift.engine.lock import ApplyLock, LockedError
-from tenantshift.engine.planning import PlanError, check_fresh, make_plan
-from tenantshift.engine.walker import Listener, Outcome, Status
+from tenantshift.engine.graph import GraphCycleError, build_graph
+from tenantshift.engine.lock import LockedError
+from tenantshift.engine.planning import PlanError
+from tenantshift.engine.walker import Status
+from tenantshift.engine.workloads import WorkloadError
 from tenantshift.manifest import CloudRef, Manifest, ManifestError, load_manifest, parse_vars
 from tenantshift.plans import Plan
 from tenantshift.plans.planfile import PlanFileError, load_plan, save_plan
-from tenantshift.plans.render import plan_document, render_human, render_json
-from tenantshift.providers import Provider, ProviderError
+from tenantshift.plans.render import plan_document, render_json
+from tenantshift.providers import ProviderError
 from tenantshift.providers.snapshot_file import save_snapshot
+from tenantshift.transfer import TransferError
+from tenantshift.views.graph import render_dot
+from tenantshift.views.plan import render_human
+from tenantshift.views.progress import ApplyProgress
+from tenantshift.views.status import render_status
 
 app = typer.Typer(
     help="Migrate an OpenStack tenant to another cloud or project: plan, review, apply.",
@@ -65,6 +63,8 @@ USER_ERRORS = (
     ProviderError,
     LockedError,
     GraphCycleError,
+    WorkloadError,
+    TransferError,
     ValueError,
     OSError,
 )
@@ -81,13 +81,6 @@ def user_errors() -> Iterator[None]:
 
 def _load(path: Path, variables: list[str] | None) -> Manifest:
     return load_manifest(path, parse_vars(variables or []))
-
-
-def _providers(manifest: Manifest) -> tuple[Provider, Provider]:
-    return (
-        open_provider(manifest.source, "source"),
-        open_provider(manifest.destination, "destination"),
-    )
 
 
 @app.command()
@@ -113,8 +106,7 @@ def plan(
     """Snapshot both clouds and show what apply would do."""
     with user_errors():
         loaded = _load(manifest, var)
-        source, destination = _providers(loaded)
-        result = make_plan(loaded, source, destination, targets=tuple(target or ()))
+        result = commands.plan(loaded, targets=tuple(target or ()))
         if out is not None:
             save_plan(result.plan, out)
     if as_json:
@@ -156,13 +148,8 @@ def graph(manifest: ManifestOpt, var: VarOpt = None) -> None:
     """Print the apply graph of the current plan as DOT (pipe it into ``dot -Tsvg``)."""
     with user_errors():
         loaded = _load(manifest, var)
-        source, destination = _providers(loaded)
-        result = make_plan(loaded, source, destination)
-        apply_graph = build_graph(result.plan)
-    lines = ["digraph tenantshift {", "  rankdir=LR;"]
-    lines += [f'  "{node}";' for node in sorted(apply_graph.nodes)]
-    lines += [f'  "{a}" -> "{b}";' for a, b in sorted(apply_graph.edges)]
-    sys.stdout.write("\n".join([*lines, "}"]) + "\n")
+        apply_graph = build_graph(commands.plan(loaded).plan)
+    sys.stdout.write(render_dot(apply_graph))
 
 
 @app.command()
@@ -177,50 +164,15 @@ def snapshot(
     """Save the normalized state of one project (usable offline as a read-only source)."""
     with user_errors():
         if manifest is not None:
-            loaded = _load(manifest, var)
-            if side not in ("source", "destination"):
-                raise ValueError("--side is source or destination")
-            ref = loaded.source if side == "source" else loaded.destination
+            snap = commands.snapshot(_load(manifest, var), side)
         elif cloud is not None:
-            ref = CloudRef(cloud=cloud)
+            snap = open_provider(CloudRef(cloud=cloud), side).snapshot()
         else:
             raise ValueError("give --manifest or --cloud")
-        snap = open_provider(ref, side).snapshot()
         save_snapshot(snap, out)
     console.print(f"{len(snap.resources)} resources written to {out}")
     if verbose:
         console.print(f"{snap.api_calls} API calls")
-
-
-class _Progress(Listener):
-    """A live bar on a terminal (plain lines elsewhere) plus one line per finished node."""
-
-    STYLE = {Status.DONE: "green", Status.FAILED: "bold red", Status.SKIPPED: "yellow"}
-
-    def __init__(self) -> None:
-        self.bar = Progress(
-            SpinnerColumn(),
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        )
-        self.task = self.bar.add_task("applying", total=None)
-
-    def planned(self, total: int) -> None:
-        self.bar.update(self.task, total=total)
-
-    def started(self, node: Node) -> None:
-        self.bar.update(self.task, description=f"applying {node.id}")
-
-    def finished(self, outcome: Outcome) -> None:
-        self.bar.advance(self.task)
-        self.bar.console.print(
-            f"[{self.STYLE[outcome.status]}]{outcome.status.value:>7}[/] {outcome.node.id}: "
-            f"{escape(outcome.message)}",
-        )
 
 
 @app.command()
@@ -244,32 +196,36 @@ def apply(
             loaded = _load(manifest, var)
         else:
             raise ValueError("give a saved plan or --manifest")
-        source, destination = _providers(loaded)
-        # Held from the freshness check or the prompt to the end: no other apply in between.
-        with ApplyLock(loaded.state_dir) as lock:
-            if plan_file is not None:
-                check_fresh(saved, loaded, source, destination)
-                the_plan = saved
-            else:
-                targets = tuple(target or ())
-                the_plan = make_plan(loaded, source, destination, targets=targets).plan
-                console.print(render_human(plan_document(the_plan)), end="")
-                if not the_plan.has_changes:
-                    return
-                if not auto_approve and not _confirm():
-                    console.print("Apply cancelled.")
-                    raise typer.Exit(1)
-            progress = _Progress()
-            with progress.bar:
-                result = apply_plan(
-                    the_plan,
-                    destination,
-                    loaded.state_dir,
-                    parallelism=loaded.options.parallelism,
-                    listener=progress,
-                    lock=lock,
-                )
-    _report(result)
+        progress = ApplyProgress(console)
+        with progress.bar:
+            try:
+                if plan_file is not None:
+                    result: ApplyResult | None = commands.apply_saved(
+                        saved, loaded, listener=progress
+                    )
+                else:
+                    fresh, result = commands.apply_manifest(
+                        loaded,
+                        confirm=lambda fresh: _show_and_confirm(fresh, auto_approve, progress),
+                        targets=tuple(target or ()),
+                        listener=progress,
+                    )
+            finally:
+                progress.close()
+        if plan_file is None and not fresh.has_changes:
+            console.print(render_human(plan_document(fresh)), end="")
+    if result is not None:
+        _report(result)
+
+
+def _show_and_confirm(fresh: Plan, auto_approve: bool, progress: ApplyProgress) -> bool:
+    progress.bar.stop()  # the plan and the prompt print without the live bar
+    console.print(render_human(plan_document(fresh)), end="")
+    if auto_approve or _confirm():
+        progress.bar.start()
+        return True
+    console.print("Apply cancelled.")
+    raise typer.Exit(1)
 
 
 def _confirm() -> bool:
@@ -284,6 +240,8 @@ def _confirm() -> bool:
 
 
 def _report(result: ApplyResult) -> None:
+    for line in result.swept:
+        console.print(f"Cleaned up after an earlier run: {escape(line)}")
     if result.resumed_from:
         console.print(
             f"Resumed after interrupted run {result.resumed_from}"
@@ -301,21 +259,27 @@ def _report(result: ApplyResult) -> None:
 @app.command()
 def journal(manifest: ManifestOpt, var: VarOpt = None) -> None:
     """Show the apply runs recorded for a manifest, and how the last one went."""
+    status(manifest, var)
+
+
+@app.command()
+def status(manifest: ManifestOpt, var: VarOpt = None) -> None:
+    """Show the apply runs, each unfinished workload's phase and bytes, and leftovers."""
     with user_errors():
-        loaded = _load(manifest, var)
-        path = loaded.state_dir / JOURNAL_FILE
-        if not path.exists():
-            console.print("No apply has run for this manifest yet.")
-            return
-        book = Journal(path)
-        runs = book.runs()
-        for run in runs:
-            resumed = f", resumed from {run.resumed_from}" if run.resumed_from else ""
-            console.print(
-                f"run {run.run_id}: {run.status}, {run.started_at} -> "
-                f"{run.finished_at or '?'}{resumed}"
-            )
-        if runs:
-            steps = book.steps(runs[-1].run_id)
-            console.print(f"last run: {len(steps)} steps")
-        book.close()
+        found = commands.status(_load(manifest, var))
+    if found is None:
+        console.print("No apply has run for this manifest yet.")
+        return
+    for line in render_status(found):
+        console.print(line)
+
+
+@app.command()
+def cleanup(manifest: ManifestOpt, var: VarOpt = None) -> None:
+    """Remove what an abandoned migration left (attachments, temporary volumes) and restore the
+    source; unfinished workloads start over at the next apply."""
+    with user_errors():
+        swept = commands.cleanup(_load(manifest, var))
+    for line in swept:
+        console.print(escape(line))
+    console.print("Nothing left to clean up." if not swept else "Cleanup complete.")

@@ -17,7 +17,8 @@ LAYERS = {
     "plans": 2,
     "engine": 3,
     "transfer": 3,
-    "cli": 4,
+    "views": 4,
+    "cli": 5,
 }
 
 

@@ -1,4 +1,8 @@
-"""Apply: walk the plan's graph under the apply lock, journaling every step."""
+"""Apply: walk the plan's graph under the apply lock, journaling every step.
+
+Before the walk, temporaries an earlier (killed) run left behind are swept; after it, the run's
+transfer session is closed whatever happened. Skipped nodes are journaled as they are decided.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,14 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from tenantshift.engine.executor import IdMap, ResourceExecutor
-from tenantshift.engine.graph import Node, build_graph
+import networkx as nx
+
+from tenantshift.engine.context import ApplyContext, ApplySettings
+from tenantshift.engine.executor import IdMap
+from tenantshift.engine.graph import build_graph
 from tenantshift.engine.journal import Journal
 from tenantshift.engine.lock import ApplyLock
+from tenantshift.engine.nodes import Node, WorkloadNode
 from tenantshift.engine.walker import Listener, Outcome, Status, walk
 from tenantshift.plans import Plan
 from tenantshift.providers import Provider
@@ -24,6 +32,8 @@ class ApplyResult:
     run_id: str
     resumed_from: str | None
     in_doubt: frozenset[str]
+    #: What the sweep before the walk removed (temporaries of an earlier, interrupted run).
+    swept: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -42,7 +52,9 @@ def apply_plan(
     destination: Provider,
     state_dir: Path,
     *,
-    parallelism: int = 10,
+    source: Provider | None = None,
+    settings: ApplySettings | None = None,
+    parallelism: int | None = None,
     listener: Listener | None = None,
     lock: ApplyLock | None = None,
 ) -> ApplyResult:
@@ -50,30 +62,76 @@ def apply_plan(
 
     A caller that must check or confirm the plan under the same lock (so that no other apply
     slips in between) takes the ``ApplyLock`` itself and passes it in, already held.
+    ``parallelism`` overrides ``settings.parallelism`` (a shorthand for tests and callers
+    without a manifest).
     """
+    settings = settings or ApplySettings()
+    if parallelism is not None:
+        settings = ApplySettings(
+            parallelism=parallelism,
+            copy_parallelism=settings.copy_parallelism,
+            conversion_hosts=settings.conversion_hosts,
+            workloads=settings.workloads,
+            transfer=settings.transfer,
+        )
     graph = build_graph(plan)
+    listener = listener or Listener()
     with lock or ApplyLock(state_dir):
         journal = Journal(state_dir / JOURNAL_FILE)
         try:
             run_id = journal.start_run(plan_digest(plan))
-            executor = ResourceExecutor(destination, journal, IdMap(plan))
-
-            async def run(node: Node) -> str:
-                return await asyncio.to_thread(executor.run, node)
-
-            outcomes = asyncio.run(walk(graph, run, parallelism=parallelism, listener=listener))
-            for outcome in outcomes.values():
-                if outcome.status is Status.SKIPPED:
-                    journal.record(
-                        outcome.node.id, outcome.node.step.value, "skipped", detail=outcome.message
-                    )
+            ctx = ApplyContext(
+                destination=destination,
+                source=source,
+                settings=settings,
+                journal=journal,
+                ids=IdMap(plan),
+                listener=listener,
+            )
+            try:
+                outcomes, swept = asyncio.run(_run(ctx, graph))
+            finally:
+                ctx.shutdown()
             result = ApplyResult(
                 outcomes=outcomes,
                 run_id=run_id,
                 resumed_from=journal.resumed_from,
                 in_doubt=frozenset(journal.in_doubt),
+                swept=swept,
             )
             journal.finish_run(result.ok)
             return result
         finally:
             journal.close()
+
+
+async def _run(ctx: ApplyContext, graph: nx.DiGraph) -> tuple[dict[str, Outcome], tuple[str, ...]]:
+    from tenantshift.engine.workloads import sweep
+
+    # Workloads in this plan resume from their temporaries; everyone else's are swept.
+    resuming = frozenset(
+        data["node"].id
+        for _, data in graph.nodes(data=True)
+        if isinstance(data["node"], WorkloadNode)
+    )
+
+    def journal_skip(outcome: Outcome) -> None:
+        node = outcome.node
+        ctx.journal.record(node.id, node.step.value, "skipped", detail=outcome.message)
+
+    async def run(node: Node) -> str:
+        return await node.execute(ctx)
+
+    try:
+        swept = await sweep(ctx, resuming)
+        outcomes = await walk(
+            graph,
+            run,
+            parallelism=ctx.settings.parallelism,
+            copy_parallelism=ctx.settings.copy_parallelism,
+            listener=ctx.listener,
+            on_skip=journal_skip,
+        )
+    finally:
+        await ctx.aclose()
+    return outcomes, swept

@@ -14,37 +14,11 @@ Built by a short list of small steps, Terraform-style:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import StrEnum
-
 import networkx as nx
 
+from tenantshift.engine.nodes import Node, ResourceNode, Step, nodes_for
 from tenantshift.plans import Action, Change, Plan
 from tenantshift.resources import REGISTRY
-
-
-class Step(StrEnum):
-    CREATE = "create"
-    UPDATE = "update"
-    DESTROY = "destroy"
-    LATE = "late"
-    UNLATE = "unlate"
-
-
-@dataclass(frozen=True)
-class Node:
-    """One unit of work on one address. ``id`` is the graph node and the journal key."""
-
-    change: Change
-    step: Step
-
-    @property
-    def id(self) -> str:
-        if self.step is Step.UNLATE or (
-            self.step in (Step.DESTROY, Step.LATE) and self.change.action is not Action.DELETE
-        ):
-            return f"{self.change.address}#{self.step.value}"
-        return self.change.address
 
 
 class GraphCycleError(Exception):
@@ -63,12 +37,14 @@ def build_graph(plan: Plan) -> nx.DiGraph:
     for change in changes:
         for node in _nodes_for(change):
             graph.add_node(node.id, node=node)
-            if node.step in (Step.CREATE, Step.UPDATE):
+            if node.step in (Step.CREATE, Step.UPDATE, Step.MIGRATE):
                 builders[change.address] = node
             elif node.step is Step.DESTROY:
                 destroyers[change.target_address or change.address] = node
 
     for change in changes:
+        if change.action is Action.MIGRATE:
+            graph.add_edge(builders[change.address].id, f"{change.address}#cleanup")
         if change.address in builders and change.action is Action.REPLACE:
             graph.add_edge(f"{change.address}#destroy", change.address)
         for dependency in change.depends_on:
@@ -93,16 +69,11 @@ def build_graph(plan: Plan) -> nx.DiGraph:
 
 
 def destroyers_key(change: Change) -> str:
-    return Node(change, Step.DESTROY).id
+    return ResourceNode(change, Step.DESTROY).id
 
 
 def _nodes_for(change: Change) -> list[Node]:
-    nodes = {
-        Action.CREATE: [Node(change, Step.CREATE)],
-        Action.UPDATE: [Node(change, Step.UPDATE)],
-        Action.REPLACE: [Node(change, Step.DESTROY), Node(change, Step.CREATE)],
-        Action.DELETE: [Node(change, Step.DESTROY)],
-    }.get(change.action, [])
+    nodes = nodes_for(change)
     kind = REGISTRY[change.kind]
     late = [f.name for f in kind.fields if f.late]
     if late and change.action is not Action.DELETE:
@@ -112,7 +83,7 @@ def _nodes_for(change: Change) -> list[Node]:
         if (change.action is Action.UPDATE and touched & set(late)) or (
             change.action in (Action.CREATE, Action.REPLACE) and wants_late
         ):
-            nodes.append(Node(change, Step.LATE))
+            nodes.append(ResourceNode(change, Step.LATE))
     return nodes
 
 
@@ -179,10 +150,10 @@ def _unlate_before_referrers_go(
         ]
         if not referrers:
             continue
-        unlate = Node(change, Step.UNLATE)
+        unlate = ResourceNode(change, Step.UNLATE)
         graph.add_node(unlate.id, node=unlate)
         for node in referrers:
             graph.add_edge(unlate.id, node.id)
-        late_id = Node(change, Step.LATE).id
+        late_id = ResourceNode(change, Step.LATE).id
         if late_id in graph and late_id != unlate.id:
             graph.add_edge(unlate.id, late_id)

@@ -48,7 +48,18 @@ CREATE TABLE IF NOT EXISTS temporaries (
     state TEXT NOT NULL,             -- intended | created | cleaned
     at TEXT NOT NULL
 );
+-- Where a long node (a workload migration) is: its last completed phase and the ids it needs
+-- to go on. Kept across runs, so a re-run resumes; cleared when the node completes.
+CREATE TABLE IF NOT EXISTS node_state (
+    node TEXT PRIMARY KEY,
+    phase TEXT NOT NULL,
+    data TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
 """
+
+#: Columns added after the first release, for journals made before them: (table, column, type).
+_ADDED_COLUMNS = (("temporaries", "data", "TEXT"),)
 
 
 def _now() -> str:
@@ -74,6 +85,10 @@ class Journal:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
+        for table, column, sql_type in _ADDED_COLUMNS:
+            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
         self.run_id: str | None = None
         self.resumed_from: str | None = None
         self.in_doubt: set[str] = set()
@@ -148,12 +163,38 @@ class Journal:
                 begun.discard(step["node"])
         return begun
 
+    # -- node state (long nodes) -----------------------------------------------------------
+    def advance(self, node: str, phase: str, data: dict[str, Any]) -> None:
+        """Record that ``node`` completed ``phase``; ``data`` is all it needs to resume."""
+        self._db.execute(
+            "INSERT INTO node_state VALUES (?, ?, ?, ?) ON CONFLICT(node) DO UPDATE SET "
+            "phase = excluded.phase, data = excluded.data, updated_at = excluded.updated_at",
+            (node, phase, json.dumps(data, sort_keys=True), _now()),
+        )
+
+    def state_of(self, node: str) -> tuple[str, dict[str, Any]] | None:
+        row = self._db.execute(
+            "SELECT phase, data FROM node_state WHERE node = ?", (node,)
+        ).fetchone()
+        return None if row is None else (str(row[0]), json.loads(row[1]))
+
+    def clear_state(self, node: str) -> None:
+        self._db.execute("DELETE FROM node_state WHERE node = ?", (node,))
+
+    def node_states(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        rows = self._db.execute("SELECT node, phase, data FROM node_state ORDER BY node")
+        return {str(n): (str(p), json.loads(d)) for n, p, d in rows.fetchall()}
+
     # -- temporaries (workload migrations) -------------------------------------------------
-    def intend_temporary(self, owner: str, cloud: str, kind: str, name: str) -> int:
+    def intend_temporary(
+        self, owner: str, cloud: str, kind: str, name: str, data: dict[str, Any] | None = None
+    ) -> int:
+        """Written *before* the temporary is created: a crash between the two still leaves a
+        row that cleanup follows (looking the resource up by ``name`` when it has no id)."""
         cursor = self._db.execute(
-            "INSERT INTO temporaries (run_id, owner, cloud, kind, name, state, at) "
-            "VALUES (?, ?, ?, ?, ?, 'intended', ?)",
-            (self.run_id, owner, cloud, kind, name, _now()),
+            "INSERT INTO temporaries (run_id, owner, cloud, kind, name, state, at, data) "
+            "VALUES (?, ?, ?, ?, ?, 'intended', ?, ?)",
+            (self.run_id, owner, cloud, kind, name, _now(), json.dumps(data or {})),
         )
         return int(cursor.lastrowid or 0)
 
@@ -168,10 +209,19 @@ class Journal:
             "UPDATE temporaries SET state = 'cleaned', at = ? WHERE seq = ?", (_now(), seq)
         )
 
-    def pending_temporaries(self) -> list[dict[str, Any]]:
-        cursor = self._db.execute(
-            "SELECT seq, owner, cloud, kind, name, resource_id, state FROM temporaries "
-            "WHERE state != 'cleaned' ORDER BY seq"
+    def pending_temporaries(self, owner: str | None = None) -> list[dict[str, Any]]:
+        """Temporaries not cleaned yet, newest first (undo runs in reverse order of doing)."""
+        query = (
+            "SELECT seq, owner, cloud, kind, name, resource_id, state, data FROM temporaries "
+            "WHERE state != 'cleaned'"
         )
+        args: tuple[str, ...] = ()
+        if owner is not None:
+            query += " AND owner = ?"
+            args = (owner,)
+        cursor = self._db.execute(query + " ORDER BY seq DESC", args)
         names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        for row in rows:
+            row["data"] = json.loads(row["data"] or "{}")
+        return rows

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from tenantshift import __version__
 from tenantshift.manifest import Manifest, manifest_hash
 from tenantshift.plans import Action, Change, Fingerprint, Plan, diff
-from tenantshift.providers import Provider
+from tenantshift.providers import Provider, ProviderError
 from tenantshift.resources import REGISTRY, Snapshot, derive_desired
 
 
@@ -51,7 +51,8 @@ def make_plan(
     snapshots: tuple[Snapshot, Snapshot] | None = None,
 ) -> PlanResult:
     src, dst = snapshots or take_snapshots(source, destination)
-    desired = derive_desired(src, manifest.select, manifest.map)
+    hosts = conversion_host_ids(manifest, source)
+    desired = derive_desired(src, manifest.select, manifest.map, conversion_hosts=hosts)
     changes = diff(desired, dst, prune=manifest.options.prune)
     if targets:
         changes = restrict(changes, targets)
@@ -63,10 +64,34 @@ def make_plan(
         source=fingerprint(src),
         destination=fingerprint(dst),
         changes=changes,
-        warnings=[*src.warnings, *desired.warnings, *dst.warnings],
+        warnings=[*src.warnings, *desired.warnings, *dst.warnings, *_not_yet(manifest)],
         targets=list(targets),
     )
     return PlanResult(plan=plan, source=src, destination=dst, desired=desired)
+
+
+def conversion_host_ids(manifest: Manifest, source: Provider) -> frozenset[str]:
+    """The source conversion host's server id, so its attachments (ours, from a killed run)
+    do not make a volume look attached to a workload. Empty without one."""
+    hosts = manifest.conversion_hosts
+    ops = getattr(source, "volume_ops", None)
+    if hosts is None or hosts.source.server is None or ops is None:
+        return frozenset()
+    try:
+        return frozenset({ops.server_id(hosts.source.server)})
+    except ProviderError as exc:
+        raise PlanError(f"conversion_hosts.source.server: {exc}") from None
+
+
+def _not_yet(manifest: Manifest) -> list[str]:
+    """Kinds a manifest may select that this version cannot migrate: said, never ignored."""
+    rule = manifest.select.server
+    if rule.include == ():
+        return []
+    return [
+        "servers are not migrated yet (only their networks, security groups, keypairs and "
+        "detached volumes are); select.server.include: [] silences this"
+    ]
 
 
 def restrict(changes: list[Change], targets: tuple[str, ...]) -> list[Change]:

@@ -1,7 +1,10 @@
 """The graph walker: a node starts as soon as everything it depends on is done.
 
-Parallelism is one semaphore. A failed node makes its dependents ``skipped`` with the root
-cause's address, so a report names causes, not their echoes; independent branches go on.
+Each node holds the semaphore of its resource class while it runs (``api``: short calls,
+``copy``: long workload migrations), so a two-hour copy never takes a slot from API work. A
+failed node makes its dependents ``skipped`` with the root cause's address, so a report names
+causes, not their echoes; independent branches go on. An ``always_run`` node (cleanup) runs
+whatever happened upstream, like Terraform's tolerant vertices.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 import networkx as nx
 
-from tenantshift.engine.graph import Node
+from tenantshift.engine.nodes import Node, ResourceClass
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,12 @@ class Listener:
     def finished(self, outcome: Outcome) -> None:  # pragma: no cover
         pass
 
+    def step(self, node: Node, name: str) -> None:  # pragma: no cover - default does nothing
+        """A long node entered one of its phases."""
+
+    def progress(self, node: Node, done: int, total: int) -> None:  # pragma: no cover
+        """A long node moved ``done`` of ``total`` units (bytes for copies)."""
+
 
 RunNode = Callable[[Node], Awaitable[str]]
 
@@ -60,11 +69,21 @@ def _notify(callback: Callable[[Any], None], argument: Any) -> None:
 
 
 async def walk(
-    graph: nx.DiGraph, run: RunNode, *, parallelism: int, listener: Listener | None = None
+    graph: nx.DiGraph,
+    run: RunNode,
+    *,
+    parallelism: int,
+    copy_parallelism: int = 2,
+    listener: Listener | None = None,
+    on_skip: Callable[[Outcome], None] | None = None,
 ) -> dict[str, Outcome]:
+    """Run every node of ``graph``; ``on_skip`` sees each skipped node as it is decided."""
     listener = listener or Listener()
     listener.planned(graph.number_of_nodes())
-    semaphore = asyncio.Semaphore(parallelism)
+    semaphores = {
+        ResourceClass.API: asyncio.Semaphore(parallelism),
+        ResourceClass.COPY: asyncio.Semaphore(copy_parallelism),
+    }
     finished: dict[str, asyncio.Event] = {node_id: asyncio.Event() for node_id in graph}
     outcomes: dict[str, Outcome] = {}
 
@@ -82,12 +101,14 @@ async def walk(
                     for cause in (outcomes[pred].root_causes or (pred,))
                 }
             )
-            if causes:
+            if causes and not node.always_run:
                 outcome = Outcome(
                     node, Status.SKIPPED, "upstream failed: " + ", ".join(causes), tuple(causes)
                 )
+                if on_skip is not None:
+                    on_skip(outcome)
             else:
-                async with semaphore:
+                async with semaphores[node.resource_class]:
                     _notify(listener.started, node)
                     try:
                         message = await run(node)

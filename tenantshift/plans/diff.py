@@ -67,7 +67,7 @@ def match(desired: Snapshot, actual: Snapshot) -> dict[str, Resource]:
             if spelled is not None:
                 by_address.setdefault(spelled, have)
         for address in wants:
-            if address in result:
+            if address in result or kind.workload:
                 continue
             have = by_address.get(address)
             if have is None or have.address in taken:
@@ -134,6 +134,8 @@ def _compare(want: Resource, have: Resource | None, translate: dict[str, str]) -
                 detail=f"the destination has no built-in {want.key!r} {kind.name}",
                 **common,
             )
+        if kind.workload:
+            return Change(action=Action.MIGRATE, **common)
         return Change(action=Action.CREATE, **common)
 
     before = _translated(have, translate)
@@ -150,6 +152,18 @@ def _compare(want: Resource, have: Resource | None, translate: dict[str, str]) -
         for f in kind.fields
         if before.get(f.name) != want.params.get(f.name)
     ]
+    if kind.workload:
+        blocked = _workload_blocked(kind, fields)
+        if blocked is not None:
+            return blocked.model_copy(update=common)
+        if not have.info.get("migrated"):
+            return Change(
+                action=Action.MIGRATE,
+                reason=Reason.RESUME,
+                detail="the destination copy exists but its data was not verified yet: resume",
+                fields=fields,
+                **common,
+            )
     if any(fc.forces_replacement for fc in fields):
         names = ", ".join(fc.field for fc in fields if fc.forces_replacement)
         return Change(
@@ -173,6 +187,35 @@ def _compare(want: Resource, have: Resource | None, translate: dict[str, str]) -
     if fields:
         return Change(action=Action.UPDATE, fields=fields, **common)
     return Change(action=Action.NOOP, **common)
+
+
+def _workload_blocked(kind: Kind, fields: list[FieldChange]) -> Change | None:
+    """A migrated copy is never thrown away to change it: what cannot change in place blocks
+    (the user deletes the copy to migrate it again), and so does a shrink."""
+    fixed = [fc.field for fc in fields if fc.forces_replacement]
+    if fixed:
+        reason, detail = (
+            Reason.BLOCKED_IMMUTABLE,
+            f"the migrated copy differs in {', '.join(fixed)}, which cannot change in place; "
+            "delete the destination copy to migrate it again",
+        )
+    else:
+        shrunk = [
+            fc.field
+            for fc in fields
+            if kind.field(fc.field).grow_only and (fc.after or 0) < (fc.before or 0)
+        ]
+        if not shrunk:
+            return None
+        reason, detail = (
+            Reason.BLOCKED_SHRINK,
+            f"{', '.join(shrunk)} would shrink, which would lose data; it can only grow",
+        )
+    # address/kind/after are filled in by the caller.
+    return Change(
+        address="-", kind=kind.name, action=Action.UPDATE, reason=reason, detail=detail,
+        fields=fields,
+    )  # fmt: skip
 
 
 def _auto_children(desired: Snapshot, changes: dict[str, Change]) -> None:

@@ -46,6 +46,9 @@ class Reason(StrEnum):
     BLOCKED_PREREQUISITE = "blocked_prerequisite"
     BLOCKED_QUOTA = "blocked_quota"
     BLOCKED_IN_USE = "blocked_in_use"
+    BLOCKED_SHRINK = "blocked_shrink"
+    BLOCKED_IMMUTABLE = "blocked_immutable"
+    RESUME = "resume"
 
     @property
     def blocks(self) -> bool:

@@ -11,6 +11,7 @@ from tenantshift.resources import (  # noqa: F401  (each module registers its ki
     security_group,
     security_group_rule,
     subnet,
+    volume,
 )
 from tenantshift.resources.base import REGISTRY, Field, Kind, Record, Resource, split_address
 from tenantshift.resources.desired import derive_desired

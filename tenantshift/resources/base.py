@@ -47,6 +47,8 @@ class Field:
     late: bool = False
     #: Templated through ``map.names`` when deriving the desired state.
     is_name: bool = False
+    #: Can grow in place but never shrink (a volume's size): a smaller desired value blocks.
+    grow_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,13 @@ class Kind:
     provenance: bool = True
     #: Rewrites params the cloud treats as equal into one form (applied after defaults).
     canonical: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    #: Its data moves, not just its description: a missing copy is ``migrate``d by a workload
+    #: node, matched by provenance only (adopting a same-named resource would skip the copy),
+    #: and never replaced (that would throw a migrated copy away).
+    workload: bool = False
+    #: Why a source resource is not migrated on its own (None: it is), given its ``info`` and
+    #: the ids of the conversion hosts; e.g. a volume attached to a server moves with the server.
+    migrates_with: Callable[[Mapping[str, Any], frozenset[str]], str | None] | None = None
 
     def field(self, name: str) -> Field:
         for f in self.fields:

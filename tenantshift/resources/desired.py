@@ -18,11 +18,19 @@ def selection_name(kind: Kind, res: Resource) -> str:
     return res.key
 
 
-def derive_desired(source: Snapshot, selection: Select | None, mappings: Map | None) -> Snapshot:
+def derive_desired(
+    source: Snapshot,
+    selection: Select | None,
+    mappings: Map | None,
+    *,
+    conversion_hosts: frozenset[str] = frozenset(),
+) -> Snapshot:
     """Filter by the selection, apply the name template and the maps, then re-address.
 
     Resources whose references were not selected drop out with them (a subnet of an excluded
-    network cannot migrate alone); the warnings list says which.
+    network cannot migrate alone); the warnings list says which. So do resources that migrate
+    with another (a volume attached to a server); ``conversion_hosts`` are the source ids of the
+    conversion hosts, whose attachments do not count.
     """
     entries = []
     notes: list[str] = []
@@ -30,6 +38,11 @@ def derive_desired(source: Snapshot, selection: Select | None, mappings: Map | N
         kind = REGISTRY[res.kind]
         if selection is not None and not selection.selects(kind.name, selection_name(kind, res)):
             continue
+        if kind.migrates_with is not None:
+            why = kind.migrates_with(res.info, conversion_hosts)
+            if why is not None:
+                notes.append(f"{res.address}: not migrated on its own: {why}")
+                continue
         params = {f: _mapped(kind, f, v, mappings) for f, v in res.params.items()}
         info = {"source_id": res.id, "source_address": res.address}
         entries.append(Entry(kind=res.kind, token=res.address, params=params, info=info))

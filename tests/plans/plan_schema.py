@@ -4,7 +4,7 @@ The document is ``plan_document(plan)``: the ``Plan`` model dumped in JSON mode 
 The schema is pydantic's serialization schema of ``Plan`` with what pydantic cannot say added:
 every key is always written (so all are required), ``format_version`` is this version's constant,
 ``summary`` has one count per action plus ``blocked``, and the invariants of a change (``before``
-is null exactly for creates, ``after`` exactly for deletes).
+is null for creates and may be for migrates, ``after`` exactly for deletes).
 
 Regenerate after changing the plan model (and bump ``PLAN_FORMAT_VERSION`` when the change is
 not backwards compatible)::
@@ -39,6 +39,20 @@ def _null_exactly_when(action: str, key: str) -> dict[str, Any]:
     }
 
 
+def _before_rule() -> dict[str, Any]:
+    """``before`` is null for a create, an object for what acts on an existing resource, and
+    either for a migrate (null for a first migration, the unverified copy when resuming)."""
+    existing = [a.value for a in Action if a not in (Action.CREATE, Action.MIGRATE)]
+    return {
+        "if": {"properties": {"action": {"const": Action.CREATE.value}}},
+        "then": {"properties": {"before": {"type": "null"}}},
+        "else": {
+            "if": {"properties": {"action": {"enum": existing}}},
+            "then": {"properties": {"before": {"type": "object"}}},
+        },
+    }
+
+
 def generate() -> dict[str, Any]:
     schema = Plan.model_json_schema(mode="serialization")
     _require_everything(schema)
@@ -59,7 +73,7 @@ def generate() -> dict[str, Any]:
     }
     schema["required"].append("summary")
     schema["$defs"]["Change"]["allOf"] = [
-        _null_exactly_when(Action.CREATE.value, "before"),
+        _before_rule(),
         _null_exactly_when(Action.DELETE.value, "after"),
     ]
     return {

@@ -143,14 +143,15 @@ def _check_invariants(changes: list[Change]) -> None:
     assert len(addresses) == len(set(addresses)), "one change per address"
     assert addresses == sorted(addresses), "changes are sorted by address"
     for c in changes:
-        assert (c.before is None) == (c.action is Action.CREATE), f"{c.address}: before"
+        new = c.action is Action.CREATE or (c.action is Action.MIGRATE and c.target_id is None)
+        assert (c.before is None) == new, f"{c.address}: before"
         assert (c.after is None) == (c.action is Action.DELETE), f"{c.address}: after"
         assert split_address(c.address)[0] == c.kind, f"{c.address}: kind {c.kind}"
         if c.blocked:
             assert c.detail, f"{c.address}: a blocked change says why"
         if c.action is Action.REPLACE:
             assert c.reason is not None, f"{c.address}: a replacement says why"
-        if any(f.forces_replacement for f in c.fields):
+        if any(f.forces_replacement for f in c.fields) and not c.blocked:
             assert c.action is Action.REPLACE, f"{c.address}: forced field but {c.action}"
         if c.action in (Action.UPDATE, Action.REPLACE, Action.DELETE, Action.NOOP):
             assert c.before is not None

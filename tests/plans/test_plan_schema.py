@@ -11,7 +11,8 @@ import jsonschema
 import pytest
 
 from tenantshift.plans import Plan
-from tenantshift.plans.render import plan_document, render_human, render_json
+from tenantshift.plans.render import plan_document, render_json
+from tenantshift.views.plan import render_human
 from tests.plans.plan_schema import REGENERATE, SCHEMA_PATH, render
 from tests.plans.plans_data import full_plan, no_changes_plan
 

@@ -22,7 +22,8 @@ import pytest
 from rich.console import Console
 
 from tenantshift.plans import Action, Change, Plan, Reason
-from tenantshift.plans.render import plan_document, render_human, render_json
+from tenantshift.plans.render import plan_document, render_json
+from tenantshift.views.plan import render_human
 from tests.plans.plans_data import full_plan, make_plan, no_changes_plan
 
 GOLDEN = Path(__file__).parent.parent / "fixtures" / "render"

@@ -1,0 +1,166 @@
+"""The engine's entry points, one function per command (alembic's ``command.py``).
+
+Each owns the order that makes it safe: open both clouds, take the apply lock, check the saved
+plan is fresh (or make and confirm a new one), apply, and always release. The CLI only parses
+arguments and renders what these return, so every command is usable from Python as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tenantshift.engine.apply import JOURNAL_FILE, ApplyResult, apply_plan
+from tenantshift.engine.connect import open_provider
+from tenantshift.engine.context import ApplyContext, ApplySettings
+from tenantshift.engine.executor import IdMap
+from tenantshift.engine.journal import Journal, RunInfo
+from tenantshift.engine.lock import ApplyLock
+from tenantshift.engine.planning import PlanResult, check_fresh, make_plan
+from tenantshift.engine.walker import Listener
+from tenantshift.manifest import Manifest
+from tenantshift.plans import Plan
+from tenantshift.providers import Provider
+
+#: Shown the plan about to be applied; returns whether to go on.
+Confirm = Callable[[Plan], bool]
+
+
+def providers(manifest: Manifest) -> tuple[Provider, Provider]:
+    return (
+        open_provider(manifest.source, "source"),
+        open_provider(manifest.destination, "destination"),
+    )
+
+
+def plan(manifest: Manifest, *, targets: tuple[str, ...] = ()) -> PlanResult:
+    source, destination = providers(manifest)
+    return make_plan(manifest, source, destination, targets=targets)
+
+
+def apply_saved(
+    saved: Plan, manifest: Manifest, *, listener: Listener | None = None
+) -> ApplyResult:
+    """Apply a saved plan after checking, under the lock, that neither cloud nor the manifest
+    changed since it was made."""
+    source, destination = providers(manifest)
+    with ApplyLock(manifest.state_dir) as lock:
+        check_fresh(saved, manifest, source, destination)
+        return apply_plan(
+            saved,
+            destination,
+            manifest.state_dir,
+            source=source,
+            settings=ApplySettings.from_manifest(manifest),
+            listener=listener,
+            lock=lock,
+        )
+
+
+def apply_manifest(
+    manifest: Manifest,
+    *,
+    confirm: Confirm,
+    targets: tuple[str, ...] = (),
+    listener: Listener | None = None,
+) -> tuple[Plan, ApplyResult | None]:
+    """Plan, let ``confirm`` see the plan, apply it: all under one lock, so no other apply
+    slips in between. The result is None when there was nothing to do or it was declined."""
+    source, destination = providers(manifest)
+    with ApplyLock(manifest.state_dir) as lock:
+        fresh = make_plan(manifest, source, destination, targets=targets).plan
+        if not fresh.has_changes or not confirm(fresh):
+            return fresh, None
+        result = apply_plan(
+            fresh,
+            destination,
+            manifest.state_dir,
+            source=source,
+            settings=ApplySettings.from_manifest(manifest),
+            listener=listener,
+            lock=lock,
+        )
+        return fresh, result
+
+
+def snapshot(manifest: Manifest, side: str) -> Any:
+    if side not in ("source", "destination"):
+        raise ValueError("--side is source or destination")
+    ref = manifest.source if side == "source" else manifest.destination
+    return open_provider(ref, side).snapshot()
+
+
+@dataclass(frozen=True)
+class Status:
+    runs: list[RunInfo]
+    #: Workload node -> (last completed phase, its data: ids, bytes, digest).
+    workloads: dict[str, tuple[str, dict[str, Any]]]
+    #: Temporaries not cleaned up yet (what ``cleanup`` would remove).
+    pending: list[dict[str, Any]]
+
+
+def status(manifest: Manifest) -> Status | None:
+    """What the journal knows; None when no apply ever ran for this manifest."""
+    path = manifest.state_dir / JOURNAL_FILE
+    if not path.exists():
+        return None
+    journal = Journal(path)
+    try:
+        return Status(journal.runs(), journal.node_states(), journal.pending_temporaries())
+    finally:
+        journal.close()
+
+
+def cleanup(manifest: Manifest) -> tuple[str, ...]:
+    """Remove what abandoned migrations left (their temporaries) and restore the source, under
+    the apply lock. Interrupted workloads start from the beginning next time."""
+    path = manifest.state_dir / JOURNAL_FILE
+    if not path.exists():
+        return ()
+    source, destination = providers(manifest)
+    with ApplyLock(manifest.state_dir):
+        journal = Journal(path)
+        try:
+            journal.start_run("cleanup")
+            ctx = ApplyContext(
+                destination=destination,
+                source=source,
+                settings=ApplySettings.from_manifest(manifest),
+                journal=journal,
+                ids=IdMap(_empty_plan()),
+                listener=Listener(),
+            )
+            try:
+                from tenantshift.engine.workloads import sweep
+
+                swept = asyncio.run(sweep(ctx))
+            finally:
+                ctx.shutdown()
+            for node in journal.node_states():
+                journal.clear_state(node)
+            journal.finish_run(True)
+            return swept
+        finally:
+            journal.close()
+
+
+def journal_path(state_dir: Path) -> Path:
+    return state_dir / JOURNAL_FILE
+
+
+def _empty_plan() -> Plan:
+    from tenantshift.plans import Fingerprint
+
+    empty = Fingerprint(digest="")
+    return Plan(
+        tool_version="",
+        created_at="",
+        manifest_path="",
+        manifest_hash="",
+        source=empty,
+        destination=empty,
+        changes=[],
+    )

@@ -1,0 +1,100 @@
+"""What every apply node gets: both clouds, the manifest's settings, the journal, the thread
+pool for blocking SDK calls, and the run's one transfer session.
+
+The transfer session is run-scoped (Terraform's provider nodes plus ``CloseProviderTransformer``):
+opened when the first copy needs it, shared by every copy of the run, always closed when the
+walk ends, so the copy key is authorised once and revoked once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from tenantshift.engine.executor import IdMap, ResourceExecutor
+from tenantshift.engine.journal import Journal
+from tenantshift.engine.walker import Listener
+from tenantshift.manifest import ConversionHosts, Manifest, Workloads
+from tenantshift.providers import Provider
+from tenantshift.transfer import TransferOptions, TransferSession
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ApplySettings:
+    """The parts of a manifest that steer an apply (not which resources: the plan says that)."""
+
+    parallelism: int = 10
+    copy_parallelism: int = 2
+    conversion_hosts: ConversionHosts | None = None
+    workloads: Workloads = field(default_factory=Workloads)
+    transfer: TransferOptions = field(default_factory=TransferOptions)
+
+    @classmethod
+    def from_manifest(cls, manifest: Manifest) -> ApplySettings:
+        return cls(
+            parallelism=manifest.options.parallelism,
+            copy_parallelism=manifest.options.copy_parallelism,
+            conversion_hosts=manifest.conversion_hosts,
+            workloads=manifest.workloads,
+        )
+
+
+class ApplyContext:
+    def __init__(
+        self,
+        *,
+        destination: Provider,
+        source: Provider | None,
+        settings: ApplySettings,
+        journal: Journal,
+        ids: IdMap,
+        listener: Listener,
+    ) -> None:
+        self.destination = destination
+        self.source = source
+        self.settings = settings
+        self.journal = journal
+        self.ids = ids
+        self.listener = listener
+        self.executor = ResourceExecutor(destination, journal, ids)
+        # Sized to what may run at once: every API node plus every copy's blocking calls. The
+        # default pool (cpu + 4 threads) silently capped parallelism at 6 on 2 cores.
+        self.pool = ThreadPoolExecutor(
+            max_workers=settings.parallelism + settings.copy_parallelism,
+            thread_name_prefix="tenantshift-apply",
+        )
+        self._session: TransferSession | None = None
+        self._session_lock = asyncio.Lock()
+
+    async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking (SDK) call in the apply's pool."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    async def transfer_session(self) -> TransferSession:
+        """The run's transfer session, opened on first use."""
+        async with self._session_lock:
+            if self._session is None:
+                hosts = self.settings.conversion_hosts
+                if hosts is None:
+                    raise ValueError(
+                        "this plan migrates workloads: the manifest needs conversion_hosts"
+                    )
+                session = TransferSession(hosts, self.settings.transfer)
+                await session.open()
+                self._session = session
+            return self._session
+
+    async def aclose(self) -> None:
+        """Close the transfer session (revoking the copy key); always called after the walk."""
+        async with self._session_lock:
+            session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=True)

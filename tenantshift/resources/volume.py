@@ -1,0 +1,42 @@
+"""Cinder volumes: their bytes move between conversion hosts, so they are workloads.
+
+A detached volume migrates on its own (``> migrate``); a volume attached to a server moves with
+that server, so it is left out here with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tenantshift.resources.base import REGISTRY, Field, Kind
+
+
+def _migrates_with(info: Mapping[str, Any], conversion_hosts: frozenset[str]) -> str | None:
+    servers = sorted(set(info.get("attached_to") or []) - conversion_hosts)
+    if servers:
+        return (
+            f"attached to server {', '.join(servers)}: it migrates with its server "
+            "(server migration is not available yet)"
+        )
+    return None
+
+
+VOLUME = REGISTRY.register(
+    Kind(
+        name="volume",
+        doc="A block storage volume, keyed by name (unnamed volumes as 'unnamed').",
+        fields=(
+            Field("name", is_name=True),
+            Field("description", default=""),
+            Field("size", grow_only=True),
+            Field("volume_type", mapping="volume_types", replace=True),
+            Field("availability_zone", mapping="availability_zones", replace=True),
+            Field("is_bootable", default=False),
+            Field("metadata", default={}),
+        ),
+        key=lambda p, _: str(p["name"] or "unnamed"),
+        workload=True,
+        migrates_with=_migrates_with,
+    )
+)
