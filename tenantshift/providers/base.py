@@ -69,20 +69,54 @@ def id_key(kind_name: str, params: Mapping[str, Any]) -> str:
     return kind.key(params, lambda ref: str(ref))
 
 
+#: Record key listing *every* provenance marker when a resource carries more than one (info
+#: only; absent otherwise). Such a resource is claimed by two source resources: a conflict.
+MARKERS_KEY = "provenance_markers"
+
+
+def markers_of(record: Mapping[str, Any]) -> list[str]:
+    """Every source id a record's resource is stamped with (usually none or one)."""
+    several = record.get(MARKERS_KEY)
+    if several:
+        return sorted(str(m) for m in several)
+    marker = record.get("provenance")
+    return [str(marker)] if marker is not None else []
+
+
 def find_in(
     records: Iterable[Record], kind_name: str, source_id: str | None, params: Mapping[str, Any]
 ) -> Record | None:
-    """The generic matching rule every provider's ``find`` applies to its candidate records."""
+    """The generic matching rule every provider's ``find`` applies to its candidate records.
+
+    Our marker first, then the key; never a resource that carries another source's marker (it
+    is that source's copy, even if it has the same name), and never silently a resource that
+    carries several markers: that is a ``ProviderError`` naming them.
+    """
     candidates = list(records)
     kind = REGISTRY[kind_name]
     if source_id is not None and kind.provenance:
         for record in candidates:
-            if record.get("provenance") == source_id:
-                return record
+            if source_id in markers_of(record):
+                return _one_marker(kind_name, record, source_id)
     wanted = id_key(kind_name, params_from_record(kind, params))
     for record in candidates:
         if id_key(kind_name, params_from_record(kind, record)) == wanted:
-            if kind.provenance and record.get("provenance") not in (None, source_id):
-                continue  # another source's copy that happens to share the name
+            if kind.provenance:
+                markers = markers_of(record)
+                if any(m != source_id for m in markers):
+                    continue  # another source's copy that happens to share the name
             return record
     return None
+
+
+def _one_marker(kind_name: str, record: Record, source_id: str) -> Record:
+    markers = markers_of(record)
+    if len(markers) > 1:
+        raise ProviderError(
+            f"{kind_name} {record.get('id')} in the destination carries the provenance markers "
+            f"of {len(markers)} source resources ({', '.join(markers)}), {source_id} among "
+            f"them: it cannot be the copy of all of them. Remove the wrong marker (or the "
+            f"resource) and run plan again",
+            call=f"find {kind_name}",
+        )
+    return record

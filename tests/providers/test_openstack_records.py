@@ -10,6 +10,10 @@ from openstack.network.v2 import network, port, router, security_group, security
 from openstack.test.fakes import generate_fake_resource
 
 from tenantshift.providers.openstack import records as rec
+from tenantshift.providers.openstack.kinds import keypair as kp
+from tenantshift.providers.openstack.kinds import neutron
+from tenantshift.providers.openstack.kinds import neutron_records as nrec
+from tenantshift.providers.openstack.kinds import router_interface as ri
 from tenantshift.resources import REGISTRY, normalize
 
 
@@ -23,7 +27,7 @@ def test_network_record_reads_marker_and_declared_fields() -> None:
         mtu=1450,
         tags=["team-a", "tenantshift-src:1111"],
     )
-    record = rec.network_record(res)
+    record = nrec.network_record(res)
     assert record["provenance"] == "1111"
     assert record["description"] == ""  # None and "" are the same description
     assert record["is_port_security_enabled"] is False
@@ -34,7 +38,7 @@ def test_network_record_reads_marker_and_declared_fields() -> None:
 
 def test_untagged_resource_has_no_provenance() -> None:
     res = generate_fake_resource(security_group.SecurityGroup, tags=[])
-    assert rec.security_group_record(res)["provenance"] is None
+    assert nrec.security_group_record(res)["provenance"] is None
 
 
 def test_subnet_lists_are_sorted_pairs_and_never_none() -> None:
@@ -48,7 +52,7 @@ def test_subnet_lists_are_sorted_pairs_and_never_none() -> None:
         dns_nameservers=["9.9.9.9", "1.1.1.1"],
         tags=[],
     )
-    record = rec.subnet_record(res)
+    record = nrec.subnet_record(res)
     assert record["allocation_pools"] == [
         {"start": "10.0.0.10", "end": "10.0.0.50"},
         {"start": "10.0.0.100", "end": "10.0.0.200"},
@@ -65,13 +69,13 @@ def test_router_gateway_becomes_the_external_network_name() -> None:
         routes=[{"destination": "10.9.0.0/16", "nexthop": "10.0.0.5", "extra": 1}],
         tags=[],
     )
-    record = rec.router_record(res, {"ext-id": "public"})
+    record = nrec.router_record(res, {"ext-id": "public"})
     assert record["external_network"] == "public"
     assert record["routes"] == [{"destination": "10.9.0.0/16", "nexthop": "10.0.0.5"}]
     # A gateway on an invisible network keeps its id, so the plan can report it.
-    assert rec.router_record(res, {})["external_network"] == "ext-id"
+    assert nrec.router_record(res, {})["external_network"] == "ext-id"
     no_gw = generate_fake_resource(router.Router, external_gateway_info=None, routes=[], tags=[])
-    assert rec.router_record(no_gw, {})["external_network"] is None
+    assert nrec.router_record(no_gw, {})["external_network"] is None
 
 
 def test_router_interface_records_one_per_subnet_of_the_port() -> None:
@@ -84,14 +88,14 @@ def test_router_interface_records_one_per_subnet_of_the_port() -> None:
             {"subnet_id": "s1", "ip_address": "fd01::1"},
         ],
     )
-    records = rec.router_interface_records(res)
+    records = ri.router_interface_records(res)
     assert [(r["router"], r["subnet"], r["id"]) for r in records] == [
         ("r1", "s1", "r1:s1"),
         ("r1", "s2", "r1:s2"),
     ]
-    assert rec.split_interface_id("r1:s1") == ("r1", "s1")
+    assert ri.split_interface_id("r1:s1") == ("r1", "s1")
     with pytest.raises(ValueError):
-        rec.split_interface_id("r1")
+        ri.split_interface_id("r1")
 
 
 @pytest.mark.parametrize(
@@ -116,7 +120,7 @@ def test_router_interface_records_one_per_subnet_of_the_port() -> None:
     ],
 )
 def test_protocol_normalization(protocol: Any, ethertype: str, expected: str | None) -> None:
-    assert rec.normalize_protocol(protocol, ethertype) == expected
+    assert nrec.normalize_protocol(protocol, ethertype) == expected
 
 
 def test_rule_record_keeps_remote_prefix_as_returned() -> None:
@@ -130,7 +134,7 @@ def test_rule_record_keeps_remote_prefix_as_returned() -> None:
         remote_group_id=None,
         description=None,
     )
-    record = rec.security_group_rule_record(res)
+    record = nrec.security_group_rule_record(res)
     assert record["protocol"] == "tcp"
     assert record["ethertype"] == "IPv4"
     assert record["remote_ip_prefix"] == "0.0.0.0/0"
@@ -143,7 +147,7 @@ def test_keypair_record_is_addressed_by_name() -> None:
     res = generate_fake_resource(
         keypair.Keypair, name="deploy", public_key="ssh-ed25519 AAAA x\n", type=None
     )
-    record = rec.keypair_record(res)
+    record = kp.keypair_record(res)
     assert record["id"] == "deploy"
     assert record["public_key"] == "ssh-ed25519 AAAA x"
     assert record["type"] == "ssh"
@@ -160,34 +164,48 @@ def test_retag_replaces_only_our_marker() -> None:
 
 
 def test_to_sdk_renames_and_drops_only_defaultable_nones() -> None:
-    assert rec.to_sdk(
-        "security_group_rule",
-        {"security_group": "g", "ethertype": "IPv4", "remote_group": None, "direction": "ingress",
-         "protocol": None},
+    assert neutron.SecurityGroupRuleHandler.to_request(
+        {
+            "security_group": "g",
+            "ethertype": "IPv4",
+            "remote_group": None,
+            "direction": "ingress",
+            "protocol": None,
+        },
     ) == {"security_group_id": "g", "ether_type": "IPv4", "direction": "ingress"}
     # A subnet without gateway must say so explicitly (null), a null mtu must not be sent.
-    assert rec.to_sdk("subnet", {"network": "n", "gateway_ip": None}) == {
+    assert neutron.SubnetHandler.to_request({"network": "n", "gateway_ip": None}) == {
         "network_id": "n",
         "gateway_ip": None,
     }
-    assert rec.to_sdk("network", {"name": "x", "mtu": None}) == {"name": "x"}
-    assert rec.to_sdk("router", {"name": "r", "external_network": "public"}) == {"name": "r"}
+    assert neutron.NetworkHandler.to_request({"name": "x", "mtu": None}) == {"name": "x"}
+    assert neutron.RouterHandler.to_request({"name": "r", "external_network": "public"}) == {
+        "name": "r"
+    }
 
 
 def test_records_of_two_clouds_normalize_to_equal_snapshots() -> None:
     """The same rule written differently in two clouds gives the same address and params."""
 
     def rules(protocol: str, group_id: str) -> dict[str, list[dict[str, Any]]]:
-        grp = generate_fake_resource(security_group.SecurityGroup, id=group_id, name="web",
-                                     description="", tags=[])
+        grp = generate_fake_resource(
+            security_group.SecurityGroup, id=group_id, name="web", description="", tags=[]
+        )
         rule = generate_fake_resource(
-            security_group_rule.SecurityGroupRule, security_group_id=group_id, direction="ingress",
-            ether_type="IPv4", protocol=protocol, port_range_min=22, port_range_max=22,
-            remote_ip_prefix=None, remote_group_id=None, description="",
+            security_group_rule.SecurityGroupRule,
+            security_group_id=group_id,
+            direction="ingress",
+            ether_type="IPv4",
+            protocol=protocol,
+            port_range_min=22,
+            port_range_max=22,
+            remote_ip_prefix=None,
+            remote_group_id=None,
+            description="",
         )
         return {
-            "security_group": [rec.security_group_record(grp)],
-            "security_group_rule": [rec.security_group_rule_record(rule)],
+            "security_group": [nrec.security_group_record(grp)],
+            "security_group_rule": [nrec.security_group_rule_record(rule)],
         }
 
     a = normalize("a", rules("6", "g-a"))
