@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tenantshift import cli
+from tenantshift.engine import commands
 from tenantshift.manifest import CloudRef
 from tenantshift.providers.memory import MemoryProvider
 from tests.engine.topology import build_source
@@ -42,6 +43,7 @@ def clouds(monkeypatch: pytest.MonkeyPatch) -> dict[str, MemoryProvider]:
         return pair[label]
 
     monkeypatch.setattr(cli, "open_provider", fake_open)
+    monkeypatch.setattr(commands, "open_provider", fake_open)
     monkeypatch.setenv("SRC_PASSWORD", SECRET)
     return pair
 

@@ -90,6 +90,10 @@ def test_snapshot_lists_each_kind_once_filtered_by_project() -> None:
         security_group_rules=None,
     )
     conn.compute.get_limits.return_value = mock.Mock(absolute=mock.Mock(keypairs=100))
+    conn.block_storage.volumes.return_value = []
+    conn.block_storage.get_quota_set.return_value = mock.Mock(
+        volumes=10, usage={"volumes": 2}, reservation={"volumes": 1}
+    )
 
     snap = provider(conn).snapshot()
 
@@ -108,7 +112,7 @@ def test_snapshot_lists_each_kind_once_filtered_by_project() -> None:
     ]
     assert snap.resources["router.rtr"].params["external_network"] == "public"
     assert snap.externals == {"external_network": ["public"]}
-    assert snap.quota_left == {"network": 9, "router": 1, "keypair": 99}
+    assert snap.quota_left == {"network": 9, "router": 1, "keypair": 99, "volume": 7}
     assert snap.project == "p1"
 
 
@@ -119,6 +123,8 @@ def test_snapshot_leaves_out_forbidden_quotas() -> None:
     conn.compute.keypairs.return_value = []
     conn.network.get_quota.side_effect = http_error(403, "not allowed")
     conn.compute.get_limits.side_effect = http_error(403, "not allowed")
+    conn.block_storage.volumes.return_value = []
+    conn.block_storage.get_quota_set.side_effect = http_error(403, "not allowed")
     assert provider(conn).snapshot().quota_left == {}
 
 

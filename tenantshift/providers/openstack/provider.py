@@ -30,6 +30,7 @@ from tenantshift.providers.openstack.connection import (
     connect,
 )
 from tenantshift.providers.openstack.kinds import KindHandler, QuotaSource, Usage, handler_classes
+from tenantshift.providers.openstack.volume_ops import OpenStackVolumeOps
 from tenantshift.resources import REGISTRY, Record, Snapshot, normalize
 from tenantshift.resources.snapshot import params_from_record
 
@@ -67,6 +68,8 @@ class OpenStackProvider:
         self.handlers: dict[str, KindHandler] = {
             name: cls(self) for name, cls in handler_classes().items()
         }
+        #: Attach, detach and mark volumes: what workload migrations need beyond CRUD.
+        self.volume_ops = OpenStackVolumeOps(self)
 
     @classmethod
     def from_cloud_ref(

@@ -8,6 +8,7 @@ from tenantshift.providers.openstack.kinds import (  # noqa: F401  (each module 
     keypair,
     neutron,
     router_interface,
+    volume,
 )
 from tenantshift.providers.openstack.kinds.base import (
     KindHandler,

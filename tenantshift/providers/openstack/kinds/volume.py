@@ -23,7 +23,6 @@ from tenantshift.providers.openstack.kinds.base import (
     Wait,
     register_handler,
 )
-
 from tenantshift.providers.volume_ops import MIGRATED_KEY
 from tenantshift.resources import Record
 
