@@ -28,13 +28,18 @@ unit: setup
 	$(BIN)/pytest -m "not devcloud"
 
 # A real migration on the built-in default: the local OpenStack, src-tenant -> dst-tenant.
+# The manifest is examples/devcloud.yaml plus the conversion hosts `devcloud up` describes
+# (their host keys and device directories are made on this machine).
+DEMO := .devcloud/demo.yaml
 demo: setup
 	$(DEVCLOUD) up
 	$(DEVCLOUD) seed
-	$(BIN)/tenantshift plan -m examples/devcloud.yaml -o .devcloud/demo.plan
+	{ cat examples/devcloud.yaml; echo "conversion_hosts:"; \
+	  sed -e '/^#/d' -e 's/^/  /' .devcloud/conversion-hosts.yaml; } > $(DEMO)
+	$(BIN)/tenantshift plan -m $(DEMO) -o .devcloud/demo.plan
 	$(BIN)/tenantshift apply .devcloud/demo.plan
 	@echo "== a second plan: nothing left to do =="
-	$(BIN)/tenantshift plan -m examples/devcloud.yaml --detailed-exitcode
+	$(BIN)/tenantshift plan -m $(DEMO) --detailed-exitcode
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from tenantshift import __version__
-from tenantshift.manifest import Manifest, manifest_hash
-from tenantshift.plans import Action, Change, Fingerprint, Plan, diff
+from tenantshift.manifest import Manifest, Workloads, manifest_hash
+from tenantshift.plans import Action, Change, Fingerprint, Plan, Reason, diff
 from tenantshift.providers import Provider, ProviderError
 from tenantshift.resources import REGISTRY, Snapshot, derive_desired
 
@@ -54,6 +54,7 @@ def make_plan(
     hosts = conversion_host_ids(manifest, source)
     desired = derive_desired(src, manifest.select, manifest.map, conversion_hosts=hosts)
     changes = diff(desired, dst, prune=manifest.options.prune)
+    changes = block_workloads(changes, manifest, source, destination)
     if targets:
         changes = restrict(changes, targets)
     plan = Plan(
@@ -83,15 +84,69 @@ def conversion_host_ids(manifest: Manifest, source: Provider) -> frozenset[str]:
         raise PlanError(f"conversion_hosts.source.server: {exc}") from None
 
 
+def block_workloads(
+    changes: list[Change], manifest: Manifest, source: Provider, destination: Provider
+) -> list[Change]:
+    """Migrations that cannot run are blocked before anything runs, each with its reason: no
+    conversion hosts, a host that is not ACTIVE, a cloud that cannot attach volumes."""
+    migrating = [c for c in changes if c.action is Action.MIGRATE and not c.blocked]
+    if not migrating:
+        return changes
+    problem = _conversion_host_problem(manifest, source, destination)
+    if problem is None:
+        return changes
+    blocked = {
+        c.address: c.model_copy(update={"reason": Reason.BLOCKED_PREREQUISITE, "detail": problem})
+        for c in migrating
+    }
+    return [blocked.get(c.address, c) for c in changes]
+
+
+def _conversion_host_problem(
+    manifest: Manifest, source: Provider, destination: Provider
+) -> str | None:
+    hosts = manifest.conversion_hosts
+    if hosts is None:
+        return "migrating data needs conversion_hosts in the manifest"
+    for side, provider, host in (
+        ("source", source, hosts.source),
+        ("destination", destination, hosts.destination),
+    ):
+        ops = getattr(provider, "volume_ops", None)
+        if ops is None:
+            return f"the {side} ({provider.label}) cannot attach volumes (a snapshot file?)"
+        if host.server is None:
+            return f"conversion_hosts.{side}.server must name the host's server to attach to"
+        try:
+            status = ops.server_status(host.server)
+        except ProviderError as exc:
+            return f"conversion_hosts.{side}.server: {exc}"
+        if status != "ACTIVE":
+            return f"the {side} conversion host {host.server!r} is {status}, not ACTIVE"
+    return None
+
+
 def _not_yet(manifest: Manifest) -> list[str]:
-    """Kinds a manifest may select that this version cannot migrate: said, never ignored."""
-    rule = manifest.select.server
-    if rule.include == ():
-        return []
-    return [
-        "servers are not migrated yet (only their networks, security groups, keypairs and "
-        "detached volumes are); select.server.include: [] silences this"
+    """What a manifest may say that this version cannot do yet: said, never ignored."""
+    notes = []
+    if manifest.select.server.include != ():
+        notes.append(
+            "servers are not migrated yet (their networks, security groups, keypairs and the "
+            "detached volumes are); select.server.include: [] silences this"
+        )
+    unused = [
+        f"map.{name}" for name in ("flavors", "networks") if getattr(manifest.map, name)
+    ] + [
+        f"workloads.{name}"
+        for name, value in manifest.workloads.model_dump().items()
+        if value != Workloads.model_fields[name].default
     ]
+    if unused:
+        notes.append(
+            f"{', '.join(unused)} apply to servers and ports, which are not migrated yet: "
+            "no effect in this plan"
+        )
+    return notes
 
 
 def restrict(changes: list[Change], targets: tuple[str, ...]) -> list[Change]:

@@ -21,6 +21,10 @@ class VolumeOps(Protocol):
         """The id of a server of the project (a conversion host), by id or unique name."""
         ...
 
+    def server_status(self, name_or_id: str) -> str:
+        """That server's current status (``ACTIVE``, ``SHUTOFF``...), read now."""
+        ...
+
     def volume(self, volume_id: str) -> dict[str, Any] | None:
         """``{"id", "status", "size", "attached_to": [server ids], "metadata", ...}`` or None."""
         ...

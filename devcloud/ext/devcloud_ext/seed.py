@@ -55,6 +55,9 @@ DATA_LAYOUT = [(0, 4 * MiB, "random"), (64 * MiB, 8 * MiB, "text"),
                (200 * MiB, 4 * MiB, "zero"), (300 * MiB, 2 * MiB, "random"),
                (2 * GiB - 1 * MiB, 1 * MiB, "text")]
 BOOT_EXTRA = [(100 * MiB, 2 * MiB, "random"), (400 * MiB, 3 * MiB, "text")]
+# A detached volume (no server): it migrates on its own.
+ARCHIVE_LAYOUT = [(0, 2 * MiB, "text"), (128 * MiB, 3 * MiB, "random"),
+                  (1 * GiB - 1 * MiB, 1 * MiB, "random")]
 
 
 def region_bytes(kind: str, length: int, salt: str) -> bytes:
@@ -167,9 +170,13 @@ def seed() -> dict[str, Any]:
     boot = bs.create_volume(name="boot-vol", size=1, image_id=image.id,
                             description="boot volume of vm-bfv")
     data = bs.create_volume(name="data-vol", size=2, description="data volume of vm-bfv")
+    archive = bs.create_volume(name="archive-vol", size=1, description="detached archive",
+                               metadata={"retention": "7y"})
     boot, data = _wait_volume(conn, boot), _wait_volume(conn, data)
+    archive = _wait_volume(conn, archive)
     fill(volume_file(boot.id), BOOT_EXTRA, "boot-vol")
     fill(volume_file(data.id), DATA_LAYOUT, "data-vol")
+    fill(volume_file(archive.id), ARCHIVE_LAYOUT, "archive-vol")
 
     common = {"key_name": "seed-key"}
     bfv = compute.create_server(
@@ -210,14 +217,16 @@ def seed() -> dict[str, Any]:
                                                 interval=1)
 
     volumes = {}
-    for name, vol, attached in (("boot-vol", boot, "vm-bfv"), ("data-vol", data, "vm-bfv")):
+    for name, vol, attached, layout in (("boot-vol", boot, "vm-bfv", BOOT_EXTRA),
+                                        ("data-vol", data, "vm-bfv", DATA_LAYOUT),
+                                        ("archive-vol", archive, None, ARCHIVE_LAYOUT)):
         path = volume_file(vol.id)
         st = os.stat(path)
         volumes[name] = {"id": vol.id, "size_gb": vol.size, "bootable": name == "boot-vol",
                          "attached_to": attached, "sha256": sha256_file(path),
                          "allocated_bytes": st.st_blocks * 512,
-                         "regions": [{"offset": o, "length": n, "kind": k} for o, n, k in
-                                     (BOOT_EXTRA if name == "boot-vol" else DATA_LAYOUT)]}
+                         "regions": [{"offset": o, "length": n, "kind": k}
+                                     for o, n, k in layout]}
     result = {
         "cloud": "devcloud-src",
         "project": "src-tenant",

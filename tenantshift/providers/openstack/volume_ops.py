@@ -38,6 +38,12 @@ class OpenStackVolumeOps:
             self._servers[name_or_id] = str(server.id)
         return self._servers[name_or_id]
 
+    def server_status(self, name_or_id: str) -> str:
+        compute = self.provider.conn.compute
+        server_id = self.server_id(name_or_id)
+        server = self._call("compute.get_server", lambda: compute.get_server(server_id))
+        return str(server.status)
+
     def volume(self, volume_id: str) -> dict[str, Any] | None:
         bs = self.provider.conn.block_storage
         try:
