@@ -9,14 +9,14 @@ an interface a static route goes through cannot be removed.
 from __future__ import annotations
 
 import copy
-import ipaddress
 import itertools
 import threading
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tenantshift.providers.base import NotFoundError, ProviderError, find_in
+from tenantshift.providers.base import MARKERS_KEY, NotFoundError, ProviderError, find_in
+from tenantshift.providers.memory_kinds import behaviour
 from tenantshift.resources import REGISTRY, Record, Snapshot, normalize
 from tenantshift.resources.snapshot import params_from_record
 
@@ -25,6 +25,8 @@ FaultHook = Callable[[str, str, Mapping[str, Any]], None]
 
 
 class MemoryProvider:
+    """The shared rules live here; each kind's own rules in ``memory_kinds``."""
+
     def __init__(
         self,
         label: str = "memory",
@@ -39,18 +41,8 @@ class MemoryProvider:
         self._records: dict[str, dict[str, Record]] = {k.name: {} for k in REGISTRY}
         self._lock = threading.RLock()
         self._clock = itertools.count(1)
-        default = self._insert("security_group", {"name": "default", "description": "Default"})
-        for ethertype in ("IPv4", "IPv6"):
-            self._insert(
-                "security_group_rule",
-                {
-                    "security_group": default["id"],
-                    "direction": "ingress",
-                    "ethertype": ethertype,
-                    "remote_group": default["id"],
-                },
-            )
-        self._add_egress_rules(default["id"])
+        for kind in REGISTRY:
+            behaviour(kind.name).seed(self)
 
     # -- reading ---------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
@@ -88,19 +80,13 @@ class MemoryProvider:
         with self._lock:
             self.calls.append(("create", kind))
             self._check_refs(kind, params)
-            if kind == "security_group" and params.get("name") == "default":
-                raise ProviderError("a project has exactly one 'default' group", call="create")
-            if kind in ("security_group_rule", "router_interface"):
-                same = find_in(self._records[kind].values(), kind, None, params)
-                if same is not None:
-                    raise ProviderError(f"409 Conflict: {kind} already exists", call="create")
-            ext = params.get("external_network")
-            if kind == "router" and ext and ext not in self.external_networks:
-                raise NotFoundError(f"external network {ext!r} not found", call="create")
+            rules = behaviour(kind)
+            rules.check_create(self, params)
+            # The marker goes in with the resource (like Neutron's tag-creation): there is no
+            # moment at which another source's ``find`` could see it unmarked.
             marker = source_id if REGISTRY[kind].provenance else None
-            record = self._insert(kind, dict(params), provenance=marker)
-            if kind == "security_group":
-                self._add_egress_rules(record["id"])
+            record = self.insert(kind, dict(params), provenance=marker)
+            rules.after_create(self, record)
             return copy.deepcopy(record)
 
     def update(self, kind: str, id: str, changes: Mapping[str, Any]) -> Record:
@@ -111,6 +97,8 @@ class MemoryProvider:
             if record is None:
                 raise NotFoundError(f"{kind} {id} not found", call="update")
             self._check_refs(kind, changes)
+            if "provenance" in changes:
+                record.pop(MARKERS_KEY, None)  # re-stamping replaces every marker (as retag)
             record.update(copy.deepcopy(dict(changes)))
             record["revision_number"] = record.get("revision_number", 0) + 1
             return copy.deepcopy(record)
@@ -119,30 +107,41 @@ class MemoryProvider:
         self._maybe_fail("delete", kind, {"id": id})
         with self._lock:
             self.calls.append(("delete", kind))
-            if id not in self._records[kind]:
+            record = self._records[kind].get(id)
+            if record is None:
                 return
-            if kind == "router_interface":
-                self._check_no_route_needs(self._records[kind][id])
+            behaviour(kind).check_delete(self, record)
             for other in REGISTRY:
                 for field in other.refs:
-                    if field.ref != kind:
+                    if field.ref != kind or not behaviour(other.name).blocks_delete(field):
                         continue
                     for rec in self._records[other.name].values():
-                        if rec.get(field.name) == id and not (
-                            other.owner == field.name and other.name == "security_group_rule"
-                        ):
+                        if rec.get(field.name) == id:
                             raise ProviderError(
                                 f"409 Conflict: {kind} {id} is in use by {other.name} {rec['id']}",
                                 call="delete",
                             )
-            if kind == "security_group":  # Neutron deletes a group's rules with it
-                rules = self._records["security_group_rule"]
-                for rule_id in [r for r, rec in rules.items() if rec["security_group"] == id]:
-                    del rules[rule_id]
+            behaviour(kind).on_delete(self, record)
             del self._records[kind][id]
 
-    # -- internals -------------------------------------------------------------------------
-    def _insert(self, kind: str, params: dict[str, Any], provenance: str | None = None) -> Record:
+    # -- test helpers ----------------------------------------------------------------------
+    def add_marker(self, kind: str, id: str, source_id: str) -> None:
+        """Stamp one more marker, as a second, racing run (or a person) could with tags."""
+        with self._lock:
+            record = self._records[kind][id]
+            markers = set(record.get(MARKERS_KEY) or ())
+            if record.get("provenance") is not None:
+                markers.add(record["provenance"])
+            markers.add(source_id)
+            record["provenance"] = min(markers)
+            if len(markers) > 1:
+                record[MARKERS_KEY] = sorted(markers)
+
+    # -- the cloud behaviours see (``memory_kinds.MemoryCloud``) -----------------------------
+    def records_of(self, kind: str) -> dict[str, Record]:
+        return self._records[kind]
+
+    def insert(self, kind: str, params: dict[str, Any], provenance: str | None = None) -> Record:
         record = params_from_record(REGISTRY[kind], params)
         record.update(
             id=str(uuid.uuid4()),
@@ -153,28 +152,7 @@ class MemoryProvider:
         self._records[kind][record["id"]] = record
         return record
 
-    def _add_egress_rules(self, group_id: str) -> None:
-        for ethertype in ("IPv4", "IPv6"):
-            self._insert(
-                "security_group_rule",
-                {"security_group": group_id, "direction": "egress", "ethertype": ethertype},
-            )
-
-    def _check_no_route_needs(self, interface: Record) -> None:
-        """Neutron keeps an interface while a static route's nexthop lies in its subnet."""
-        subnet = self._records["subnet"].get(interface["subnet"])
-        router = self._records["router"].get(interface["router"])
-        if subnet is None or router is None or not subnet.get("cidr"):
-            return
-        cidr = ipaddress.ip_network(subnet["cidr"], strict=False)
-        for route in router.get("routes") or []:
-            if ipaddress.ip_address(route["nexthop"]) in cidr:
-                raise ProviderError(
-                    f"409 Conflict: router interface for subnet {subnet['id']} on router "
-                    f"{router['id']} cannot be deleted, as it is required by one or more routes",
-                    call="delete",
-                )
-
+    # -- internals -------------------------------------------------------------------------
     def _check_refs(self, kind: str, params: Mapping[str, Any]) -> None:
         for field in REGISTRY[kind].refs:
             target = params.get(field.name)

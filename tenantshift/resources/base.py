@@ -4,7 +4,7 @@ A kind is data: its fields say which are part of the identity (the address), whi
 which force a replacement, which reference another kind (graph edges) and which point at things
 outside the tenant by name (external networks, flavors). Snapshot normalization, desired-state
 derivation, the diff, the graph and apply all read these declarations and nothing else, so a new
-kind is one new module.
+kind is one new module here, plus its provider handler (docs/architecture.md, "How to add a kind").
 """
 
 from __future__ import annotations

@@ -279,3 +279,65 @@ def test_get_returns_none_when_gone_and_keypairs_by_name() -> None:
     with pytest.raises(ProviderError, match="does not handle"):
         provider(conn).get("server", "x")
     assert not isinstance(ProviderError("x"), NotFoundError)
+
+
+def test_a_kind_refusing_tags_in_the_post_keeps_the_others_atomic() -> None:
+    conn = fake_conn()
+    group = generate_fake_resource(security_group.SecurityGroup, id="g1", name="web", tags=[])
+    conn.network.create_security_group.side_effect = [
+        http_error(400, "Attribute 'tags' not allowed in POST"),
+        group,
+    ]
+    conn.network.get_security_group.return_value = group
+    conn.network.create_network.side_effect = lambda **a: net("n9", a["name"], a.get("tags"))
+    cloud = provider(conn)
+    cloud.create("security_group", {"name": "web"}, "src-g")
+    assert "tags" not in conn.network.create_security_group.call_args.kwargs
+    cloud.create("network", {"name": "osm_net"}, "src-n")
+    assert conn.network.create_network.call_args.kwargs["tags"] == ["tenantshift-src:src-n"]
+
+
+def test_find_waits_for_a_create_to_stamp_its_marker() -> None:
+    """Without tag-creation a network exists unmarked until set_tags: a ``find`` for another
+    source's same-named network must not adopt it in that window (issue 8)."""
+    import threading
+    import time
+
+    conn = fake_conn()
+    conn.network.extensions.return_value = []
+    state: dict[str, Any] = {"created": False, "tags": []}
+    conn.network.networks.side_effect = lambda **q: (
+        [] if "tags" in q or not state["created"] else [net("n1", "X", list(state["tags"]))]
+    )
+    conn.network.get_network.side_effect = lambda _id: net("n1", "X", list(state["tags"]))
+    conn.network.set_tags.side_effect = lambda _res, tags: state.update(tags=tags)
+    cloud = provider(conn)
+    found: list[Any] = []
+    other = threading.Thread(target=lambda: found.append(cloud.find("network", "b", {"name": "X"})))
+
+    def create_network(**attrs: Any) -> Any:
+        state["created"] = True
+        other.start()
+        time.sleep(0.3)  # the other worker's find runs now, in the unmarked window
+        assert other.is_alive(), "find did not wait for the marker"
+        return net("n1", "X")
+
+    conn.network.create_network.side_effect = create_network
+    assert cloud.create("network", {"name": "X"}, "a")["provenance"] == "a"
+    other.join(5)
+    assert found == [None]
+
+
+def test_two_markers_are_a_warning_in_the_snapshot_and_a_conflict_for_find() -> None:
+    conn = fake_conn()
+    both = net("n1", "X", tags=["tenantshift-src:a", "tenantshift-src:b"])
+    conn.network.networks.side_effect = lambda **q: [] if q.get("is_router_external") else [both]
+    for name in ("subnets", "routers", "ports", "security_groups", "security_group_rules"):
+        getattr(conn.network, name).return_value = []
+    conn.compute.keypairs.return_value = []
+    conn.network.get_quota.side_effect = http_error(403, "not allowed")
+    conn.compute.get_limits.side_effect = http_error(403, "not allowed")
+    snap = provider(conn).snapshot()
+    assert any("n1 carries the markers of 2 source resources (a, b)" in w for w in snap.warnings)
+    with pytest.raises(ProviderError, match=r"markers of 2 source resources \(a, b\)"):
+        provider(conn).find("network", "a", {"name": "X"})

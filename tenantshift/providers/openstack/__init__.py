@@ -1,5 +1,7 @@
 """The OpenStack provider (openstacksdk): networks, subnets, routers and their interfaces,
-security groups and rules, keypairs. Build one with ``OpenStackProvider.from_cloud_ref``."""
+security groups and rules, keypairs. Build one with ``OpenStackProvider.from_cloud_ref``.
+
+Each kind is a handler in ``kinds/`` (``register_handler``); ``KINDS`` lists those registered."""
 
 from tenantshift.providers.openstack.connection import (
     ConflictError,

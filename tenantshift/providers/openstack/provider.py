@@ -249,9 +249,17 @@ class OpenStackProvider:
     def _claim(self, kind: str, params: Mapping[str, Any]) -> Iterator[None]:
         """A lock per (kind, key) within this provider: create-and-stamp is atomic to ``find``.
 
-        Re-entrant, because a create's ``recover`` calls ``find`` on the same thread.
+        Re-entrant, because a create's ``recover`` calls ``find`` on the same thread. Only kinds
+        with a marker need it: the others are matched by key, and a duplicate is a 409.
         """
-        key = (kind, id_key(kind, params_from_record(REGISTRY[kind], params)))
+        declared = REGISTRY[kind]
+        try:
+            key = (kind, id_key(kind, params_from_record(declared, params)))
+        except (KeyError, TypeError):
+            key = None  # params without their key (not from the engine): nothing to guard
+        if not declared.provenance or key is None:
+            yield
+            return
         with self._lock:
             lock = self._claims.setdefault(key, threading.RLock())
         with lock:
