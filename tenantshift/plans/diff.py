@@ -310,7 +310,14 @@ def _orphans(
         )
         if owner is not None and owner in desired.resources:
             reason, detail = Reason.NOT_IN_SOURCE, f"{owner} has no such {kind.name} at the source"
-        elif prune and have.provenance and have.provenance not in source_ids and not builtin:
+        elif (
+            prune
+            and have.provenance
+            and have.provenance not in source_ids
+            and not builtin
+            # A disk in use (a migrated server's volume) goes with its server, never alone.
+            and not have.info.get("attached_to")
+        ):
             reason, detail = Reason.PRUNE, "its source is gone (options.prune is on)"
         else:
             continue

@@ -15,10 +15,7 @@ from tenantshift.resources.base import REGISTRY, Field, Kind
 def _migrates_with(info: Mapping[str, Any], conversion_hosts: frozenset[str]) -> str | None:
     servers = sorted(set(info.get("attached_to") or []) - conversion_hosts)
     if servers:
-        return (
-            f"attached to server {', '.join(servers)}: it migrates with its server "
-            "(server migration is not available yet)"
-        )
+        return f"attached to server {', '.join(servers)}: it migrates with its server"
     return None
 
 

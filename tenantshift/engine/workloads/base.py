@@ -1,0 +1,174 @@
+"""The shape every workload migration shares: journaled phases, temporaries, copies.
+
+A migration is an ordered list of phases. A phase re-reads the clouds before it acts and does
+nothing when its work is already done (pyinfra's fact-then-operation, per phase); after it
+completes, the journal's ``node_state`` moves forward with the ids the next phases need
+(alembic's ``update_to_step``), so a killed apply resumes at the phase it was in.
+
+Every temporary change (a volume attached to a conversion host, a snapshot, a temporary volume,
+a data volume detached from its server) is journaled as *intended* before it is made and
+*cleaned* when undone, so the cleanup node, ``tenantshift cleanup`` and the sweep at the start
+of the next apply can always find it (``temporaries.py`` undoes them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
+
+from tenantshift.engine.context import ApplyContext
+from tenantshift.engine.nodes import Node
+from tenantshift.providers import Provider
+from tenantshift.providers.volume_ops import VolumeOps
+from tenantshift.transfer import DeviceNotFoundError, Progress, TransferResult, VolumeCopy
+
+log = logging.getLogger(__name__)
+
+#: How long a freshly attached volume may take to show up under the host's device directory.
+DEVICE_WAIT_SECONDS = 120.0
+
+#: Fault injection for the kill-and-resume tests: SIGKILL this process right after the named
+#: phase is journaled, exactly as a crash or ``kill -9`` would land there.
+FAULT_KILL_AFTER = "TENANTSHIFT_FAULT_KILL_AFTER"
+
+Cloud = str  # "source" | "destination"
+Data = dict[str, Any]
+
+
+class WorkloadError(Exception):
+    pass
+
+
+def ops_of(ctx: ApplyContext, cloud: Cloud) -> VolumeOps:
+    provider: Provider | None = ctx.source if cloud == "source" else ctx.destination
+    if provider is None:
+        raise WorkloadError(f"migrating workloads needs the {cloud} cloud, and apply has none")
+    ops = getattr(provider, "volume_ops", None)
+    if ops is None:
+        raise WorkloadError(f"{provider.label}: this provider cannot attach or copy volumes")
+    return ops
+
+
+def _fault_point(phase: str) -> None:
+    if os.environ.get(FAULT_KILL_AFTER) == phase:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Migration:
+    """Run ``PHASES`` in order from where the journal says this node stopped."""
+
+    PHASES: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, ctx: ApplyContext, node: Node) -> None:
+        self.ctx = ctx
+        self.node = node
+        self.change = node.change
+        self.source_id = str(self.change.source_id)
+        self.src = ops_of(ctx, "source")
+        self.dst = ops_of(ctx, "destination")
+        hosts = ctx.settings.conversion_hosts
+        if hosts is None:
+            raise WorkloadError("migrating data needs conversion_hosts in the manifest")
+        self.hosts = hosts
+
+    async def run(self) -> str:
+        journal = self.ctx.journal
+        state = journal.state_of(self.node.id)
+        done_phase, data = state if state else ("", {})
+        if data.get("source_id") not in (None, self.source_id):
+            done_phase, data = "", {}  # a state left by another source resource: start over
+        data["source_id"] = self.source_id
+        start = self.PHASES.index(done_phase) + 1 if done_phase in self.PHASES else 0
+        if start:
+            self.step(f"resuming after {done_phase}")
+        for phase in self.PHASES[start:]:
+            self.step(phase)
+            await self.phase(phase)(data)
+            journal.advance(self.node.id, phase, data)
+            _fault_point(phase)
+        message = await self.finish(data)
+        journal.clear_state(self.node.id)
+        return message
+
+    def phase(self, name: str) -> Callable[[Data], Awaitable[None]]:
+        method: Callable[[Data], Awaitable[None]] = getattr(self, f"_{name}")
+        return method
+
+    async def finish(self, data: Data) -> str:
+        """Mark the destination copy complete; return the line the user sees."""
+        raise NotImplementedError
+
+    # -- shared steps -----------------------------------------------------------------------
+    def host_name(self, cloud: Cloud) -> str:
+        host = self.hosts.source if cloud == "source" else self.hosts.destination
+        if not host.server:
+            raise WorkloadError(
+                f"conversion_hosts.{cloud}.server is needed to attach volumes to that host"
+            )
+        return host.server
+
+    async def host_ids(self, data: Data) -> None:
+        data["src_host"] = await self.block(self.src.server_id, self.host_name("source"))
+        data["dst_host"] = await self.block(self.dst.server_id, self.host_name("destination"))
+
+    async def attach(self, cloud: Cloud, server_id: str, volume_id: str) -> None:
+        """Attach a volume to a conversion host, journaled so it is always detached again."""
+        ops = self.src if cloud == "source" else self.dst
+        journal = self.ctx.journal
+        seq = journal.intend_temporary(
+            self.node.id,
+            cloud,
+            "attachment",
+            f"{volume_id}@{server_id}",
+            {"server_id": server_id, "volume_id": volume_id},
+        )
+        await self.block(ops.attach, server_id, volume_id)
+        journal.temporary_created(seq, volume_id)
+
+    async def copy(self, source_volume: str, destination_volume: str) -> TransferResult:
+        """Copy one volume between the conversion hosts, waiting for freshly attached devices
+        to appear; a copy that was interrupted resumes."""
+        session = await self.ctx.transfer_session()
+        copy = VolumeCopy(source_volume, destination_volume)
+
+        def progress(report: Progress) -> None:
+            self.ctx.listener.progress(self.node, report.bytes_done, report.bytes_total)
+
+        deadline = time.monotonic() + DEVICE_WAIT_SECONDS
+        while True:
+            try:
+                result = await session.copy(copy, progress)
+                break
+            except DeviceNotFoundError:
+                # Attached in the API, not yet visible in the guest: wait for the device.
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(2)
+        if not result.verified:
+            raise WorkloadError(
+                f"{self.change.address}: the copy of {source_volume} failed to verify"
+            )
+        return result
+
+    def step(self, name: str) -> None:
+        try:
+            self.ctx.listener.step(self.node, name)
+        except Exception:  # a broken display must not stop a migration
+            log.exception("progress listener failed")
+
+    async def block(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await self.ctx.run_blocking(fn, *args)
+
+
+def copied_line(results: list[Data]) -> str:
+    data = sum(int(r["data_bytes"]) for r in results)
+    wire = sum(int(r["wire_bytes"]) for r in results)
+    return (
+        f"{len(results)} volume{'s' if len(results) != 1 else ''}, "
+        f"{data / 2**20:.1f} MiB of data, {wire / 2**20:.1f} MiB on the wire, verified"
+    )

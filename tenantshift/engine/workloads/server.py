@@ -1,0 +1,281 @@
+"""A server: its disks copied between the conversion hosts, then booted in the destination.
+
+Phases (DESIGN.md, "Workload migration"):
+
+1. ``source_stopped``: the source server is SHUTOFF (stopped first when the manifest allows).
+2. ``source_disks``: a readable volume per disk, without touching the server's own data: the
+   boot volume is snapshotted and a temporary volume made from the snapshot; an image-booted
+   server's root disk becomes a server image and a temporary volume from it; data volumes are
+   detached from the (stopped) server and read directly.
+3. ``destination_volumes``: one destination volume per disk (same size, the mapped volume type,
+   bootable flag, the source volume's name and metadata, our marker).
+4. ``attached``: sources to the source conversion host, copies to the destination one.
+5. ``copied``: each disk copied and verified.
+6. ``source_restored``: everything undone at the source (and detached at the destination):
+   attachments, temporary volumes, the snapshot or image; data volumes back on their server at
+   the same device.
+7. ``server``: the server booted from the copies, with its ports (fixed IPs kept), flavor,
+   keypair, availability zone and metadata.
+8. ``settled``: stopped again unless ``workloads.start_destination_servers``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+from tenantshift.engine.workloads.base import Data, Migration, WorkloadError, copied_line
+from tenantshift.engine.workloads.temporaries import clean_up
+from tenantshift.providers.volume_ops import MIGRATED_KEY
+
+GiB = 1024**3
+
+
+class ServerMigration(Migration):
+    PHASES = (
+        "source_stopped",
+        "source_disks",
+        "destination_volumes",
+        "attached",
+        "copied",
+        "source_restored",
+        "server",
+        "settled",
+    )
+
+    # -- phases -----------------------------------------------------------------------------
+    async def _source_stopped(self, data: Data) -> None:
+        server = await self.block(self.src.server, self.source_id)
+        if server is None:
+            raise WorkloadError(f"source server {self.source_id} is gone")
+        if server["status"] != "SHUTOFF":
+            if not self.ctx.settings.workloads.stop_source_servers:
+                raise WorkloadError(
+                    f"source server is {server['status']}: stop it, or set "
+                    "workloads.stop_source_servers"
+                )
+            await self.block(self.src.stop_server, self.source_id)
+        data["volumes"] = server["volumes"]
+        data["image_id"] = server["image_id"]
+        data["root_gb"] = int(server["flavor"].get("disk") or 1)
+
+    async def _source_disks(self, data: Data) -> None:
+        await self.host_ids(data)
+        disks: list[Data] = []
+        volumes = list(data["volumes"])
+        if data["image_id"]:
+            disks.append(await self._root_from_image(data))
+        for index, attached in enumerate(volumes):
+            boot = not data["image_id"] and index == 0
+            volume = await self.block(self.src.volume, attached["volume_id"])
+            if volume is None:
+                raise WorkloadError(f"volume {attached['volume_id']} of the server is gone")
+            disk: Data = {
+                "role": "boot" if boot else "data",
+                "source_volume": volume["id"],
+                "device": attached["device"],
+                "size": volume["size"],
+                "name": volume["name"],
+                "description": volume["description"],
+                "volume_type": volume["volume_type"],
+                "metadata": volume["metadata"],
+                "bootable": boot or volume["is_bootable"],
+            }
+            if boot:
+                # The boot volume cannot leave its server: read a snapshot of it instead.
+                snapshot = await self.temporary(
+                    "snapshot",
+                    self._name("snap", volume["id"]),
+                    lambda name, v=volume["id"]: self.src.create_snapshot(v, name),
+                )
+                disk["copy_from"] = await self.temporary(
+                    "volume",
+                    self._name("boot", volume["id"]),
+                    lambda name, s=snapshot, size=volume["size"]: self.src.create_volume_from(
+                        name, size, snapshot_id=s
+                    ),
+                )
+            else:
+                await self._detach_from_server(volume["id"], attached["device"])
+                disk["copy_from"] = volume["id"]
+            disks.append(disk)
+        data["disks"] = disks
+
+    async def _destination_volumes(self, data: Data) -> None:
+        destination = self.ctx.destination
+        mapping = self._volume_type_map()
+        for disk in data["disks"]:
+            marker = disk["source_volume"] or f"{self.source_id}:root"
+            params = {
+                "name": disk["name"],
+                "description": disk["description"],
+                "size": disk["size"],
+                "volume_type": mapping(disk["volume_type"]),
+                "availability_zone": None,
+                "is_bootable": disk["bootable"],
+                "metadata": {
+                    k: v for k, v in disk["metadata"].items() if not k.startswith("tenantshift")
+                },
+            }
+            found = await self.block(destination.find, "volume", marker, params)
+            if found is None:
+                found = await self.block(destination.create, "volume", params, marker)
+            disk["dst_volume"] = str(found["id"])
+
+    async def _attached(self, data: Data) -> None:
+        for disk in data["disks"]:
+            await self.attach("source", data["src_host"], disk["copy_from"])
+            await self.attach("destination", data["dst_host"], disk["dst_volume"])
+
+    async def _copied(self, data: Data) -> None:
+        copies = []
+        for disk in data["disks"]:
+            result = await self.copy(disk["copy_from"], disk["dst_volume"])
+            copies.append(
+                {
+                    "source": disk["copy_from"],
+                    "destination": disk["dst_volume"],
+                    "digest": result.digest,
+                    "data_bytes": result.bytes_data,
+                    "wire_bytes": result.bytes_wire,
+                    "codec": result.codec,
+                    "resumed_from": result.resumed_from,
+                }
+            )
+        data["copies"] = copies
+
+    async def _source_restored(self, data: Data) -> None:
+        await clean_up(self.ctx, owner=self.node.id)
+
+    async def _server(self, data: Data) -> None:
+        existing = await self.block(self.dst.find_server_by_marker, self.source_id)
+        if existing is None:
+            spec = await self._server_spec(data)
+            server_id = await self.block(self.dst.create_server, spec)
+        else:
+            server_id = existing["id"]
+        self.ctx.ids.set(self.change.address, server_id)
+        data["dst_server"] = server_id
+
+    async def _settled(self, data: Data) -> None:
+        if not self.ctx.settings.workloads.start_destination_servers:
+            await self.block(self.dst.stop_server, data["dst_server"])
+
+    async def finish(self, data: Data) -> str:
+        digest = hashlib.sha256(
+            "".join(str(c["digest"]) for c in data["copies"]).encode()
+        ).hexdigest()
+        for copy in data["copies"]:
+            await self.block(
+                self.dst.set_metadata, copy["destination"], {MIGRATED_KEY: str(copy["digest"])}
+            )
+        await self.block(self.dst.set_server_metadata, data["dst_server"], {MIGRATED_KEY: digest})
+        return f"booted as {data['dst_server']}: {copied_line(data['copies'])}"
+
+    # -- helpers ----------------------------------------------------------------------------
+    async def _root_from_image(self, data: Data) -> Data:
+        image = await self.temporary(
+            "image",
+            self._name("root", self.source_id),
+            lambda name: self.src.create_server_image(self.source_id, name),
+        )
+        volume = await self.temporary(
+            "volume",
+            self._name("rootvol", self.source_id),
+            lambda name: self.src.create_volume_from(name, data["root_gb"], image_id=image),
+        )
+        return {
+            "role": "boot",
+            "source_volume": None,
+            "device": None,
+            "size": data["root_gb"],
+            "name": f"{(self.change.after or {}).get('name') or 'server'}-root",
+            "description": f"root disk of server {self.source_id}",
+            "volume_type": None,
+            "metadata": {},
+            "bootable": True,
+            "copy_from": volume,
+        }
+
+    async def temporary(self, kind: str, name: str, create: Callable[[str], str]) -> str:
+        """Create a source temporary once: journaled before it exists, and on a resumed phase
+        found again (by its journal row, else by its unique name) instead of made twice."""
+        journal = self.ctx.journal
+        for row in journal.pending_temporaries(self.node.id):
+            if row["kind"] == kind and row["name"] == name:
+                if row["resource_id"]:
+                    return str(row["resource_id"])
+                seq = int(row["seq"])
+                break
+        else:
+            seq = journal.intend_temporary(self.node.id, "source", kind, name)
+        finder = {
+            "snapshot": self.src.find_snapshot,
+            "volume": self.src.find_volume,
+            "image": self.src.find_image,
+        }[kind]
+        found = await self.block(finder, name)
+        resource_id = found if found is not None else await self.block(create, name)
+        journal.temporary_created(seq, str(resource_id))
+        return str(resource_id)
+
+    async def _detach_from_server(self, volume_id: str, device: str | None) -> None:
+        """Take a data volume off its stopped server; journaled so it always goes back."""
+        journal = self.ctx.journal
+        name = f"{volume_id}@{self.source_id}"
+        if not any(
+            r["kind"] == "detached" and r["name"] == name
+            for r in journal.pending_temporaries(self.node.id)
+        ):
+            seq = journal.intend_temporary(
+                self.node.id,
+                "source",
+                "detached",
+                name,
+                {"server_id": self.source_id, "volume_id": volume_id, "device": device},
+            )
+        else:
+            seq = None
+        await self.block(self.src.detach, self.source_id, volume_id)
+        if seq is not None:
+            journal.temporary_created(seq, volume_id)
+
+    async def _server_spec(self, data: Data) -> dict[str, Any]:
+        after = dict(self.change.after or {})
+        disks = data["disks"]
+        boot = [d for d in disks if d["role"] == "boot"]
+        rest = [d for d in disks if d["role"] != "boot"]
+        devices = [
+            {
+                "boot_index": 0 if index == 0 else -1,
+                "uuid": disk["dst_volume"],
+                "source_type": "volume",
+                "destination_type": "volume",
+                "delete_on_termination": False,
+            }
+            for index, disk in enumerate(boot + rest)
+        ]
+        spec: dict[str, Any] = {
+            "name": after.get("name"),
+            "flavor_id": await self.block(self.dst.flavor_id, str(after.get("flavor"))),
+            "networks": [{"port": self.ctx.ids.get(port)} for port in after.get("ports") or []]
+            or "none",
+            "block_device_mapping": devices,
+            "metadata": {**(after.get("metadata") or {}), "tenantshift-src": self.source_id},
+        }
+        if after.get("keypair"):
+            # A keypair reference is its address; Nova wants the name, which is its key.
+            spec["key_name"] = str(after["keypair"]).partition(".")[2]
+        if after.get("availability_zone"):
+            spec["availability_zone"] = after["availability_zone"]
+        return spec
+
+    def _volume_type_map(self) -> Callable[[str | None], str | None]:
+        table = dict(self.ctx.settings.volume_types)
+        return lambda value: table.get(value, value) if value is not None else None
+
+    def _name(self, what: str, of: str) -> str:
+        """A unique, recognisable name for a temporary (found again by it after a crash)."""
+        tag = hashlib.sha256(f"{self.node.id}:{self.source_id}".encode()).hexdigest()[:8]
+        return f"tenantshift-{what}-{of[:8]}-{tag}"

@@ -1,0 +1,91 @@
+"""Undoing temporaries: what cleanup nodes, ``tenantshift cleanup`` and the pre-walk sweep do.
+
+Rows are undone newest first, so an attachment to a conversion host goes before the temporary
+volume it attached, and that before the snapshot it was made from; a data volume detached from
+its server is re-attached last. Every undo is idempotent (detaching what is detached, deleting
+what is gone are no-ops), so a sweep interrupted half-way is simply run again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tenantshift.engine.context import ApplyContext
+from tenantshift.engine.workloads.base import WorkloadError, ops_of
+from tenantshift.providers import ProviderError
+from tenantshift.providers.volume_ops import VolumeOps
+
+Row = dict[str, Any]
+
+
+def _target(row: Row, find: Callable[[str], str | None]) -> str | None:
+    """The temporary's id: recorded once created, else looked up by its (unique) name, for a
+    crash between the create call and the journal write."""
+    return str(row["resource_id"]) if row["resource_id"] else find(str(row["name"]))
+
+
+async def _undo(ctx: ApplyContext, row: Row) -> None:
+    ops: VolumeOps = ops_of(ctx, str(row["cloud"]))
+    data = row["data"]
+    kind = row["kind"]
+    undo: Callable[[], Any]
+    if kind == "attachment":
+        undo = lambda: ops.detach(data["server_id"], data["volume_id"])  # noqa: E731
+    elif kind == "detached":  # a data volume taken off its server: put it back where it was
+        undo = lambda: ops.attach(data["server_id"], data["volume_id"], data.get("device"))  # noqa: E731
+    elif kind == "volume":
+
+        def undo() -> None:
+            target = _target(row, ops.find_volume)
+            if target is not None:
+                ops.delete_volume(target)
+
+    elif kind == "snapshot":
+
+        def undo() -> None:
+            target = _target(row, ops.find_snapshot)
+            if target is not None:
+                ops.delete_snapshot(target)
+
+    elif kind == "image":
+
+        def undo() -> None:
+            target = _target(row, ops.find_image)
+            if target is not None:
+                ops.delete_image(target)
+
+    else:
+        raise WorkloadError(f"unknown temporary kind {kind!r}")
+    await ctx.run_blocking(undo)
+
+
+async def clean_up(
+    ctx: ApplyContext, *, owner: str | None, kinds: frozenset[str] | None = None
+) -> str:
+    """Undo the pending temporaries of ``owner`` (all owners when None; only ``kinds`` when
+    given), newest first. Every one is tried; failures are raised together at the end."""
+    rows = [
+        row
+        for row in ctx.journal.pending_temporaries(owner)
+        if kinds is None or row["kind"] in kinds
+    ]
+    failures: list[str] = []
+    for row in rows:
+        try:
+            await _undo(ctx, row)
+        except (ProviderError, WorkloadError) as exc:
+            failures.append(f"{row['kind']} {row['name']} ({row['cloud']}): {exc}")
+            continue
+        ctx.journal.temporary_cleaned(int(row["seq"]))
+    if failures:
+        raise WorkloadError("could not clean up: " + "; ".join(failures))
+    return f"cleaned up {len(rows)} temporaries" if rows else "nothing to clean up"
+
+
+async def sweep(ctx: ApplyContext, keep: frozenset[str] = frozenset()) -> tuple[str, ...]:
+    """Before a walk: undo what earlier runs left, except for owners that will resume now."""
+    swept = []
+    for owner in sorted({str(r["owner"]) for r in ctx.journal.pending_temporaries()} - keep):
+        swept.append(f"{owner}: {await clean_up(ctx, owner=owner)}")
+    return tuple(swept)

@@ -1,0 +1,147 @@
+"""Nova servers: read for the plan, created by their migration (not by ``create``), renamed and
+re-tagged in place, provenance in their metadata.
+
+A server's ``ports`` are its Neutron ports in creation order (the order its NICs were given),
+taken from the port listing of the same snapshot rather than a call per server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tenantshift.providers.base import ProviderError
+from tenantshift.providers.openstack.kinds.base import (
+    KindHandler,
+    Listing,
+    MetadataProvenance,
+    Names,
+    Records,
+    Recover,
+    SdkObject,
+    SdkObjects,
+    Wait,
+    register_handler,
+)
+from tenantshift.providers.openstack.kinds.keypair import NOVA_LIMITS
+from tenantshift.providers.openstack.kinds.volume import user_metadata
+from tenantshift.providers.volume_ops import MIGRATED_KEY
+from tenantshift.resources import Record
+
+
+def _flavor_name(res: SdkObject) -> str | None:
+    flavor = res.flavor or {}
+    # Nova 2.47+ embeds the flavor: ``original_name``; older answers carry only its id.
+    return flavor.get("original_name") or flavor.get("name") or flavor.get("id")
+
+
+@register_handler
+class ServerHandler(KindHandler):
+    kind = "server"
+    provenance_store = MetadataProvenance()
+    quota_source = NOVA_LIMITS
+    quota_attr = "instances"
+    delete_wait = Wait(timeout=600.0)
+
+    def list(self, project_id: str) -> SdkObjects:
+        return list(self.ctx.conn.compute.servers(details=True))
+
+    def to_record(self, res: SdkObject, ports: Sequence[str] = ()) -> Record:
+        assert self.provenance_store is not None
+        metadata = dict(res.metadata or {})
+        image = res.image or {}
+        return {
+            "id": res.id,
+            "name": res.name,
+            "flavor": _flavor_name(res),
+            "availability_zone": res.availability_zone,
+            "keypair": res.key_name,
+            "ports": list(ports),
+            "metadata": user_metadata(metadata),
+            **self.provenance_store.fields(res),
+            "migrated": metadata.get(MIGRATED_KEY),
+            "status": res.status,
+            "image_id": (image.get("id") if isinstance(image, dict) else None) or None,
+            "volumes": [str(v.get("id")) for v in res.attached_volumes or []],
+            "created_at": res.created_at,
+            "updated_at": res.updated_at,
+        }
+
+    def to_records(self, raw: Sequence[SdkObject], listing: Listing) -> Records:
+        by_server: dict[str, list[Any]] = {}
+        for port in listing.get("port", ()):
+            by_server.setdefault(str(port.device_id), []).append(port)
+        out = []
+        for res in raw:
+            ports = sorted(by_server.get(str(res.id), []), key=lambda p: (str(p.created_at), p.id))
+            out.append(self.to_record(res, [str(p.id) for p in ports]))
+        return out
+
+    def externals(self) -> dict[str, Names]:
+        compute = self.ctx.conn.compute
+        flavors = self.ctx.call("compute.flavors", lambda: list(compute.flavors()))
+        return {"flavor": sorted({str(f.name) for f in flavors})}
+
+    def fetch(self, id: str) -> SdkObject:
+        compute = self.ctx.conn.compute
+        return self.ctx.call("compute.get_server", lambda: compute.get_server(id))
+
+    def get(self, id: str) -> Record | None:
+        record = super().get(id)
+        if record is not None:
+            network = self.ctx.conn.network
+            ports = self.ctx.call(
+                "network.ports(device)", lambda: list(network.ports(device_id=id))
+            )
+            ports.sort(key=lambda p: (str(p.created_at), p.id))
+            record["ports"] = [str(p.id) for p in ports]
+        return record
+
+    def candidates(self, source_id: str | None, params: Mapping[str, Any]) -> Records:
+        # By marker only: booting a same-named server is not adopting it.
+        if source_id is None:
+            return []
+        return [
+            r for r in (self.to_record(s) for s in self.list("")) if r["provenance"] == source_id
+        ]
+
+    def create_call(self, attrs: dict[str, Any], recover: Recover) -> SdkObject | Record:
+        raise ProviderError(
+            f"{self.ctx.label}: a server is created by its migration, from its copied disks",
+            call="create server",
+        )
+
+    def update_call(self, id: str, attrs: dict[str, Any]) -> SdkObject:
+        compute = self.ctx.conn.compute
+        res = self.fetch_or_missing(id, "update")
+        if "name" in attrs:
+            self.ctx.call(
+                "compute.update_server", lambda: compute.update_server(res, name=attrs["name"])
+            )
+        if "metadata" in attrs:
+            wanted = user_metadata(attrs["metadata"])
+            have = user_metadata(res.metadata)
+            if wanted != {k: have.get(k) for k in wanted}:
+                self.write_metadata(res, wanted)
+            gone = sorted(set(have) - set(wanted))
+            if gone:
+                self.delete_metadata(res, gone)
+        return self.fetch(id)
+
+    def delete_call(self, id: str) -> None:
+        compute = self.ctx.conn.compute
+        self.ctx.call(
+            "compute.delete_server", lambda: compute.delete_server(id, ignore_missing=False)
+        )
+
+    def write_metadata(self, res: SdkObject, metadata: dict[str, str]) -> None:
+        compute = self.ctx.conn.compute
+        self.ctx.call(
+            "compute.set_server_metadata", lambda: compute.set_server_metadata(res, **metadata)
+        )
+
+    def delete_metadata(self, res: SdkObject, keys: Names) -> None:
+        compute = self.ctx.conn.compute
+        self.ctx.call(
+            "compute.delete_server_metadata", lambda: compute.delete_server_metadata(res, keys)
+        )
