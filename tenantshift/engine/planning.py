@@ -14,6 +14,7 @@ from tenantshift.manifest import Manifest, manifest_hash
 from tenantshift.plans import Action, Change, Fingerprint, Plan, diff
 from tenantshift.providers import Provider
 from tenantshift.resources import REGISTRY, Snapshot, derive_desired
+from tenantshift.resources.marker import migration_id
 
 
 class PlanError(Exception):
@@ -58,7 +59,8 @@ def make_plan(
 ) -> PlanResult:
     src, dst = snapshots or take_snapshots(source, destination)
     desired = derive_desired(src, manifest.select, manifest.map)
-    changes = diff(desired, dst, prune=manifest.options.prune)
+    # The markers name this migration, so prune leaves other migrations' copies alone (M6).
+    changes = diff(desired, dst, prune=manifest.options.prune, migration=migration_id(src))
     if targets:
         changes = restrict(changes, targets)
     plan = Plan(

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from tenantshift.resources import REGISTRY, Record, Snapshot
+from tenantshift.resources.marker import same_source
 from tenantshift.resources.snapshot import params_from_record
 
 
@@ -82,7 +83,8 @@ def find_in(
     wanted = id_key(kind_name, params_from_record(kind, params))
     for record in candidates:
         if id_key(kind_name, params_from_record(kind, record)) == wanted:
-            if kind.provenance and record.get("provenance") not in (None, source_id):
+            marker = record.get("provenance")
+            if kind.provenance and marker is not None and not same_source(marker, source_id):
                 continue  # another source's copy that happens to share the name
             return record
     return None

@@ -13,7 +13,8 @@ from typing import Any
 
 from tenantshift.resources import Record
 
-#: Our Neutron tag: ``tenantshift-src:<source id>``. The one place the prefix is spelled.
+#: Our Neutron tag: ``tenantshift-src:<marker>``, the marker as tenantshift.resources.marker makes
+#: it (older versions stamped the bare source id). The one place the prefix is spelled.
 PROVENANCE_PREFIX = "tenantshift-src:"
 
 #: Ports that are a router's leg on a subnet (legacy, DVR and HA routers).
