@@ -25,7 +25,7 @@ source:
   auth:
     auth_url: https://source.example:5000/v3
     username: migrator
-    password: "{{ env.SRC_PASSWORD }}"
+    password: "{{ env.TENANTSHIFT_SRC_PASSWORD }}"
     project_name: src
 destination:
   cloud: dst
@@ -42,7 +42,7 @@ def clouds(monkeypatch: pytest.MonkeyPatch) -> dict[str, MemoryProvider]:
         return pair[label]
 
     monkeypatch.setattr(cli, "open_provider", fake_open)
-    monkeypatch.setenv("SRC_PASSWORD", SECRET)
+    monkeypatch.setenv("TENANTSHIFT_SRC_PASSWORD", SECRET)
     return pair
 
 
