@@ -162,13 +162,8 @@ def test_retag_replaces_only_our_marker() -> None:
 def test_to_sdk_renames_and_drops_only_defaultable_nones() -> None:
     assert rec.to_sdk(
         "security_group_rule",
-        {
-            "security_group": "g",
-            "ethertype": "IPv4",
-            "remote_group": None,
-            "direction": "ingress",
-            "protocol": None,
-        },
+        {"security_group": "g", "ethertype": "IPv4", "remote_group": None, "direction": "ingress",
+         "protocol": None},
     ) == {"security_group_id": "g", "ether_type": "IPv4", "direction": "ingress"}
     # A subnet without gateway must say so explicitly (null), a null mtu must not be sent.
     assert rec.to_sdk("subnet", {"network": "n", "gateway_ip": None}) == {
@@ -183,20 +178,12 @@ def test_records_of_two_clouds_normalize_to_equal_snapshots() -> None:
     """The same rule written differently in two clouds gives the same address and params."""
 
     def rules(protocol: str, group_id: str) -> dict[str, list[dict[str, Any]]]:
-        grp = generate_fake_resource(
-            security_group.SecurityGroup, id=group_id, name="web", description="", tags=[]
-        )
+        grp = generate_fake_resource(security_group.SecurityGroup, id=group_id, name="web",
+                                     description="", tags=[])
         rule = generate_fake_resource(
-            security_group_rule.SecurityGroupRule,
-            security_group_id=group_id,
-            direction="ingress",
-            ether_type="IPv4",
-            protocol=protocol,
-            port_range_min=22,
-            port_range_max=22,
-            remote_ip_prefix=None,
-            remote_group_id=None,
-            description="",
+            security_group_rule.SecurityGroupRule, security_group_id=group_id, direction="ingress",
+            ether_type="IPv4", protocol=protocol, port_range_min=22, port_range_max=22,
+            remote_ip_prefix=None, remote_group_id=None, description="",
         )
         return {
             "security_group": [rec.security_group_record(grp)],
@@ -208,14 +195,3 @@ def test_records_of_two_clouds_normalize_to_equal_snapshots() -> None:
     assert sorted(a.resources) == sorted(b.resources)
     address = "security_group_rule.web/ingress/IPv4/tcp/22/0.0.0.0/0"
     assert a.resources[address].params == b.resources[address].params
-
-
-def test_a_migration_marker_fits_in_a_neutron_tag_and_reads_back() -> None:
-    """Neutron refuses tags longer than 60 characters; source ids are UUIDs (36)."""
-    from tenantshift.resources.marker import make_marker, migration_id
-
-    marker = make_marker(migration_id(normalize("src", {})), "6f1c2b1e-95a4-4c1e-9a3e-0123456789ab")
-    tag = rec.provenance_tag(marker)
-    assert len(tag) <= 60
-    assert rec.provenance_of(["other", tag]) == marker
-    assert rec.provenance_of(["tenantshift-src:legacy-id"]) == "legacy-id"
