@@ -26,7 +26,7 @@ source:
   auth:
     auth_url: https://source.example:5000/v3
     username: migrator
-    password: "{{ env.SRC_PASSWORD }}"
+    password: "{{ env.TENANTSHIFT_SRC_PASSWORD }}"
     project_name: src
 destination:
   cloud: dst
@@ -44,7 +44,7 @@ def clouds(monkeypatch: pytest.MonkeyPatch) -> dict[str, MemoryProvider]:
 
     monkeypatch.setattr(cli, "open_provider", fake_open)
     monkeypatch.setattr(commands, "open_provider", fake_open)
-    monkeypatch.setenv("SRC_PASSWORD", SECRET)
+    monkeypatch.setenv("TENANTSHIFT_SRC_PASSWORD", SECRET)
     return pair
 
 

@@ -7,6 +7,7 @@ transfer session is closed whatever happened. Skipped nodes are journaled as the
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,13 +68,7 @@ def apply_plan(
     """
     settings = settings or ApplySettings()
     if parallelism is not None:
-        settings = ApplySettings(
-            parallelism=parallelism,
-            copy_parallelism=settings.copy_parallelism,
-            conversion_hosts=settings.conversion_hosts,
-            workloads=settings.workloads,
-            transfer=settings.transfer,
-        )
+        settings = dataclasses.replace(settings, parallelism=parallelism)
     graph = build_graph(plan)
     listener = listener or Listener()
     with lock or ApplyLock(state_dir):

@@ -9,7 +9,7 @@ walk ends, so the copy key is authorised once and revoked once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -33,6 +33,8 @@ class ApplySettings:
     conversion_hosts: ConversionHosts | None = None
     workloads: Workloads = field(default_factory=Workloads)
     transfer: TransferOptions = field(default_factory=TransferOptions)
+    #: ``map.volume_types``: the disks of a server are not volume resources of their own.
+    volume_types: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_manifest(cls, manifest: Manifest) -> ApplySettings:
@@ -41,6 +43,7 @@ class ApplySettings:
             copy_parallelism=manifest.options.copy_parallelism,
             conversion_hosts=manifest.conversion_hosts,
             workloads=manifest.workloads,
+            volume_types=dict(manifest.map.volume_types),
         )
 
 

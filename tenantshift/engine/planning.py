@@ -6,12 +6,15 @@ import difflib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from tenantshift import __version__
 from tenantshift.manifest import Manifest, Workloads, manifest_hash
 from tenantshift.plans import Action, Change, Fingerprint, Plan, Reason, diff
 from tenantshift.providers import Provider, ProviderError
 from tenantshift.resources import REGISTRY, Snapshot, derive_desired
+from tenantshift.resources.marker import migration_id
 
 
 class PlanError(Exception):
@@ -20,6 +23,10 @@ class PlanError(Exception):
 
 class StalePlanError(PlanError):
     pass
+
+
+class TamperedPlanError(PlanError):
+    """A saved plan's changes are not what the diff makes from the same manifest and clouds."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,8 @@ def make_plan(
     src, dst = snapshots or take_snapshots(source, destination)
     hosts = conversion_host_ids(manifest, source)
     desired = derive_desired(src, manifest.select, manifest.map, conversion_hosts=hosts)
-    changes = diff(desired, dst, prune=manifest.options.prune)
+    # The markers name this migration, so prune leaves other migrations' copies alone (M6).
+    changes = diff(desired, dst, prune=manifest.options.prune, migration=migration_id(src))
     changes = block_workloads(changes, manifest, source, destination)
     if targets:
         changes = restrict(changes, targets)
@@ -134,9 +142,7 @@ def _not_yet(manifest: Manifest) -> list[str]:
             "servers are not migrated yet (their networks, security groups, keypairs and the "
             "detached volumes are); select.server.include: [] silences this"
         )
-    unused = [
-        f"map.{name}" for name in ("flavors", "networks") if getattr(manifest.map, name)
-    ] + [
+    unused = [f"map.{name}" for name in ("flavors", "networks") if getattr(manifest.map, name)] + [
         f"workloads.{name}"
         for name, value in manifest.workloads.model_dump().items()
         if value != Workloads.model_fields[name].default
@@ -194,6 +200,25 @@ def _referrers_destroyed(changes: list[Change], target: Change) -> list[str]:
 def check_fresh(
     plan: Plan, manifest: Manifest, source: Provider, destination: Provider
 ) -> tuple[Snapshot, Snapshot]:
+    """Refuse a saved plan when the manifest or either cloud changed since it was made, or when
+    its changes are not exactly what the diff makes of them now.
+
+    The second check costs no API call (the snapshots are taken anyway) and means apply runs
+    only what ``plan`` itself would show: a change added to the file (a delete of any resource
+    id), removed or edited is refused. So every delete apply runs is one the diff chose, which
+    only deletes what carries this migration's marker or belongs to a resource it manages.
+    """
+    src, dst = check_unchanged(plan, manifest, source, destination)
+    fresh = make_plan(
+        manifest, source, destination, targets=tuple(plan.targets), snapshots=(src, dst)
+    )
+    check_plan_matches(plan, fresh.plan)
+    return src, dst
+
+
+def check_unchanged(
+    plan: Plan, manifest: Manifest, source: Provider, destination: Provider
+) -> tuple[Snapshot, Snapshot]:
     """Refuse a saved plan when the manifest or either cloud changed since it was made."""
     problems = []
     if plan.manifest_hash != manifest_hash(manifest):
@@ -207,6 +232,42 @@ def check_fresh(
             "the saved plan is stale, run plan again:\n  - " + "\n  - ".join(problems)
         )
     return src, dst
+
+
+def check_plan_matches(saved: Plan, fresh: Plan) -> None:
+    """Refuse ``saved`` unless its changes equal ``fresh``'s (the same manifest and snapshots
+    planned again), naming the first address that differs."""
+    theirs = {c.address: _comparable(c) for c in saved.changes}
+    ours = {c.address: _comparable(c) for c in fresh.changes}
+    for address in sorted(set(theirs) | set(ours)):
+        if theirs.get(address) == ours.get(address):
+            continue
+        if address not in ours:
+            what = "is not a change tenantshift makes"
+        elif address not in theirs:
+            what = "is missing from the saved plan"
+        else:
+            what = "differs from what tenantshift plans"
+        raise TamperedPlanError(
+            f"the saved plan was edited or damaged: {address} {what}; run plan again"
+        )
+
+
+def _comparable(change: Change) -> dict[str, Any]:
+    """JSON form: the saved side went through JSON, so compare like with like."""
+    return change.model_dump(mode="json")
+
+
+def plan_manifest(saved: Plan, given: Path | None) -> Path:
+    """The manifest ``apply PLAN`` must use: the one the user names, never one the plan names.
+
+    A plan file is data anyone with write access to it controls; if it chose the manifest it
+    would choose the credentials too. The path it records only goes into the hint.
+    """
+    if given is None:
+        hint = f" (the plan was made from {saved.manifest_path})" if saved.manifest_path else ""
+        raise PlanError(f"give the manifest with -m to apply a saved plan{hint}")
+    return given
 
 
 def describe_drift(then: Fingerprint, now: Fingerprint) -> str:

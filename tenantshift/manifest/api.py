@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from tenantshift.manifest.errors import Diagnostic, ManifestError
-from tenantshift.manifest.loader import LineMap, parse_yaml, render_template
+from tenantshift.manifest.loader import LineMap, parse_yaml, render_template, template_environ
 from tenantshift.manifest.schema import BASE_DIR, Manifest
 from tenantshift.manifest.validation import validation_diagnostics
 
@@ -26,12 +26,18 @@ def load_manifest(
     path: Path | str,
     variables: Mapping[str, str] | None = None,
     environ: Mapping[str, str] | None = None,
+    env_names: Iterable[str] = (),
 ) -> Manifest:
     """Load, render and validate a manifest.
 
-    The file is rendered as a jinja2 template (``env``: ``environ``, default ``os.environ``;
-    ``var``: ``variables``), parsed as YAML and validated. Every problem found at the failing
-    stage is raised together as a :class:`ManifestError`.
+    The file is rendered as a jinja2 template (``env``: ``environ``; ``var``: ``variables``),
+    parsed as YAML and validated. Every problem found at the failing stage is raised together
+    as a :class:`ManifestError`.
+
+    ``environ`` defaults to an allow-list of ``os.environ``: ``TENANTSHIFT_*``, ``OS_*`` and the
+    names in ``env_names`` (the CLI's ``--env NAME``), so a manifest from a shared repository
+    cannot copy CI tokens or other systems' keys into names the plan shows. An explicit
+    ``environ`` is used as given.
     """
     path = Path(path)
     file = str(path)  # as the user wrote it, so messages read like their command line
@@ -42,9 +48,11 @@ def load_manifest(
             [Diagnostic(file, None, None, "", f"cannot read manifest: {exc}")]
         ) from None
 
-    rendered, diagnostics = render_template(
-        text, file, dict(variables or {}), dict(os.environ if environ is None else environ)
-    )
+    if environ is None:
+        visible, hidden = template_environ(os.environ, env_names)
+    else:
+        visible, hidden = dict(environ), frozenset()
+    rendered, diagnostics = render_template(text, file, dict(variables or {}), visible, hidden)
     if rendered is None:
         raise ManifestError(diagnostics)
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,13 +19,31 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from tenantshift.manifest.errors import Diagnostic, format_field
 
-__all__ = ["DocPath", "Document", "LineMap", "NodeMarks", "parse_yaml", "render_template"]
+__all__ = [
+    "ENV_PREFIXES",
+    "DocPath",
+    "Document",
+    "LineMap",
+    "NodeMarks",
+    "parse_yaml",
+    "render_template",
+    "template_environ",
+]
 
 #: A location inside the parsed document: mapping keys and sequence indices.
 DocPath = tuple[Any, ...]
 
 _TEMPLATE_FILENAME = "<template>"  # what jinja names code compiled by from_string()
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+
+#: Environment variables templates see without being named: tenantshift's own and the
+#: OpenStack client's. Anything else (CI tokens, other systems' keys) needs ``--env NAME``.
+ENV_PREFIXES = ("TENANTSHIFT_", "OS_")
+
+#: A manifest is a few hundred nodes; these bound what a hostile one (YAML aliases referring
+#: to aliases, thousands of nested brackets) can cost before validation.
+MAX_NODES = 100_000
+MAX_DEPTH = 64
 
 
 # --------------------------------------------------------------------------- jinja2
@@ -54,12 +73,27 @@ class _StrictUndefined(jinja2.StrictUndefined):
         return str(super()._undefined_message)
 
 
-def _hint_for_undefined(message: str) -> str | None:
+def template_environ(
+    environ: Mapping[str, str], names: Iterable[str] = ()
+) -> tuple[dict[str, str], frozenset[str]]:
+    """The part of ``environ`` templates may read (``ENV_PREFIXES`` and ``names``), and the
+    names left out, so that an undefined ``env.X`` can say X is set but not allowed."""
+    wanted = set(names)
+    allowed = {k: v for k, v in environ.items() if k.startswith(ENV_PREFIXES) or k in wanted}
+    return allowed, frozenset(environ) - set(allowed)
+
+
+def _hint_for_undefined(message: str, hidden: frozenset[str] = frozenset()) -> str | None:
     prefix = "undefined variable '"
     if not message.startswith(prefix):
         return None
     name = message[len(prefix) : -1]
     ns, _, key = name.partition(".")
+    if ns == "env" and key in hidden:
+        return (
+            f"{key} is set, but templates see only {', '.join(p + '*' for p in ENV_PREFIXES)} "
+            f"and the variables named with --env: pass --env {key}"
+        )
     if ns == "env" and key:
         return f"set the environment variable {key}"
     if ns == "var" and key:
@@ -81,14 +115,19 @@ def _template_line(tb: types.TracebackType | None) -> int | None:
 
 
 def render_template(
-    text: str, file: str, variables: Mapping[str, str], environ: Mapping[str, str]
+    text: str,
+    file: str,
+    variables: Mapping[str, str],
+    environ: Mapping[str, str],
+    hidden: frozenset[str] = frozenset(),
 ) -> tuple[str | None, list[Diagnostic]]:
     """Render the manifest as a jinja2 template with ``env`` and ``var`` in its context.
 
     Sandboxed, because a manifest from a shared repository should not be able to reach Python
     internals on the operator's machine. ``trim_blocks`` stays off and trailing newlines are
     kept so that rendered lines match the file as closely as possible; :class:`LineMap`
-    handles the rest.
+    handles the rest. ``hidden``: environment variables left out of ``environ`` on purpose
+    (see :func:`template_environ`), only for the hint.
     """
     env = jinja2.sandbox.SandboxedEnvironment(
         undefined=_StrictUndefined, keep_trailing_newline=True, autoescape=False
@@ -99,13 +138,16 @@ def render_template(
         return None, [
             Diagnostic(file, exc.lineno, None, "", f"template syntax error: {exc.message}")
         ]
+    except RecursionError:  # jinja's parser recurses once per nested bracket
+        return None, [Diagnostic(file, None, None, "", "template syntax error: nested too deeply")]
     context = {"env": _Namespace("env", environ), "var": _Namespace("var", variables)}
     try:
         return template.render(context), []
     except jinja2.UndefinedError as exc:
         message = str(exc.message)
         line = _template_line(exc.__traceback__)
-        return None, [Diagnostic(file, line, None, "", message, _hint_for_undefined(message))]
+        hint = _hint_for_undefined(message, hidden)
+        return None, [Diagnostic(file, line, None, "", message, hint)]
     except Exception as exc:  # filters and tests can raise anything; report, don't crash
         line = _template_line(exc.__traceback__)
         detail = f"{type(exc).__name__}: {exc}"
@@ -170,19 +212,45 @@ class _Loader(yaml.SafeLoader):
     """SafeLoader: plain data only, no arbitrary Python objects."""
 
 
+_QUOTE_HINT = 'quote substituted values (key: "{{ env.NAME }}") or use | tojson'
+
+#: YAML problems whose text quotes a piece of the document, said without it: an unquoted
+#: substitution starting with '*', '&' or '!' is read as an alias, anchor or tag, and its
+#: name, a rendered secret, would be printed.
+_GENERIC_PROBLEMS = (
+    ("found undefined alias", "a value starts with '*', which YAML reads as an alias"),
+    ("found duplicate anchor", "an anchor ('&name') is defined twice"),
+    ("could not determine a constructor for the tag", "a value starts with '!', an unknown tag"),
+    ("found unknown tag handle", "a value starts with '!', an unknown tag"),
+)
+#: Quoted pieces of text in PyYAML messages (repr() of tokens and characters).
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+#: What may stay: one character, or a token name such as '<block end>'.
+_HARMLESS = re.compile(r"^(['\"])(?:.|\\.|<[a-z ]+>)\1$")
+
+
+def _safe_problem(text: str) -> tuple[str, str | None]:
+    """PyYAML's problem text without pieces of the document, and a hint when it has one."""
+    for start, generic in _GENERIC_PROBLEMS:
+        if text.startswith(start):
+            return generic, _QUOTE_HINT
+    return _QUOTED.sub(lambda m: m[0] if _HARMLESS.match(m[0]) else "a value", text), None
+
+
 def _yaml_diagnostic(file: str, exc: yaml.MarkedYAMLError) -> Diagnostic:
     # Built from problem/context only: str(exc) would include a snippet of the offending
-    # line, which may hold a rendered secret.
+    # line, and the problem itself can quote a token of it; either may hold a rendered secret.
     mark = exc.problem_mark or exc.context_mark
     line, column = _pos(mark) if mark is not None else (None, None)
-    message = f"invalid YAML: {exc.problem or exc.context or 'syntax error'}"
+    problem, hint = _safe_problem(exc.problem or exc.context or "syntax error")
+    message = f"invalid YAML: {problem}"
     if exc.context and exc.problem:
-        message += f" ({exc.context}"
+        message += f" ({_safe_problem(exc.context)[0]}"
         if exc.context_mark is not None and exc.context_mark is not mark:
             cline, ccol = _pos(exc.context_mark)
             message += f" started at line {cline}, column {ccol}"
         message += ")"
-    return Diagnostic(file, line, column, "", message)
+    return Diagnostic(file, line, column, "", message, hint)
 
 
 def _reader_diagnostic(file: str, text: str, exc: yaml.reader.ReaderError) -> Diagnostic:
@@ -195,6 +263,10 @@ def _reader_diagnostic(file: str, text: str, exc: yaml.reader.ReaderError) -> Di
     )
 
 
+class _TooLarge(Exception):
+    """The document is bigger or deeper than any manifest needs to be."""
+
+
 class _MarkCollector:
     """Walks the composed node graph before construction, recording marks by path and
     reporting duplicate mapping keys, which PyYAML would otherwise silently let the last one
@@ -205,21 +277,27 @@ class _MarkCollector:
         self.file = file
         self.marks: dict[DocPath, NodeMarks] = {}
         self.diagnostics: list[Diagnostic] = []
-        self._stack: set[int] = set()  # node ids being walked: aliases can form cycles
+        # Node ids already walked. An alias is the same node object as its anchor: walking it
+        # again per path costs the product of every alias level (10 aliases of 10 aliases of
+        # ... is exponential in a few hundred bytes), and also loops on a recursive alias.
+        # An alias gets the mark of where it is written; what lies below it is marked once,
+        # under the anchor's path.
+        self._seen: set[int] = set()
 
     def walk(self, node: Node, path: DocPath, key: tuple[int, int] | None) -> None:
         self.marks.setdefault(path, NodeMarks(key, _pos(node.start_mark)))
-        if id(node) in self._stack:
+        if id(node) in self._seen:
             return
-        self._stack.add(id(node))
-        try:
-            if isinstance(node, MappingNode):
-                self._walk_mapping(node, path)
-            elif isinstance(node, SequenceNode):
-                for i, item in enumerate(node.value):
-                    self.walk(item, (*path, i), None)
-        finally:
-            self._stack.discard(id(node))
+        self._seen.add(id(node))
+        if len(self._seen) > MAX_NODES:
+            raise _TooLarge(f"more than {MAX_NODES} values")
+        if len(path) > MAX_DEPTH:
+            raise _TooLarge(f"nested more than {MAX_DEPTH} levels deep")
+        if isinstance(node, MappingNode):
+            self._walk_mapping(node, path)
+        elif isinstance(node, SequenceNode):
+            for i, item in enumerate(node.value):
+                self.walk(item, (*path, i), None)
 
     def _key(self, node: Node) -> Any:
         if not isinstance(node, ScalarNode):
@@ -283,7 +361,10 @@ def parse_yaml(text: str, file: str) -> tuple[Document | None, list[Diagnostic]]
         if node is None:
             return Document(None), []
         collector = _MarkCollector(loader, file)
-        collector.walk(node, (), None)
+        try:
+            collector.walk(node, (), None)
+        except _TooLarge as exc:
+            return None, [Diagnostic(file, None, None, "", f"the manifest is too large: {exc}")]
         if collector.diagnostics:
             return None, collector.diagnostics
         data = loader.construct_document(node)
@@ -294,5 +375,8 @@ def parse_yaml(text: str, file: str) -> tuple[Document | None, list[Diagnostic]]
         return None, [_reader_diagnostic(file, text, exc)]
     except yaml.YAMLError as exc:
         return None, [Diagnostic(file, None, None, "", f"invalid YAML: {exc}")]
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        message = f"the manifest is too large: nested more than {MAX_DEPTH} levels deep"
+        return None, [Diagnostic(file, None, None, "", message)]
     finally:
         loader.dispose()

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from tenantshift.manifest.errors import Diagnostic, format_field
-from tenantshift.manifest.loader import Document
+from tenantshift.manifest.loader import Document, NodeMarks
 from tenantshift.manifest.schema import Manifest
 
 __all__ = ["validation_diagnostics"]
@@ -134,11 +134,21 @@ def _got(value: Any) -> str:
     return repr(value)
 
 
+def _marks_at(doc: Document, path: tuple[Any, ...]) -> NodeMarks | None:
+    """The marks of ``path``, else of its nearest ancestor: below an alias (``*name``) only the
+    anchor's own path is marked, so an error there points at where the alias is used."""
+    for end in range(len(path), -1, -1):
+        marks = doc.marks.get(path[:end])
+        if marks is not None:
+            return marks
+    return None
+
+
 def _convert(error: ErrorDetails, doc: Document, file: str) -> Diagnostic:
     err_type = error["type"]
     loc = error["loc"]
     path, value, missing = _walk(loc, doc.data, err_type)
-    marks = doc.marks.get(tuple(path))
+    marks = _marks_at(doc, tuple(path))
     is_key_error = "[key]" in loc or err_type == "invalid_key"
 
     hint: str | None = None

@@ -3,6 +3,11 @@
 Like alembic's autogenerate: match by key sets first, then compare field by field. Matching is by
 provenance marker first (a resource we created remembers its source id), then by address; so a
 renamed source resource is an update, never a second copy.
+
+Given a ``migration`` id (``tenantshift.resources.marker``), the markers the plan stamps carry it,
+and only resources carrying this migration's marker are pruned or destroyed in a cascade: another
+migration into the same project keeps its copies. Legacy markers (a bare source id) still match
+their source, but are never pruned: nothing says which migration made them.
 """
 
 from __future__ import annotations
@@ -14,28 +19,68 @@ from typing import Any
 from tenantshift.plans.model import Action, Change, FieldChange, Reason
 from tenantshift.resources import REGISTRY, Resource, Snapshot
 from tenantshift.resources.base import Kind, make_address, split_address
+from tenantshift.resources.marker import is_ours, make_marker, same_source, split_marker
 from tenantshift.resources.snapshot import params_from_record
 
 
-def diff(desired: Snapshot, actual: Snapshot, *, prune: bool = False) -> list[Change]:
-    """Every address the plan knows, sorted; no-ops included so the plan can count them."""
-    matched = match(desired, actual)
+def diff(
+    desired: Snapshot, actual: Snapshot, *, prune: bool = False, migration: str | None = None
+) -> list[Change]:
+    """Every address the plan knows, sorted; no-ops included so the plan can count them.
+
+    ``migration`` None keeps markers as bare source ids and counts every marker as ours (the
+    behaviour before migration ids; the diff fixtures use it)."""
+    markers = Markers(desired, migration)
+    matched = match(desired, actual, markers)
     translate = {have.address: want for want, have in matched.items()}
     changes: dict[str, Change] = {}
 
     for address, want in desired.resources.items():
         have = matched.get(address)
-        changes[address] = _compare(want, have, translate)
+        changes[address] = _compare(want, have, translate, markers.of(want))
 
     _auto_children(desired, changes)
-    _orphans(desired, actual, matched, translate, changes, prune=prune)
-    _cascade(actual, matched, translate, changes)
+    _orphans(desired, actual, matched, translate, changes, markers, prune=prune)
+    _cascade(actual, matched, translate, changes, markers)
     _block_missing_externals(actual, changes)
     _block_over_quota(actual, changes)
     return sorted(changes.values(), key=lambda c: c.address)
 
 
-def match(desired: Snapshot, actual: Snapshot) -> dict[str, Resource]:
+class Markers:
+    """The markers of one plan: what each desired resource is stamped with, and which markers
+    found in the destination name one of them."""
+
+    def __init__(self, desired: Snapshot, migration: str | None) -> None:
+        self.migration = migration
+        self._of = {a: self._make(r.info.get("source_id")) for a, r in desired.resources.items()}
+        self._wanted = {m for m in self._of.values() if m is not None}
+        self._sources = {split_marker(m)[1] for m in self._wanted}
+
+    def _make(self, source_id: Any) -> str | None:
+        if source_id is None:
+            return None
+        return make_marker(self.migration, str(source_id)) if self.migration else str(source_id)
+
+    def of(self, want: Resource) -> str | None:
+        return self._of.get(want.address)
+
+    def names_desired(self, marker: str | None) -> bool:
+        """The marker names the source of a desired resource (a legacy one by its source id)."""
+        if marker is None:
+            return False
+        if marker in self._wanted:
+            return True
+        migration, source_id = split_marker(marker)
+        return migration is None and source_id in self._sources
+
+    def ours(self, marker: str | None) -> bool:
+        return is_ours(marker, self.migration)
+
+
+def match(
+    desired: Snapshot, actual: Snapshot, markers: Markers | None = None
+) -> dict[str, Resource]:
     """Desired address -> the actual resource that is its copy.
 
     A marker wins over a name. An actual resource is matched by name only when its marker, if any,
@@ -49,7 +94,7 @@ def match(desired: Snapshot, actual: Snapshot) -> dict[str, Resource]:
     resource referencing an actual parent that matched nothing is never matched by name (it
     cannot belong to any desired parent).
     """
-    source_ids = {r.info.get("source_id") for r in desired.resources.values()}
+    markers = markers or Markers(desired, None)
     by_marker = {(r.kind, r.provenance): r for r in actual.resources.values() if r.provenance}
     result: dict[str, Resource] = {}
     taken: set[str] = set()
@@ -57,7 +102,7 @@ def match(desired: Snapshot, actual: Snapshot) -> dict[str, Resource]:
     for kind in REGISTRY:
         wants = {a: w for a, w in desired.resources.items() if w.kind == kind.name}
         for address, want in wants.items():
-            have = by_marker.get((want.kind, str(want.info.get("source_id"))))
+            have = _by_marker(by_marker, want.kind, markers.of(want))
             if have is not None and kind.provenance:
                 result[address] = have
                 taken.add(have.address)
@@ -72,12 +117,24 @@ def match(desired: Snapshot, actual: Snapshot) -> dict[str, Resource]:
             have = by_address.get(address)
             if have is None or have.address in taken:
                 continue
-            if kind.provenance and have.provenance in source_ids - {None}:
+            if kind.provenance and markers.names_desired(have.provenance):
                 continue  # it is the copy of another source resource
             result[address] = have
             taken.add(have.address)
         translate.update({result[a].address: a for a in wants if a in result})
     return result
+
+
+def _by_marker(
+    by_marker: dict[tuple[str, str], Resource], kind: str, marker: str | None
+) -> Resource | None:
+    """The copy carrying ``marker``, else one carrying its legacy form (the bare source id)."""
+    if marker is None:
+        return None
+    found = by_marker.get((kind, marker))
+    if found is None:
+        found = by_marker.get((kind, split_marker(marker)[1]))
+    return found
 
 
 def _desired_address(kind: Kind, have: Resource, translate: dict[str, str]) -> str | None:
@@ -117,14 +174,16 @@ def _refs(kind: Kind, params: dict[str, Any]) -> list[str]:
     return sorted({params[f.name] for f in kind.refs if params.get(f.name) is not None})
 
 
-def _compare(want: Resource, have: Resource | None, translate: dict[str, str]) -> Change:
+def _compare(
+    want: Resource, have: Resource | None, translate: dict[str, str], marker: str | None
+) -> Change:
     kind = REGISTRY[want.kind]
     common: dict[str, Any] = {
         "address": want.address,
         "kind": want.kind,
         "after": want.params,
         "depends_on": _refs(kind, want.params),
-        "source_id": want.info.get("source_id"),
+        "source_id": marker,
     }
     if have is None:
         if kind.name_field and want.params.get(kind.name_field.name) in kind.builtin_names:
@@ -174,7 +233,9 @@ def _compare(want: Resource, have: Resource | None, translate: dict[str, str]) -
             **common,
         )
     builtin = kind.name_field and want.params.get(kind.name_field.name) in kind.builtin_names
-    adopt = kind.provenance and have.provenance != want.info.get("source_id") and not builtin
+    # A legacy marker of the same source is ours already: re-stamping it is left to the next
+    # update of the resource (apply stamps the marker whenever it writes one).
+    adopt = kind.provenance and not same_source(have.provenance, marker) and not builtin
     if adopt:
         changed = f" and update {', '.join(fc.field for fc in fields)}" if fields else ""
         return Change(
@@ -287,13 +348,13 @@ def _orphans(
     matched: dict[str, Resource],
     translate: dict[str, str],
     changes: dict[str, Change],
+    markers: Markers,
     *,
     prune: bool,
 ) -> None:
     """Actual resources nothing desired matches: children of managed parents go, the rest stays
-    unless pruning (and then only what we created)."""
+    unless pruning (and then only what this migration created)."""
     matched_actual = {r.address for r in matched.values()}
-    source_ids = {r.info.get("source_id") for r in desired.resources.values()}
     for have in actual.resources.values():
         if have.address in matched_actual:
             continue
@@ -312,8 +373,7 @@ def _orphans(
             reason, detail = Reason.NOT_IN_SOURCE, f"{owner} has no such {kind.name} at the source"
         elif (
             prune
-            and have.provenance
-            and have.provenance not in source_ids
+            and _prunable(have, markers)
             and not builtin
             # A disk in use (a migrated server's volume) goes with its server, never alone.
             and not have.info.get("attached_to")
@@ -334,11 +394,17 @@ def _orphans(
         )
 
 
+def _prunable(have: Resource, markers: Markers) -> bool:
+    """Carries this migration's marker, and no desired resource has its source."""
+    return markers.ours(have.provenance) and not markers.names_desired(have.provenance)
+
+
 def _cascade(
     actual: Snapshot,
     matched: dict[str, Resource],
     translate: dict[str, str],
     changes: dict[str, Change],
+    markers: Markers,
 ) -> None:
     """Whatever references a destroyed resource must go first: replace what we manage, delete
     attachments, and block the destruction when something unmanaged still uses it."""
@@ -369,7 +435,7 @@ def _cascade(
                         "detail": f"references {hit[0]}, which is destroyed",
                     }
                 )
-            elif _managed(have, actual, doomed, change_of_actual):
+            elif _managed(have, actual, doomed, change_of_actual, markers):
                 address = _free_address(have.address, changes)
                 changes[address] = Change(
                     address=address,
@@ -398,7 +464,11 @@ def _cascade(
 
 
 def _managed(
-    have: Resource, actual: Snapshot, doomed: set[str], change_of_actual: dict[str, str]
+    have: Resource,
+    actual: Snapshot,
+    doomed: set[str],
+    change_of_actual: dict[str, str],
+    markers: Markers,
 ) -> bool:
     """Whether tenantshift may destroy ``have`` along with what it references. A kind with
     markers is ours when it carries one; a kind without (router interfaces, rules) is ours when
@@ -406,7 +476,7 @@ def _managed(
     group, is theirs, and destroying what it references must be blocked, not done behind them."""
     kind = REGISTRY[have.kind]
     if kind.provenance:
-        return have.provenance is not None
+        return markers.ours(have.provenance)
     for f in kind.refs:
         parent_address = have.params.get(f.name)
         if parent_address is None or parent_address in doomed:
@@ -415,7 +485,7 @@ def _managed(
         if parent is None:
             return False
         if parent.address not in change_of_actual and not _managed(
-            parent, actual, doomed, change_of_actual
+            parent, actual, doomed, change_of_actual, markers
         ):
             return False
     return True

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from tenantshift.plans.model import PLAN_FORMAT_VERSION, Plan
+from tenantshift.fileio import write_private
+from tenantshift.plans.model import PLAN_FORMAT_VERSION, Action, Plan
 from tenantshift.plans.render import render_json
 from tenantshift.resources import REGISTRY
 
@@ -17,9 +18,8 @@ class PlanFileError(Exception):
 
 
 def save_plan(plan: Plan, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render_json(plan))
-    tmp.replace(path)  # never leave a half-written plan behind
+    """Atomic and private (0600): a plan holds the inventory and decides what apply does."""
+    write_private(path, render_json(plan))
 
 
 def load_plan(path: Path) -> Plan:
@@ -29,6 +29,9 @@ def load_plan(path: Path) -> Plan:
         raise PlanFileError(f"{path}: cannot read the plan: {exc.strerror}") from exc
     except ValueError as exc:
         raise PlanFileError(f"{path}: not a plan file (invalid JSON: {exc})") from exc
+    except RecursionError:
+        # json's C parser recurses once per nesting level; no plan is nested that deep.
+        raise PlanFileError(f"{path}: not a plan file (nested too deeply)") from None
     if not isinstance(body, dict) or "format_version" not in body:
         raise PlanFileError(f"{path}: not a tenantshift plan file")
     if body["format_version"] != PLAN_FORMAT_VERSION:
@@ -46,4 +49,42 @@ def load_plan(path: Path) -> Plan:
         raise PlanFileError(
             f"{path}: the plan has kinds this tenantshift does not know: {', '.join(unknown)}"
         )
+    problem = inconsistency(plan)
+    if problem:
+        raise PlanFileError(f"{path}: inconsistent plan: {problem}")
     return plan
+
+
+def inconsistency(plan: Plan) -> str | None:
+    """The first way ``plan`` contradicts itself, or None. The diff never makes such a plan, so
+    one of these means the file was edited or damaged; apply must not guess what was meant."""
+    seen: set[str] = set()
+    for change in plan.changes:
+        if change.address in seen:
+            return f"{change.address} appears twice"
+        seen.add(change.address)
+    for change in plan.changes:
+        if change.address.partition(".")[0] != change.kind:
+            return f"{change.address} is not a {change.kind}"
+        problem = _change_inconsistency(change.action, change.before, change.after)
+        if problem:
+            return f"{change.address}: {problem}"
+        unknown = [d for d in change.depends_on if d not in seen]
+        if unknown:
+            return f"{change.address} depends on {unknown[0]}, which the plan does not have"
+    unknown_targets = [t for t in plan.targets if t not in seen]
+    if unknown_targets:
+        return f"target {unknown_targets[0]} is not in the plan"
+    return None
+
+
+def _change_inconsistency(action: Action, before: object, after: object) -> str | None:
+    """The invariant of docs/plan-format.md: ``before`` is None exactly for creates, ``after``
+    exactly for deletes."""
+    if action is Action.CREATE and (after is None or before is not None):
+        return "a create needs an after and no before"
+    if action is Action.DELETE and (before is None or after is not None):
+        return "a delete needs a before and no after"
+    if action not in (Action.CREATE, Action.DELETE) and (before is None or after is None):
+        return f"{action.value} needs both before and after"
+    return None

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from tenantshift.resources import REGISTRY, Record, Snapshot
+from tenantshift.resources.marker import same_source
 from tenantshift.resources.snapshot import params_from_record
 
 
@@ -96,15 +97,15 @@ def find_in(
     kind = REGISTRY[kind_name]
     if source_id is not None and kind.provenance:
         for record in candidates:
-            if source_id in markers_of(record):
+            if any(same_source(m, source_id) for m in markers_of(record)):
                 return _one_marker(kind_name, record, source_id)
     wanted = id_key(kind_name, params_from_record(kind, params))
     for record in candidates:
         if id_key(kind_name, params_from_record(kind, record)) == wanted:
-            if kind.provenance:
-                markers = markers_of(record)
-                if any(m != source_id for m in markers):
-                    continue  # another source's copy that happens to share the name
+            if kind.provenance and any(
+                not same_source(m, source_id) for m in markers_of(record)
+            ):
+                continue  # another source's copy that happens to share the name
             return record
     return None
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tenantshift.fileio import write_private
 from tenantshift.providers.base import ReadOnlyError
 from tenantshift.resources import Record, Snapshot
 
@@ -14,9 +15,10 @@ SNAPSHOT_FORMAT = 1
 
 
 def save_snapshot(snapshot: Snapshot, path: Path) -> None:
+    """Atomic and private (0600): a snapshot is the tenant's whole inventory."""
     body = snapshot.model_dump(mode="json")
     body = {"format_version": SNAPSHOT_FORMAT, **body}
-    path.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
+    write_private(path, json.dumps(body, indent=2, sort_keys=True) + "\n")
 
 
 def load_snapshot(path: Path) -> Snapshot:
@@ -24,6 +26,10 @@ def load_snapshot(path: Path) -> Snapshot:
         body = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ReadOnlyError(f"{path}: not a readable snapshot file: {exc}") from exc
+    except RecursionError:
+        raise ReadOnlyError(f"{path}: not a snapshot file (nested too deeply)") from None
+    if not isinstance(body, dict):
+        raise ReadOnlyError(f"{path}: not a snapshot file (expected a JSON object)")
     version = body.pop("format_version", None)
     if version != SNAPSHOT_FORMAT:
         raise ReadOnlyError(f"{path}: snapshot format {version!r}, expected {SNAPSHOT_FORMAT}")

@@ -13,8 +13,12 @@ CASES = sorted(p.stem for p in BAD.glob("*.yaml"))
 
 #: Fixtures mark secret values with this word; it must never reach a message.
 SECRET_MARK = "SECRET"
-#: A rendered secret that breaks the YAML it lands in.
-ENVIRON = {"BROKEN_PASSWORD": f'hunter2-{SECRET_MARK}" : [x'}
+#: Rendered secrets that break the YAML they land in (unquoted, '*' is an alias, '!' a tag).
+ENVIRON = {
+    "BROKEN_PASSWORD": f'hunter2-{SECRET_MARK}" : [x',
+    "ALIAS_PASSWORD": f"*Tr0ub4dor-{SECRET_MARK}",
+    "TAG_PASSWORD": f"!CorrectHorse-{SECRET_MARK}",
+}
 
 
 def test_fixture_set_is_complete() -> None:

@@ -10,7 +10,9 @@ EXAMPLES = Path(__file__).parents[2] / "examples"
 
 
 def test_migration_example() -> None:
-    m = load_manifest(EXAMPLES / "migration.yaml", environ={"DST_PASSWORD": "pw-from-env"})
+    m = load_manifest(
+        EXAMPLES / "migration.yaml", environ={"TENANTSHIFT_DST_PASSWORD": "pw-from-env"}
+    )
     assert m.source.cloud == "prod-old" and m.source.project == "web-team"
     assert m.destination.auth is not None and m.destination.auth.password is not None
     assert m.destination.auth.password.get_secret_value() == "pw-from-env"
@@ -24,7 +26,7 @@ def test_migration_example() -> None:
     region = load_manifest(
         EXAMPLES / "migration.yaml",
         variables={"dst_region": "RegionTwo"},
-        environ={"DST_PASSWORD": "x"},
+        environ={"TENANTSHIFT_DST_PASSWORD": "x"},
     ).destination.region
     assert region == "RegionTwo"
 

@@ -20,6 +20,7 @@ from tenantshift.manifest import (
     manifest_hash,
     parse_vars,
 )
+from tenantshift.manifest.loader import parse_yaml
 
 Write = Callable[..., Path]
 
@@ -91,12 +92,57 @@ def test_env_and_var_render(write: Write) -> None:
 
 
 def test_environ_defaults_to_os_environ(write: Write, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = write(MINIMAL.replace("devcloud-src", "'{{ env.TS_TEST_CLOUD }}'"))
-    monkeypatch.setenv("TS_TEST_CLOUD", "from-os-environ")
+    path = write(MINIMAL.replace("devcloud-src", "'{{ env.TENANTSHIFT_TEST_CLOUD }}'"))
+    monkeypatch.setenv("TENANTSHIFT_TEST_CLOUD", "from-os-environ")
     assert load_manifest(path).source.cloud == "from-os-environ"
-    monkeypatch.delenv("TS_TEST_CLOUD")
-    with pytest.raises(ManifestError, match=r"undefined variable 'env.TS_TEST_CLOUD'"):
+    monkeypatch.delenv("TENANTSHIFT_TEST_CLOUD")
+    with pytest.raises(ManifestError, match=r"undefined variable 'env.TENANTSHIFT_TEST_CLOUD'"):
         load_manifest(path)
+
+
+@pytest.mark.parametrize("name", ["CI_JOB_TOKEN", "AWS_SECRET_ACCESS_KEY", "HOME"])
+def test_templates_see_only_allowed_environment_variables(
+    write: Write, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """A shared manifest must not copy unrelated secrets into names the plan shows (L8)."""
+    path = write(MINIMAL.replace("devcloud-src", f"'x-{{{{ env.{name} }}}}'"))
+    monkeypatch.setenv(name, "glpat-XXXXsecretXXXX")
+    with pytest.raises(ManifestError) as info:
+        load_manifest(path)
+    message = str(info.value)
+    assert f"undefined variable 'env.{name}'" in message
+    assert f"pass --env {name}" in message
+    assert "glpat" not in message
+    assert load_manifest(path, env_names=[name]).source.cloud == "x-glpat-XXXXsecretXXXX"
+
+
+def test_openstack_client_variables_are_allowed(
+    write: Write, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OS_CLOUD", "from-os-cloud")
+    path = write(MINIMAL.replace("devcloud-src", "'{{ env.OS_CLOUD }}'"))
+    assert load_manifest(path).source.cloud == "from-os-cloud"
+
+
+def test_shared_aliases_are_marked_once() -> None:
+    """Ten aliases of ten aliases of ...: the collector must not walk every expansion (L5)."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 7):
+        lines.append(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]")
+    doc, diagnostics = parse_yaml("\n".join(lines) + "\n", "bomb.yaml")
+    assert not diagnostics and doc is not None
+    assert len(doc.marks) < 200
+
+
+def test_a_recursive_alias_does_not_loop() -> None:
+    doc, diagnostics = parse_yaml("a: &a [*a]\n", "loop.yaml")
+    assert not diagnostics and doc is not None
+
+
+def test_deep_template_nesting_is_a_clean_error(write: Write) -> None:
+    path = write(MINIMAL + "# {{ " + "(" * 5000 + "1" + ")" * 5000 + " }}\n")
+    with pytest.raises(ManifestError, match="nested too deeply"):
+        load_manifest(path, environ={})
 
 
 def test_block_tags_keep_line_numbers(write: Write) -> None:

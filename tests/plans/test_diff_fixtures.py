@@ -4,6 +4,8 @@ Each file becomes one test case, with the id ``<kind>/<case>``. A fixture holds:
 
     description: one line saying what the case proves (required)
     prune: false                  # optional, options.prune
+    migration: aaaaaaa            # optional: this migration's id; markers are then
+                                  # ``<migration>:<source id>`` (a bare id is a legacy marker)
     desired:                      # the desired state, either as a list of resources ...
       - address: network.new-name # kind.key; the key must be what the kind builds from params
         params: {name: new-name}  # omitted params take the kind's declared defaults
@@ -58,6 +60,7 @@ CASES = sorted(
 _TOP_KEYS = {
     "description",
     "prune",
+    "migration",
     "desired",
     "actual",
     "externals",
@@ -177,7 +180,9 @@ def test_diff_fixture(case: str) -> None:
         data.get("actual"), desired=False, externals=externals, quota_left=quota_left
     )
 
-    changes = diff(desired, actual, prune=bool(data.get("prune", False)))
+    changes = diff(
+        desired, actual, prune=bool(data.get("prune", False)), migration=data.get("migration")
+    )
     _check_invariants(changes)
     by_address = {c.address: c for c in changes}
 

@@ -25,6 +25,7 @@ from tenantshift.engine.context import ApplyContext
 from tenantshift.engine.nodes import Node
 from tenantshift.providers import Provider
 from tenantshift.providers.volume_ops import VolumeOps
+from tenantshift.resources.marker import make_marker, split_marker
 from tenantshift.transfer import DeviceNotFoundError, Progress, TransferResult, VolumeCopy
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,11 @@ class Migration:
         self.ctx = ctx
         self.node = node
         self.change = node.change
-        self.source_id = str(self.change.source_id)
+        #: Our provenance marker for the copy (it names this migration and the source)...
+        self.marker = str(self.change.source_id)
+        self.migration, source_id = split_marker(self.marker)
+        #: ... and the source resource's own id.
+        self.source_id = source_id
         self.src = ops_of(ctx, "source")
         self.dst = ops_of(ctx, "destination")
         hosts = ctx.settings.conversion_hosts
@@ -104,6 +109,10 @@ class Migration:
         raise NotImplementedError
 
     # -- shared steps -----------------------------------------------------------------------
+    def marker_for(self, source_id: str) -> str:
+        """The marker a copy of another source resource (a server's disk) carries."""
+        return make_marker(self.migration, source_id) if self.migration else source_id
+
     def host_name(self, cloud: Cloud) -> str:
         host = self.hosts.source if cloud == "source" else self.hosts.destination
         if not host.server:

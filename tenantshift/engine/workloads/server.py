@@ -84,18 +84,7 @@ class ServerMigration(Migration):
             }
             if boot:
                 # The boot volume cannot leave its server: read a snapshot of it instead.
-                snapshot = await self.temporary(
-                    "snapshot",
-                    self._name("snap", volume["id"]),
-                    lambda name, v=volume["id"]: self.src.create_snapshot(v, name),
-                )
-                disk["copy_from"] = await self.temporary(
-                    "volume",
-                    self._name("boot", volume["id"]),
-                    lambda name, s=snapshot, size=volume["size"]: self.src.create_volume_from(
-                        name, size, snapshot_id=s
-                    ),
-                )
+                disk["copy_from"] = await self._from_snapshot(volume["id"], int(volume["size"]))
             else:
                 await self._detach_from_server(volume["id"], attached["device"])
                 disk["copy_from"] = volume["id"]
@@ -106,7 +95,7 @@ class ServerMigration(Migration):
         destination = self.ctx.destination
         mapping = self._volume_type_map()
         for disk in data["disks"]:
-            marker = disk["source_volume"] or f"{self.source_id}:root"
+            marker = self.marker_for(disk["source_volume"] or f"{self.source_id}-root")
             params = {
                 "name": disk["name"],
                 "description": disk["description"],
@@ -149,7 +138,7 @@ class ServerMigration(Migration):
         await clean_up(self.ctx, owner=self.node.id)
 
     async def _server(self, data: Data) -> None:
-        existing = await self.block(self.dst.find_server_by_marker, self.source_id)
+        existing = await self.block(self.dst.find_server_by_marker, self.marker)
         if existing is None:
             spec = await self._server_spec(data)
             server_id = await self.block(self.dst.create_server, spec)
@@ -197,6 +186,17 @@ class ServerMigration(Migration):
             "bootable": True,
             "copy_from": volume,
         }
+
+    async def _from_snapshot(self, volume_id: str, size: int) -> str:
+        def snapshot(name: str) -> str:
+            return self.src.create_snapshot(volume_id, name)
+
+        snapshot_id = await self.temporary("snapshot", self._name("snap", volume_id), snapshot)
+
+        def volume(name: str) -> str:
+            return self.src.create_volume_from(name, size, snapshot_id=snapshot_id)
+
+        return await self.temporary("volume", self._name("boot", volume_id), volume)
 
     async def temporary(self, kind: str, name: str, create: Callable[[str], str]) -> str:
         """Create a source temporary once: journaled before it exists, and on a resumed phase
@@ -262,7 +262,7 @@ class ServerMigration(Migration):
             "networks": [{"port": self.ctx.ids.get(port)} for port in after.get("ports") or []]
             or "none",
             "block_device_mapping": devices,
-            "metadata": {**(after.get("metadata") or {}), "tenantshift-src": self.source_id},
+            "metadata": {**(after.get("metadata") or {}), "tenantshift-src": self.marker},
         }
         if after.get("keypair"):
             # A keypair reference is its address; Nova wants the name, which is its key.
@@ -272,7 +272,7 @@ class ServerMigration(Migration):
         return spec
 
     def _volume_type_map(self) -> Callable[[str | None], str | None]:
-        table = dict(self.ctx.settings.volume_types)
+        table = dict(self.ctx.settings.volume_types)  # map.volume_types
         return lambda value: table.get(value, value) if value is not None else None
 
     def _name(self, what: str, of: str) -> str:

@@ -30,9 +30,9 @@ class VolumeMigration(Migration):
             )
         params = dict(self.change.after or {})
         destination = self.ctx.destination
-        found = await self.block(destination.find, "volume", self.source_id, params)
+        found = await self.block(destination.find, "volume", self.marker, params)
         if found is None:
-            found = await self.block(destination.create, "volume", params, self.source_id)
+            found = await self.block(destination.create, "volume", params, self.marker)
         self.ctx.ids.set(self.change.address, str(found["id"]))
         data["dst_volume"] = str(found["id"])
 

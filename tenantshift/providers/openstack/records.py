@@ -12,8 +12,8 @@ from typing import Any
 
 from tenantshift.providers.base import MARKERS_KEY
 
-#: Our marker: ``tenantshift-src:<source id>`` (a Neutron tag; a metadata key elsewhere). The one
-#: place the prefix is spelled.
+#: Our Neutron tag: ``tenantshift-src:<marker>``, the marker as tenantshift.resources.marker makes
+#: it (older versions stamped the bare source id). The one place the prefix is spelled.
 PROVENANCE_PREFIX = "tenantshift-src:"
 
 #: The metadata key holding the source id where a kind keeps its marker in metadata.

@@ -1,0 +1,39 @@
+"""Writing the tool's own files: private to the user, atomic, no predictable temporaries.
+
+Plans and snapshots hold the tenant's whole inventory (CIDRs, routes, public keys), and a plan
+decides what apply does: other local users must neither read them nor plant a file (a symlink)
+under a name we are about to write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically, mode 0600.
+
+    The temporary comes from ``mkstemp`` (random name, ``O_EXCL``, mode 0600) in the target's
+    directory, so ``os.replace`` is a rename on one filesystem: a reader sees the old file or
+    the new one, never half of it, and a symlink at ``path`` is replaced, not followed.
+    """
+    directory = path.parent
+    if not directory.exists():
+        directory.mkdir(parents=True, mode=DIR_MODE)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
