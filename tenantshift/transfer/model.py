@@ -13,7 +13,7 @@ MiB = 1024 * 1024
 #: sshd's ``from=`` pattern-list: comma-separated, optionally negated host name, address or
 #: CIDR patterns with ``*`` and ``?``. No quotes, backslashes, spaces or commas inside a
 #: pattern, so the value can never close the option and add others.
-_FROM_PATTERN = re.compile(r"^!?[A-Za-z0-9.:*?/_%\[\]-]+$")
+_FROM_PATTERN = re.compile(r"\A!?[A-Za-z0-9.:*?/_%\[\]-]+\Z")
 
 
 def check_source_from(value: str) -> None:

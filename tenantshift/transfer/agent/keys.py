@@ -20,7 +20,7 @@ import tempfile
 import time
 
 #: A session's marker, optionally followed by one copy's suffix.
-MARKER_RE = re.compile(r"^tenantshift-transfer-[0-9a-f]{16,64}(-[0-9a-f]{8,32})?$")
+MARKER_RE = re.compile(r"\Atenantshift-transfer-[0-9a-f]{16,64}(-[0-9a-f]{8,32})?\Z")
 RUN_DIR_PREFIX = "tenantshift-transfer-"
 
 
@@ -183,7 +183,9 @@ def revoke(
             raise ValueError("not a tenantshift transfer marker")
 
         def drop(comment: str) -> bool:
-            return comment == marker or comment.startswith(f"{marker}-")
+            return comment == marker or (
+                comment.startswith(f"{marker}-") and bool(MARKER_RE.match(comment))
+            )
 
     path = authorized_keys_path(explicit)
     if not os.path.exists(path):

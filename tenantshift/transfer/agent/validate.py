@@ -12,7 +12,7 @@ KiB = 1024
 MiB = 1024 * KiB
 
 #: Volume ids become path components and by-id names: UUID-like values only.
-VOLUME_ID_RE = re.compile(r"^[0-9a-f-]{1,64}$")
+VOLUME_ID_RE = re.compile(r"\A[0-9a-f-]{1,64}\Z")
 #: The chunk grid: whole zero-detection blocks, and small enough that the two chunk-sized
 #: buffers of the sink stay modest.
 CHUNK_STEP = 64 * KiB
