@@ -27,6 +27,7 @@ from tenantshift.transfer import (
     TransferSession,
     VolumeCopy,
     copy_volumes,
+    sweep_leftover_keys,
 )
 
 from .helpers import MiB, allocated, make_volume, sha256_file
@@ -239,3 +240,37 @@ def test_missing_device_names_the_volume(
     with pytest.raises(DeviceNotFoundError, match=missing) as err:
         asyncio.run(run(VolumeCopy(pair.copy.source_volume_id, missing)))
     assert err.value.side == "destination"
+
+
+def test_each_copy_has_its_own_expiring_key_for_its_volume_only(
+    devcloud: Any, hosts: ConversionHosts, make_pair: Any, tmp_path: Path
+) -> None:
+    pair = make_pair()
+    seen: list[list[str]] = []
+    options = TransferOptions(state_dir=str(tmp_path / "state"), progress_interval=0.0)
+
+    async def run() -> Any:
+        async with TransferSession(hosts, options) as session:
+            assert not marker_lines(devcloud)  # nothing is authorised before a copy
+            result = await session.copy(pair.copy, lambda p: seen.append(marker_lines(devcloud)))
+            assert not marker_lines(devcloud)  # revoked when the copy ended
+            return session.marker, result
+
+    marker, result = asyncio.run(run())
+    assert result.verified
+    lines = {line for snapshot in seen for line in snapshot}
+    assert len(lines) == 1
+    [line] = lines
+    assert line.startswith('restrict,expiry-time="') and line.split()[-1].startswith(marker + "-")
+    assert line.count("--volume-id") == 1 and f"--volume-id {pair.copy.source_volume_id}" in line
+
+
+def test_leftover_keys_are_swept(devcloud: Any, hosts: ConversionHosts) -> None:
+    keys_file = devcloud.state / "ssh" / "authorized_keys"
+    marker = "tenantshift-transfer-" + "0f" * 16
+    public = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().split()
+    with open(keys_file, "a") as f:  # what a killed run leaves behind
+        f.write(f'restrict,command="false" {public[0]} {public[1]} {marker}-0123456789abcdef\n')
+    assert asyncio.run(sweep_leftover_keys(hosts, [marker])) == 1
+    assert not marker_lines(devcloud)
+    assert asyncio.run(sweep_leftover_keys(hosts, [marker])) == 0
