@@ -338,7 +338,7 @@ def test_interrupted_stream_resumes_from_the_last_checkpoint(
     assert sink.resumed_from == saved["offset"]
     assert sink.data_bytes < SENT
     assert sha256_file(dst) == sha256_file(src)
-    # verification covered the chunks of the first attempt too (hashes kept in the sidecar)
+    # verification covered the chunks of the first attempt too (prefix hashes of the source)
     assert sink.summary["verify"]["chunks_total"] == sum(
         1 for r in _records(full) if r.kind == framing.HASH
     )

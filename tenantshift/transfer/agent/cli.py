@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--marker")
     which.add_argument("--every-run", action="store_true", help="the lines of every run")
     rev.add_argument("--file")
-    put = sub.add_parser("put-key", help="store the pull key (JSON on stdin) in the run dir")
+    put = sub.add_parser("put-key", help="store the pinned source host key (JSON on stdin)")
     put.add_argument("run_dir")
     clean = sub.add_parser("cleanup", help="remove the run dir")
     clean.add_argument("run_dir")
