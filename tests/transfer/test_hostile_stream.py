@@ -157,10 +157,21 @@ def test_the_pull_agent_reports_a_protocol_error_never_a_traceback(
     json.dumps(error)  # one clean JSON line for the orchestrator
 
 
-def test_a_bad_pull_request_is_a_protocol_error(target: Path, tmp_path: Path) -> None:
-    req = request("/bin/false", target.parent, tmp_path / "state", chunk_size=0)
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"chunk_size": 0}, "chunk_size"),
+        ({"verify": "yes"}, "verify"),
+        ({"state_dir": "relative"}, "state_dir"),
+        ({"ssh": {"key": "k", "address": "-oProxyCommand=sh", "user": "root"}}, "ssh.address"),
+    ],
+)
+def test_a_bad_pull_request_is_a_protocol_error(
+    target: Path, tmp_path: Path, overrides: dict[str, Any], field: str
+) -> None:
+    req = dict(request("/bin/false", target.parent, tmp_path / "state"), **overrides)
     status, lines = run_pull(req)
-    assert status == 2 and lines[-1]["kind"] == "protocol" and "chunk_size" in lines[-1]["message"]
+    assert status == 2 and lines[-1]["kind"] == "protocol" and field in lines[-1]["message"]
 
 
 class _FakeZstandard:

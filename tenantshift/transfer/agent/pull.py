@@ -98,6 +98,12 @@ def parse_request(request: Any) -> dict[str, Any]:
     ssh = request.get("ssh")
     if not isinstance(ssh, dict) or not isinstance(ssh.get("key"), str):
         raise validate.RequestError("ssh settings or the copy's key are missing")
+    for name in ("address", "user", "known_hosts", "host_key_alias", "ciphers"):
+        # these become ssh client arguments, run as root: never options
+        value = validate.text(ssh.get(name), f"ssh.{name}")
+        if value.startswith("-"):
+            raise validate.RequestError(f"ssh.{name} must not start with '-'")
+    validate.integer(ssh.get("port"), "ssh.port", 1, 65535)
     chunk_size = validate.chunk_size(request.get("chunk_size"))
     state_dir = validate.text(request.get("state_dir"), "state_dir")
     if not os.path.isabs(state_dir):
