@@ -90,9 +90,15 @@ def lo_received() -> int:
     raise AssertionError("no lo interface")
 
 
-def marker_lines(devcloud: Any) -> list[str]:
+def private_keys() -> set[Path]:
+    """Private keys of transfer runs: run directories, and the pull agents' key directories."""
+    tmp = Path("/tmp")
+    return {*tmp.glob("tenantshift-transfer-*/id_ed25519"), *tmp.glob("tenantshift-pull-*")}
+
+
+def marker_lines(devcloud: Any, marker: str = "tenantshift-transfer-") -> list[str]:
     keys = (devcloud.state / "ssh" / "authorized_keys").read_text().splitlines()
-    return [k for k in keys if "tenantshift-transfer-" in k]
+    return [k for k in keys if marker in k]
 
 
 def test_parallel_copies_are_identical_sparse_and_extent_only(
@@ -103,6 +109,7 @@ def test_parallel_copies_are_identical_sparse_and_extent_only(
     options = TransferOptions(
         state_dir=str(tmp_path / "state"), compression="none", progress_interval=0.0
     )
+    keys_before = private_keys()
     before = lo_received()
     results = asyncio.run(
         copy_volumes(hosts, [a.copy, b.copy], options=options, copy_parallelism=2,
@@ -126,7 +133,8 @@ def test_parallel_copies_are_identical_sparse_and_extent_only(
     done = {p.source_volume_id: p.bytes_done for p in reports}
     assert done == {a.copy.source_volume_id: SIZE, b.copy.source_volume_id: SIZE}
     assert not marker_lines(devcloud), "the ephemeral key was not revoked"
-    assert not list(Path("/tmp").glob("tenantshift-transfer-*/id_ed25519"))
+    # no private key left behind (other runs on this machine may have their own meanwhile)
+    assert not private_keys() - keys_before
 
 
 def test_compression_is_negotiated_and_shrinks_the_wire(
@@ -251,10 +259,13 @@ def test_each_copy_has_its_own_expiring_key_for_its_volume_only(
 
     async def run() -> Any:
         async with TransferSession(hosts, options) as session:
-            assert not marker_lines(devcloud)  # nothing is authorised before a copy
-            result = await session.copy(pair.copy, lambda p: seen.append(marker_lines(devcloud)))
-            assert not marker_lines(devcloud)  # revoked when the copy ended
-            return session.marker, result
+            ours = session.marker  # other runs may use the devcloud meanwhile
+            assert not marker_lines(devcloud, ours)  # nothing is authorised before a copy
+            result = await session.copy(
+                pair.copy, lambda p: seen.append(marker_lines(devcloud, ours))
+            )
+            assert not marker_lines(devcloud, ours)  # revoked when the copy ended
+            return ours, result
 
     marker, result = asyncio.run(run())
     assert result.verified
@@ -272,5 +283,5 @@ def test_leftover_keys_are_swept(devcloud: Any, hosts: ConversionHosts) -> None:
     with open(keys_file, "a") as f:  # what a killed run leaves behind
         f.write(f'restrict,command="false" {public[0]} {public[1]} {marker}-0123456789abcdef\n')
     assert asyncio.run(sweep_leftover_keys(hosts, [marker])) == 1
-    assert not marker_lines(devcloud)
+    assert not marker_lines(devcloud, marker)
     assert asyncio.run(sweep_leftover_keys(hosts, [marker])) == 0
