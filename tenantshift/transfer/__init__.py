@@ -9,18 +9,21 @@ from .errors import (
     ConnectError,
     DeviceNotFoundError,
     HostKeyError,
+    RevokeError,
     StreamError,
     TransferError,
     VerificationError,
 )
 from .model import Progress, TransferOptions, TransferResult, VolumeCopy
 from .session import TransferSession, copy_volumes
+from .sweep import sweep_leftover_keys
 
 __all__ = [
     "ConnectError",
     "DeviceNotFoundError",
     "HostKeyError",
     "Progress",
+    "RevokeError",
     "StreamError",
     "TransferError",
     "TransferOptions",
@@ -29,4 +32,5 @@ __all__ = [
     "VerificationError",
     "VolumeCopy",
     "copy_volumes",
+    "sweep_leftover_keys",
 ]

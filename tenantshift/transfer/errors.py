@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .model import TransferResult
+
 
 class TransferError(Exception):
     """A volume copy (or the session around it) failed."""
@@ -30,3 +32,15 @@ class VerificationError(TransferError):
 
 class StreamError(TransferError):
     """The stream between the hosts broke (the copy can be resumed by running it again)."""
+
+
+class RevokeError(TransferError):
+    """A key line could not be removed from the source's authorized_keys. It expires by
+    itself (``TransferOptions.key_lifetime``); ``sweep_leftover_keys(hosts, [marker])``
+    removes it. Copies that finished are on ``results``."""
+
+    def __init__(self, message: str, marker: str, host: str) -> None:
+        super().__init__(message)
+        self.marker = marker
+        self.host = host
+        self.results: list[TransferResult] = []

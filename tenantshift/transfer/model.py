@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
+from .agent import validate
+
 MiB = 1024 * 1024
+
+#: sshd's ``from=`` pattern-list: comma-separated, optionally negated host name, address or
+#: CIDR patterns with ``*`` and ``?``. No quotes, backslashes, spaces or commas inside a
+#: pattern, so the value can never close the option and add others.
+_FROM_PATTERN = re.compile(r"\A!?[A-Za-z0-9.:*?/_%\[\]-]+\Z")
+
+
+def check_source_from(value: str) -> None:
+    patterns = value.split(",")
+    if not value or len(value) > 1024 or not all(_FROM_PATTERN.match(p) for p in patterns):
+        raise ValueError(
+            "source_from must be an sshd pattern-list: comma-separated [!]host, address or "
+            "CIDR patterns (letters, digits, . : * ? / _ % - [ ])"
+        )
+
 
 Compression = Literal["auto", "zstd", "zlib", "none"]
 
@@ -16,6 +34,17 @@ class VolumeCopy:
 
     source_volume_id: str
     destination_volume_id: str
+    source_generation: str | None = None
+    """What the source volume's content is at, as the caller knows it (its ``updated_at``, or
+    the id of the snapshot it was made from). Part of the resume key: an interrupted copy
+    resumes only for the same generation. Optional; a resumed copy is verified against what
+    the source holds now in any case."""
+
+    def __post_init__(self) -> None:
+        # The ids become by-id names and file names on the hosts, as root.
+        for name in ("source_volume_id", "destination_volume_id"):
+            validate.volume_id(getattr(self, name), name)
+        validate.generation(self.source_generation)
 
 
 @dataclass(frozen=True)
@@ -36,15 +65,21 @@ class TransferOptions:
     checkpoint_bytes: int = 256 * MiB
     """Data written between resume points (each costs an fsync)."""
     rate_limit: int | None = None
-    """Cap on stream bytes per second per volume; None for no cap."""
-    state_dir: str = "/var/tmp/tenantshift-transfer"
-    """Directory on the destination host for resume points (survives reboots, unlike /tmp)."""
+    """Cap on stream bytes per second per volume (at least 1 MiB/s); None for no cap."""
+    state_dir: str = "/var/lib/tenantshift-transfer"
+    """Directory on the destination host for resume points (survives reboots, unlike /tmp).
+    The pull agent (root) creates it 0700 and refuses it unless it is owned by root and
+    closed to group and others."""
     source_authorized_keys: str | None = None
     """authorized_keys file for the run's ephemeral key on the source host; by default the one
     the source's sshd reads for the login user (its AuthorizedKeysFile, else ~/.ssh/...)."""
     source_from: str | None = None
     """Restrict the ephemeral key to connections from this address pattern (sshd ``from=``),
     i.e. the destination host's address as the source host sees it."""
+    key_lifetime: int = 24 * 3600
+    """Seconds after which a copy's key line stops working (``expiry-time``), even if
+    tenantshift dies before revoking it. Checked by sshd at login only, so it has to cover
+    the time until a copy's connection starts (retries included), not the copy itself."""
     connect_timeout: float = 30.0
     progress_interval: float = 0.5
     """Seconds between progress reports."""
@@ -54,6 +89,14 @@ class TransferOptions:
             raise ValueError("chunk_size must be a multiple of 64 KiB")
         if self.chunk_size > 32 * MiB:
             raise ValueError("chunk_size must be at most 32 MiB")
+        if self.rate_limit is not None and self.rate_limit < validate.MIN_RATE_LIMIT:
+            raise ValueError("rate_limit must be at least 1 MiB/s (or None)")
+        if not self.state_dir.startswith("/"):
+            raise ValueError("state_dir must be an absolute path")
+        if self.source_from is not None:
+            check_source_from(self.source_from)
+        if not 60 <= self.key_lifetime <= 30 * 24 * 3600:
+            raise ValueError("key_lifetime must be between 60 seconds and 30 days")
 
 
 @dataclass(frozen=True)
@@ -62,6 +105,7 @@ class Progress:
 
     source_volume_id: str
     destination_volume_id: str
+
     bytes_done: int
     """Logical offset up to which the volume is copied (holes count as done)."""
     bytes_total: int
@@ -80,6 +124,7 @@ class Progress:
 class TransferResult:
     source_volume_id: str
     destination_volume_id: str
+
     bytes_logical: int
     """Size of the volume."""
     bytes_allocated: int

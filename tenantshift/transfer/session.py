@@ -4,13 +4,17 @@ lets the destination host, and only it, pull from the source host for the sessio
 Set-up (``open``):
 1. verified asyncssh control connections to both hosts;
 2. the agent zip into a fresh 0700 directory on each;
-3. a new ed25519 key pair, generated here, authorised on the source in authorized_keys with
-   ``restrict`` and a forced command (``agent serve --device-dir <source device_dir>``);
-4. its private key and the source's host key (as verified by step 1) written 0600 into the
-   destination's run directory.
+3. the source's host key (as verified by step 1) written 0600 into the destination's run
+   directory.
 
-Tear-down (``close``) revokes the key line, deletes both run directories (with the private key)
-and closes the connections, whatever happened before.
+Each copy (``copy``) generates its own ed25519 key pair here, authorises it on the source with
+``restrict``, an ``expiry-time`` and a forced command naming that copy's source volume
+(``keyline``), hands the private key to the destination's pull agent on stdin, and revokes the
+line when the copy ends. Volumes need not be known when the session opens.
+
+Tear-down (``close``) revokes every line of the session (by its marker), deletes both run
+directories and closes the connections, whatever happened before; it raises ``RevokeError``
+if the revocation failed.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 
 import asyncssh
 
-from tenantshift.manifest.schema import ConversionHost, ConversionHosts
+from tenantshift.manifest.schema import ConversionHosts
 
 from . import ssh
 from .agent import codecs as agent_codecs  # stdlib only; the preference table is shared
@@ -35,10 +39,12 @@ from .bundle import agent_zip
 from .errors import (
     DeviceNotFoundError,
     HostKeyError,
+    RevokeError,
     StreamError,
     TransferError,
     VerificationError,
 )
+from .keyline import check_host_fields, forced_command, key_line
 from .model import Progress, TransferOptions, TransferResult, VolumeCopy
 
 log = logging.getLogger(__name__)
@@ -50,17 +56,27 @@ HOST_KEY_ALIAS = "tenantshift-source"
 
 
 class TransferSession:
-    """``async with TransferSession(hosts) as session: await session.copy(...)``."""
+    """``async with TransferSession(hosts) as session: await session.copy(...)``.
+
+    ``marker`` is known from construction on: record it before ``open()`` so that a cleanup
+    after a crash can pass it to ``sweep_leftover_keys``. Every copy's key line ends with
+    ``<marker>-<hex>``.
+    """
 
     def __init__(self, hosts: ConversionHosts, options: TransferOptions | None = None) -> None:
+        check_host_fields(hosts.source, "source")
+        check_host_fields(hosts.destination, "destination")
         self.hosts = hosts
         self.options = options or TransferOptions()
         self.marker = f"tenantshift-transfer-{secrets.token_hex(16)}"
         self.source_run_dir: str | None = None
         self.destination_run_dir: str | None = None
+        self.leftover_marker: str | None = None
+        """Set when close() could not revoke this session's key lines (see RevokeError)."""
+        self._source_uid: int | None = None
         self._src: asyncssh.SSHClientConnection | None = None
         self._dst: asyncssh.SSHClientConnection | None = None
-        self._authorized = False
+        self._authorized = False  # a key line may exist on the source
         self._pull_ssh: dict[str, Any] = {}
 
     async def __aenter__(self) -> TransferSession:
@@ -77,7 +93,13 @@ class TransferSession:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.close()
+        try:
+            await self.close()
+        except RevokeError as err:
+            if exc is None:
+                raise
+            # The body's error stays the one raised; leftover_marker says what to sweep.
+            exc.add_note(str(err))
 
     # -- set-up and tear-down
 
@@ -98,48 +120,55 @@ class TransferSession:
         assert self._src is not None and self._dst is not None
         bundle = agent_zip()
         # One after the other: a failed second install must not lose the first run dir.
-        self.source_run_dir = await ssh.install_agent(self._src, src_host, "source", bundle)
-        self.destination_run_dir = await ssh.install_agent(
+        self.source_run_dir, self._source_uid = await ssh.install_agent(
+            self._src, src_host, "source", bundle
+        )
+        self.destination_run_dir, _ = await ssh.install_agent(
             self._dst, dst_host, "destination", bundle
         )
-        key = asyncssh.generate_private_key("ssh-ed25519", comment=self.marker)
-        await self._authorize_on_source(key)
-        await self._provision_destination(key)
+        await self._provision_destination()
         log.info(
             "transfer session ready: %s pulls from %s",
             ssh.describe(dst_host, "destination"),
             ssh.describe(src_host, "source"),
         )
 
-    def _forced_command(self) -> str:
-        host = self.hosts.source
-        assert self.source_run_dir
-        return ssh.agent_command(
-            host, self.source_run_dir, "serve", "--device-dir", host.device_dir, root=True
-        )
+    def _keys_file_args(self) -> list[str]:
+        path = self.options.source_authorized_keys
+        return ["--file", path] if path else []
 
-    async def _authorize_on_source(self, key: asyncssh.SSHKey) -> None:
-        assert self._src and self.source_run_dir
+    async def _authorize(
+        self, key: asyncssh.SSHKey, marker: str, volume_ids: Sequence[str]
+    ) -> None:
+        """A key line that may run ``serve`` for ``volume_ids`` only, expiring by itself."""
+        assert self._src and self.source_run_dir and self._source_uid is not None
         host = self.hosts.source
-        command = self._forced_command().replace("\\", "\\\\").replace('"', '\\"')
-        opts = f'restrict,command="{command}"'
-        if self.options.source_from:
-            opts += f',from="{self.options.source_from}"'
-        public = key.export_public_key("openssh").decode().split()[:2]
-        line = f"{opts} {public[0]} {public[1]} {self.marker}\n"
-        args = ["authorize", "--marker", self.marker]
-        if self.options.source_authorized_keys:
-            args += ["--file", self.options.source_authorized_keys]
+        command = forced_command(host, self.source_run_dir, self._source_uid, volume_ids)
+        public = " ".join(key.export_public_key("openssh").decode().split()[:2])
+        line = key_line(command, public, marker, self.options.source_from)
+        args = ["authorize", "--marker", marker, "--ttl", str(self.options.key_lifetime)]
         self._authorized = True  # before the call: a failure half-way is still revoked
         answer = await ssh.run_json(
             self._src,
-            ssh.agent_command(host, self.source_run_dir, *args),
-            f"authorising the run's key on the {ssh.describe(host, 'source')}",
+            ssh.agent_command(host, self.source_run_dir, *args, *self._keys_file_args()),
+            f"authorising a copy's key on the {ssh.describe(host, 'source')}",
             line,
         )
         log.debug("ephemeral key authorised in %s", answer.get("file"))
 
-    async def _provision_destination(self, key: asyncssh.SSHKey) -> None:
+    async def _revoke(self, marker: str) -> None:
+        if self._src is None or not self.source_run_dir:
+            raise TransferError("no connection to the source host")
+        host = self.hosts.source
+        await ssh.run_json(
+            self._src,
+            ssh.agent_command(
+                host, self.source_run_dir, "revoke", "--marker", marker, *self._keys_file_args()
+            ),
+            f"revoking a key on the {ssh.describe(host, 'source')}",
+        )
+
+    async def _provision_destination(self) -> None:
         assert self._src and self._dst and self.destination_run_dir
         host = self.hosts.destination
         # The key the orchestrator verified (or, under insecure-skip, saw): the destination
@@ -148,16 +177,11 @@ class TransferSession:
         if server_key is None:
             raise HostKeyError("the source host presented no host key")
         host_key = " ".join(server_key.export_public_key("openssh").decode().split()[:2])
-        payload = json.dumps(
-            {
-                "key": key.export_private_key("openssh").decode(),
-                "known_hosts": f"{HOST_KEY_ALIAS} {host_key}\n",
-            }
-        )
+        payload = json.dumps({"known_hosts": f"{HOST_KEY_ALIAS} {host_key}\n"})
         answer = await ssh.run_json(
             self._dst,
             ssh.agent_command(host, self.destination_run_dir, "put-key", self.destination_run_dir),
-            f"provisioning the pull key on the {ssh.describe(host, 'destination')}",
+            f"provisioning the pinned host key on the {ssh.describe(host, 'destination')}",
             payload,
         )
         src = self.hosts.source
@@ -165,7 +189,6 @@ class TransferSession:
             "address": src.address,
             "port": src.port,
             "user": src.user,
-            "identity": answer["key"],
             "known_hosts": answer["known_hosts"],
             "host_key_alias": HOST_KEY_ALIAS,
             "ciphers": ",".join(ssh.CIPHERS),
@@ -173,37 +196,40 @@ class TransferSession:
         }
 
     async def close(self) -> None:
-        """Revoke the key, remove both run directories, close the connections. Best effort
-        and shielded from cancellation: leftovers are logged (without key material)."""
+        """Revoke every key line of the session, remove both run directories, close the
+        connections. Shielded from cancellation. Raises ``RevokeError`` (after everything
+        else is done) if the key lines may still be there; other leftovers are logged."""
         await asyncio.shield(self._close())
 
     async def _close(self) -> None:
         src_host, dst_host = self.hosts.source, self.hosts.destination
-        steps: list[tuple[str, asyncssh.SSHClientConnection | None, ConversionHost, str]] = []
-        if self._authorized and self.source_run_dir:
-            args = ["revoke", "--marker", self.marker]
-            if self.options.source_authorized_keys:
-                args += ["--file", self.options.source_authorized_keys]
-            steps.append(
-                ("revoking the run's key", self._src, src_host,
-                 ssh.agent_command(src_host, self.source_run_dir, *args))
-            )  # fmt: skip
+        revoke_error: RevokeError | None = None
+        if self._authorized:
+            try:
+                await self._revoke(self.marker)  # the session's lines and every copy's
+            except (TransferError, OSError, asyncssh.Error) as exc:
+                where = ssh.describe(src_host, "source")
+                revoke_error = RevokeError(
+                    f"{where}: the session's key lines (marker {self.marker}) may still be in "
+                    f"authorized_keys: {exc}; they expire by themselves, or sweep them with "
+                    "sweep_leftover_keys",
+                    self.marker,
+                    where,
+                )
+                self.leftover_marker = self.marker
         for conn, host, run_dir in (
             (self._dst, dst_host, self.destination_run_dir),
             (self._src, src_host, self.source_run_dir),
         ):
-            if run_dir:
-                steps.append(
-                    ("removing the run directory", conn, host,
-                     ssh.agent_command(host, run_dir, "cleanup", run_dir))
-                )  # fmt: skip
-        for what, conn, host, command in steps:
-            if conn is None:
-                continue
-            try:
-                await ssh.run_json(conn, command, what)
-            except (TransferError, OSError, asyncssh.Error) as exc:
-                log.warning("%s: %s failed: %s", host.address, what, exc)
+            if run_dir and conn is not None:
+                try:
+                    await ssh.run_json(
+                        conn,
+                        ssh.agent_command(host, run_dir, "cleanup", run_dir),
+                        "removing the run directory",
+                    )
+                except (TransferError, OSError, asyncssh.Error) as exc:
+                    log.warning("%s: removing the run directory failed: %s", host.address, exc)
         self._authorized = False
         self.source_run_dir = self.destination_run_dir = None
         for conn in (self._src, self._dst):
@@ -212,14 +238,17 @@ class TransferSession:
                 with contextlib.suppress(Exception):
                     await conn.wait_closed()
         self._src = self._dst = None
+        if revoke_error is not None:
+            raise revoke_error
 
     # -- copies
 
-    def _pull_request(self, copy: VolumeCopy) -> dict[str, Any]:
+    def _pull_request(self, copy: VolumeCopy, key: asyncssh.SSHKey) -> dict[str, Any]:
         o = self.options
         return {
             "source_volume_id": copy.source_volume_id,
             "destination_volume_id": copy.destination_volume_id,
+            "source_generation": copy.source_generation,
             "device_dir": self.hosts.destination.device_dir,
             "state_dir": o.state_dir,
             "chunk_size": o.chunk_size,
@@ -230,20 +259,39 @@ class TransferSession:
             "checkpoint_bytes": o.checkpoint_bytes,
             "rate_limit": o.rate_limit,
             "progress_interval": o.progress_interval,
-            "ssh": self._pull_ssh,
+            # the copy's private key: on stdin, written 0600 by the pull agent for this copy
+            "ssh": dict(self._pull_ssh, key=key.export_private_key("openssh").decode()),
         }
 
     async def copy(
         self, copy: VolumeCopy, progress: ProgressCallback | None = None
     ) -> TransferResult:
-        """Copy one volume (resuming an interrupted copy of the same pair). Runs on its own
-        SSH connection from the destination to the source; raises a TransferError subclass."""
-        if self._dst is None or not self.destination_run_dir:
+        """Copy one volume (resuming an interrupted copy of the same pair and source
+        generation). Runs on its own SSH connection from the destination to the source, with
+        a key of its own that may read this one source volume and is revoked when the copy
+        ends. Raises a TransferError subclass."""
+        if self._dst is None or self._src is None or not self.destination_run_dir:
             raise TransferError("the transfer session is not open")
+        key = asyncssh.generate_private_key("ssh-ed25519")
+        marker = f"{self.marker}-{secrets.token_hex(8)}"
+        try:
+            await self._authorize(key, marker, [copy.source_volume_id])
+            return await self._pull(copy, key, progress)
+        finally:
+            try:
+                await asyncio.shield(self._revoke(marker))
+            except (TransferError, OSError, asyncssh.Error) as exc:
+                # close() revokes by the session's marker, and raises if that fails too.
+                log.warning("revoking the key of volume %s failed: %s", copy.source_volume_id, exc)
+
+    async def _pull(
+        self, copy: VolumeCopy, key: asyncssh.SSHKey, progress: ProgressCallback | None
+    ) -> TransferResult:
+        assert self._dst is not None and self.destination_run_dir
         host = self.hosts.destination
         started = time.monotonic()
         command = ssh.agent_command(host, self.destination_run_dir, "pull", root=True)
-        request = json.dumps(self._pull_request(copy)) + "\n"
+        request = json.dumps(self._pull_request(copy, key)) + "\n"
         async with self._dst.create_process(command, encoding="utf-8") as proc:
             proc.stdin.write(request)
             proc.stdin.write_eof()
@@ -334,28 +382,37 @@ async def copy_volumes(
     has its own SSH connection between the hosts (one sshd process serves all channels of a
     connection, so only separate connections use more cores). All copies run to the end; if
     any failed, an ExceptionGroup of their TransferErrors is raised (results of the others
-    are on its ``results`` attribute)."""
+    are on its ``results`` attribute). If only the final revocation failed, RevokeError is
+    raised with every result on its ``results``."""
     if copy_parallelism < 1:
         raise ValueError("copy_parallelism must be at least 1")
     limit = asyncio.Semaphore(copy_parallelism)
+    revoke_error: RevokeError | None = None
+    outcomes: list[TransferResult | BaseException] = []
+    try:
+        async with TransferSession(hosts, options) as session:
 
-    async with TransferSession(hosts, options) as session:
+            async def one(copy: VolumeCopy) -> TransferResult:
+                async with limit:
+                    return await session.copy(copy, progress)
 
-        async def one(copy: VolumeCopy) -> TransferResult:
-            async with limit:
-                return await session.copy(copy, progress)
-
-        outcomes = await asyncio.gather(*(one(c) for c in copies), return_exceptions=True)
+            outcomes = await asyncio.gather(*(one(c) for c in copies), return_exceptions=True)
+    except RevokeError as exc:
+        revoke_error = exc
     results = [o for o in outcomes if isinstance(o, TransferResult)]
-    errors = [o for o in outcomes if isinstance(o, BaseException)]
+    errors: list[Exception] = []
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            if not isinstance(outcome, Exception):
+                raise outcome  # cancellation and the like are not copy failures
+            errors.append(outcome)
+    if revoke_error is not None:
+        revoke_error.results = results
+        if not errors:
+            raise revoke_error
+        errors.append(revoke_error)
     if errors:
-        for exc in errors:
-            if not isinstance(exc, Exception):
-                raise exc  # cancellation and the like are not copy failures
-        group = ExceptionGroup(
-            f"{len(errors)} of {len(copies)} volume copies failed",
-            [e for e in errors if isinstance(e, Exception)],
-        )
+        group = ExceptionGroup(f"{len(errors)} of {len(copies)} volume copies failed", errors)
         group.results = results  # type: ignore[attr-defined]
         raise group
     return results

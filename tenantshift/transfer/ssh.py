@@ -120,26 +120,25 @@ async def run_json(
     return value
 
 
-#: Writes the agent zip (stdin) into a fresh private directory and prints its path. mkdtemp
-#: makes the directory 0700, so other users on the host cannot swap the agent.
+#: Writes the agent zip (stdin) into a fresh private directory and prints its path and the
+#: uid that owns it. mkdtemp makes the directory 0700, so other users on the host cannot swap
+#: the agent; the forced command checks that owner before it runs the agent as root.
 _INSTALL = (
-    "import os,sys,tempfile;"
+    "import json,os,sys,tempfile;"
     "d=tempfile.mkdtemp(prefix='tenantshift-transfer-');"
-    "f=open(os.path.join(d,'agent.pyz'),'wb');f.write(sys.stdin.buffer.read());f.close();"
-    "print(d)"
+    "fd=os.open(os.path.join(d,'agent.pyz'),os.O_WRONLY|os.O_CREAT|os.O_EXCL,0o600);"
+    "f=os.fdopen(fd,'wb');f.write(sys.stdin.buffer.read());f.close();"
+    "print(json.dumps({'run_dir':d,'uid':os.getuid()}))"
 )
 
 
 async def install_agent(
     conn: asyncssh.SSHClientConnection, host: ConversionHost, role: str, bundle: bytes
-) -> str:
-    out = await run(
-        conn,
-        shlex.join([host.python, "-c", _INSTALL]),
-        f"installing the agent on the {describe(host, role)}",
-        bundle,
-    )
-    run_dir = out.strip().splitlines()[-1] if out.strip() else ""
-    if not run_dir.startswith("/"):
-        raise TransferError(f"installing the agent on the {describe(host, role)}: got {out!r}")
-    return run_dir
+) -> tuple[str, int]:
+    """The run directory and the uid owning it."""
+    what = f"installing the agent on the {describe(host, role)}"
+    answer = await run_json(conn, shlex.join([host.python, "-c", _INSTALL]), what, bundle)
+    run_dir, uid = answer.get("run_dir"), answer.get("uid")
+    if not isinstance(run_dir, str) or not run_dir.startswith("/") or not isinstance(uid, int):
+        raise TransferError(f"{what}: got {answer!r}")
+    return run_dir, uid

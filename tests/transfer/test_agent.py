@@ -34,11 +34,20 @@ def devices(tmp_path: Path) -> tuple[Path, Path]:
     return src_dir, dst_dir
 
 
-def _stream(src_dir: Path, start: int = 0, codec: str = "none", vid: str = SRC_ID) -> bytes:
+def _stream(
+    src_dir: Path, start: int = 0, codec: str = "none", vid: str = SRC_ID, prefix: bool = True
+) -> bytes:
     out = io.BytesIO()
-    request = {"volume_id": vid, "start": start, "chunk_size": CHUNK, "codecs": [codec]}
-    source.serve(request, out, str(src_dir))
+    request = {"volume_id": vid, "start": start, "chunk_size": CHUNK, "codecs": [codec],
+               "verify_prefix": prefix}  # fmt: skip
+    source.serve(request, out, str(src_dir), [vid])
     return out.getvalue()
+
+
+def _state(state_dir: Path, generation: str | None = None) -> State:
+    return State(str(state_dir), {"source_volume_id": SRC_ID, "destination_volume_id": DST_ID,
+                                  "source_generation": generation,
+                                  "chunk_size": CHUNK, "hash": "sha256"})  # fmt: skip
 
 
 def _records(stream: bytes) -> list[framing.Record]:
@@ -54,9 +63,9 @@ def _records(stream: bytes) -> list[framing.Record]:
 
 def _apply(dst: Path, stream: bytes, state_dir: Path, **kw: object) -> Sink:
     fd = os.open(dst, os.O_RDWR)
-    state = State(str(state_dir), {"source_volume_id": SRC_ID, "destination_volume_id": DST_ID,
-                                   "chunk_size": CHUNK, "hash": "sha256"})  # fmt: skip
-    sink = Sink(fd, state, **kw)  # type: ignore[arg-type]
+    state = _state(state_dir)
+    kw.setdefault("codecs_offered", ["zstd", "zlib", "none"])
+    sink = Sink(fd, state, chunk_size=CHUNK, hash_name="sha256", **kw)  # type: ignore[arg-type]
     reader = framing.Reader(io.BytesIO(stream))
     try:
         sink.start(reader)
@@ -240,7 +249,7 @@ def test_agent_zip_runs_with_the_system_python() -> None:
     out = subprocess.run(["/usr/bin/python3", "-I", str(_zip_path()), "info"],
                          capture_output=True, text=True, check=True)  # fmt: skip
     info = json.loads(out.stdout)
-    assert info["protocol"] == 1 and "none" in info["codecs"]
+    assert info["protocol"] == 2 and "none" in info["codecs"]
 
 
 # -- sink: copy, sparse result, zeroing, verification
@@ -278,7 +287,6 @@ def test_destination_garbage_is_zeroed_unless_promised_zero(
     assert sha256_file(dst) == sha256_file(src)
     with open(dst, "r+b") as f:
         os.pwrite(f.fileno(), b"\xff" * 100, 60 * MiB)
-    (tmp_path / "s2").mkdir()
     with pytest.raises(VerifyError, match="where the source has zeros"):
         _apply(dst, _stream(devices[0]), tmp_path / "s2", target_zeroed=True)
 
@@ -323,18 +331,20 @@ def test_interrupted_stream_resumes_from_the_last_checkpoint(
     # the next attempt asks the source to start at the resume point, and only the rest moves
     rest = _stream(devices[0], start=saved["offset"])
     assert len(rest) < len(full)
-    assert all(r.offset >= saved["offset"] for r in _records(rest)[1:])
+    # only prefix hashes (no data) before the resume point
+    before = [r for r in _records(rest)[1:] if r.offset < saved["offset"]]
+    assert before and all(r.kind == framing.PREFIX for r in before)
     sink = _apply(dst, rest, state_dir)
     assert sink.resumed_from == saved["offset"]
     assert sink.data_bytes < SENT
     assert sha256_file(dst) == sha256_file(src)
-    # verification covered the chunks of the first attempt too (hashes kept in the sidecar)
+    # verification covered the chunks of the first attempt too (prefix hashes of the source)
     assert sink.summary["verify"]["chunks_total"] == sum(
         1 for r in _records(full) if r.kind == framing.HASH
     )
-    # a finished copy run again moves nothing and verifies again
-    again = _apply(dst, _stream(devices[0], start=64 * MiB), state_dir)
-    assert again.data_bytes == 0 and again.resumed_from == 64 * MiB
+    # a finished copy leaves no resume point: running it again starts from the beginning
+    assert not list(state_dir.iterdir())
+    assert _state(state_dir).offset == 0
 
 
 def test_stale_state_for_another_size_is_refused(
@@ -342,10 +352,7 @@ def test_stale_state_for_another_size_is_refused(
 ) -> None:
     _, dst = _volume(*devices)
     state_dir = tmp_path / "state"
-    _apply(dst, _stream(devices[0]), state_dir)
-    path = next(state_dir.glob("*.json"))
-    saved = json.loads(path.read_text())
-    path.write_text(json.dumps(dict(saved, size=saved["size"] * 2, offset=CHUNK)))
+    _state(state_dir).checkpoint(CHUNK, 128 * MiB)  # saved for a volume twice the size
     with pytest.raises(RemoteError) as err:
         _apply(dst, _stream(devices[0], start=CHUNK), state_dir)
     assert err.value.kind == "stale_state"

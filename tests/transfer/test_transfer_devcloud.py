@@ -27,6 +27,7 @@ from tenantshift.transfer import (
     TransferSession,
     VolumeCopy,
     copy_volumes,
+    sweep_leftover_keys,
 )
 
 from .helpers import MiB, allocated, make_volume, sha256_file
@@ -89,9 +90,15 @@ def lo_received() -> int:
     raise AssertionError("no lo interface")
 
 
-def marker_lines(devcloud: Any) -> list[str]:
+def private_keys() -> set[Path]:
+    """Private keys of transfer runs: run directories, and the pull agents' key directories."""
+    tmp = Path("/tmp")
+    return {*tmp.glob("tenantshift-transfer-*/id_ed25519"), *tmp.glob("tenantshift-pull-*")}
+
+
+def marker_lines(devcloud: Any, marker: str = "tenantshift-transfer-") -> list[str]:
     keys = (devcloud.state / "ssh" / "authorized_keys").read_text().splitlines()
-    return [k for k in keys if "tenantshift-transfer-" in k]
+    return [k for k in keys if marker in k]
 
 
 def test_parallel_copies_are_identical_sparse_and_extent_only(
@@ -102,6 +109,7 @@ def test_parallel_copies_are_identical_sparse_and_extent_only(
     options = TransferOptions(
         state_dir=str(tmp_path / "state"), compression="none", progress_interval=0.0
     )
+    keys_before = private_keys()
     before = lo_received()
     results = asyncio.run(
         copy_volumes(hosts, [a.copy, b.copy], options=options, copy_parallelism=2,
@@ -125,7 +133,8 @@ def test_parallel_copies_are_identical_sparse_and_extent_only(
     done = {p.source_volume_id: p.bytes_done for p in reports}
     assert done == {a.copy.source_volume_id: SIZE, b.copy.source_volume_id: SIZE}
     assert not marker_lines(devcloud), "the ephemeral key was not revoked"
-    assert not list(Path("/tmp").glob("tenantshift-transfer-*/id_ed25519"))
+    # no private key left behind (other runs on this machine may have their own meanwhile)
+    assert not private_keys() - keys_before
 
 
 def test_compression_is_negotiated_and_shrinks_the_wire(
@@ -184,7 +193,6 @@ def test_interrupted_copy_resumes_without_resending(
             return await session.copy(pair.copy)
 
     result = asyncio.run(run())
-    state = next((tmp_path / "state").glob("*.json"))
     assert result.resumed_from >= 32 * MiB - 4 * MiB - 16 * MiB  # a checkpoint past the middle
     assert result.resumed_from % options.chunk_size == 0
     # the second run moved only what lies past its resume point
@@ -192,7 +200,7 @@ def test_interrupted_copy_resumes_without_resending(
     assert result.bytes_data == past < 64 * MiB
     assert result.verified and result.chunks == 16  # verification covers both attempts
     assert sha256_file(pair.destination) == sha256_file(pair.source)
-    assert state.exists()
+    assert not list((tmp_path / "state").iterdir())  # a finished copy is never resumed from
 
 
 def test_wrong_host_key_is_refused(hosts: ConversionHosts, make_pair: Any) -> None:
@@ -240,3 +248,40 @@ def test_missing_device_names_the_volume(
     with pytest.raises(DeviceNotFoundError, match=missing) as err:
         asyncio.run(run(VolumeCopy(pair.copy.source_volume_id, missing)))
     assert err.value.side == "destination"
+
+
+def test_each_copy_has_its_own_expiring_key_for_its_volume_only(
+    devcloud: Any, hosts: ConversionHosts, make_pair: Any, tmp_path: Path
+) -> None:
+    pair = make_pair()
+    seen: list[list[str]] = []
+    options = TransferOptions(state_dir=str(tmp_path / "state"), progress_interval=0.0)
+
+    async def run() -> Any:
+        async with TransferSession(hosts, options) as session:
+            ours = session.marker  # other runs may use the devcloud meanwhile
+            assert not marker_lines(devcloud, ours)  # nothing is authorised before a copy
+            result = await session.copy(
+                pair.copy, lambda p: seen.append(marker_lines(devcloud, ours))
+            )
+            assert not marker_lines(devcloud, ours)  # revoked when the copy ended
+            return ours, result
+
+    marker, result = asyncio.run(run())
+    assert result.verified
+    lines = {line for snapshot in seen for line in snapshot}
+    assert len(lines) == 1
+    [line] = lines
+    assert line.startswith('restrict,expiry-time="') and line.split()[-1].startswith(marker + "-")
+    assert line.count("--volume-id") == 1 and f"--volume-id {pair.copy.source_volume_id}" in line
+
+
+def test_leftover_keys_are_swept(devcloud: Any, hosts: ConversionHosts) -> None:
+    keys_file = devcloud.state / "ssh" / "authorized_keys"
+    marker = "tenantshift-transfer-" + "0f" * 16
+    public = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().split()
+    with open(keys_file, "a") as f:  # what a killed run leaves behind
+        f.write(f'restrict,command="false" {public[0]} {public[1]} {marker}-0123456789abcdef\n')
+    assert asyncio.run(sweep_leftover_keys(hosts, [marker])) == 1
+    assert not marker_lines(devcloud, marker)
+    assert asyncio.run(sweep_leftover_keys(hosts, [marker])) == 0

@@ -8,4 +8,4 @@ that the same files work as ``tenantshift.transfer.agent`` (tests) and as ``tsag
 the zip).
 """
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2

@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("info", help="protocol version, codecs, python")
     serve = sub.add_parser("serve", help="stream a volume (request on stdin)")
     serve.add_argument("--device-dir", required=True)
+    # The volumes this invocation may read: fixed in the key's forced command.
+    serve.add_argument("--volume-id", action="append", required=True, dest="volume_ids")
     sub.add_parser("pull", help="pull a volume from the source host (request on stdin)")
     digest = sub.add_parser("digest", help="content digest of a volume's device")
     digest.add_argument("--device-dir", required=True)
@@ -34,10 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     auth = sub.add_parser("authorize", help="add the key line on stdin to authorized_keys")
     auth.add_argument("--marker", required=True)
     auth.add_argument("--file")
+    auth.add_argument("--ttl", type=int, help="seconds until the line expires")
     rev = sub.add_parser("revoke", help="remove this run's key lines from authorized_keys")
-    rev.add_argument("--marker", required=True)
+    which = rev.add_mutually_exclusive_group(required=True)
+    which.add_argument("--marker")
+    which.add_argument("--every-run", action="store_true", help="the lines of every run")
     rev.add_argument("--file")
-    put = sub.add_parser("put-key", help="store the pull key (JSON on stdin) in the run dir")
+    put = sub.add_parser("put-key", help="store the pinned source host key (JSON on stdin)")
     put.add_argument("run_dir")
     clean = sub.add_parser("cleanup", help="remove the run dir")
     clean.add_argument("run_dir")
@@ -56,18 +61,17 @@ def main(argv: list[str] | None = None) -> int:
             pass
         out = os.fdopen(1, "wb", buffering=1024 * 1024, closefd=False)
         try:
-            return source.main(sys.stdin.buffer, out, args.device_dir)
+            return source.main(sys.stdin.buffer, out, args.device_dir, args.volume_ids)
         except BrokenPipeError:
             return 3
     if args.command == "pull":
         return pull.main(sys.stdin.buffer, sys.stdout)
     if args.command == "digest":
         try:
-            path = extents.find_device(args.device_dir, args.volume_id)
+            fd = extents.open_device(args.device_dir, args.volume_id, os.O_RDONLY)
         except extents.DeviceNotFound as exc:
             _print({"error": str(exc), "volume_id": args.volume_id})
             return 2
-        fd = os.open(path, os.O_RDONLY)
         try:
             size = extents.device_size(fd)
             value = sink.device_digest(fd, size, args.chunk_size, args.hash)
@@ -76,10 +80,10 @@ def main(argv: list[str] | None = None) -> int:
             os.close(fd)
         return 0
     if args.command == "authorize":
-        _print(keys.authorize(sys.stdin.read(16384), args.marker, args.file))
+        _print(keys.authorize(sys.stdin.read(16384), args.marker, args.file, args.ttl))
         return 0
     if args.command == "revoke":
-        _print(keys.revoke(args.marker, args.file))
+        _print(keys.revoke(args.marker, args.file, every_run=args.every_run))
         return 0
     if args.command == "put-key":
         _print(keys.put_pull_key(args.run_dir, json.loads(sys.stdin.read(65536))))

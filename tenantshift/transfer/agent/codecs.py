@@ -43,9 +43,20 @@ class ZlibCodec(Codec):
         return zlib.compress(data, 1)
 
     def decompress_into(self, payload: memoryview, out: memoryview) -> None:
-        raw = zlib.decompress(payload, bufsize=len(out))
-        if len(raw) != len(out):
-            raise CodecError(f"zlib run gave {len(raw)} bytes, expected {len(out)}")
+        # max_length bounds the output: a small payload from a hostile source must not
+        # inflate to gigabytes before the length is checked.
+        inflater = zlib.decompressobj()
+        try:
+            raw = inflater.decompress(payload, len(out))
+        except zlib.error as exc:
+            raise CodecError(f"zlib run is corrupt: {exc}") from None
+        if (
+            len(raw) != len(out)
+            or inflater.unconsumed_tail
+            or inflater.unused_data
+            or not inflater.eof
+        ):
+            raise CodecError(f"zlib run does not decompress to exactly {len(out)} bytes")
         out[:] = raw
 
 
@@ -102,6 +113,7 @@ class _ModuleZstd(Codec):
     name = "zstd"
 
     def __init__(self, module: Any, level: int = 1) -> None:
+        self._module = module
         self._c = module.ZstdCompressor(level=level)
         self._d = module.ZstdDecompressor()
 
@@ -109,7 +121,16 @@ class _ModuleZstd(Codec):
         return bytes(self._c.compress(data))
 
     def decompress_into(self, payload: memoryview, out: memoryview) -> None:
-        raw = self._d.decompress(payload, max_output_size=len(out))
+        # zstandard sizes its output by the content size in the frame header and uses
+        # max_output_size only when the header has none: check the header first, so a frame
+        # claiming gigabytes is refused before anything is allocated.
+        try:
+            declared = self._module.frame_content_size(payload)
+            if declared not in (-1, len(out)):
+                raise CodecError(f"zstd frame declares {declared} bytes, expected {len(out)}")
+            raw = self._d.decompress(payload, max_output_size=len(out))
+        except self._module.ZstdError as exc:
+            raise CodecError(f"zstd run is corrupt: {exc}") from None
         if len(raw) != len(out):
             raise CodecError(f"zstd run did not decompress to {len(out)} bytes")
         out[:] = raw

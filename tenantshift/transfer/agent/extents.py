@@ -9,11 +9,12 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
-import glob
 import os
 import stat
 import struct
 from typing import Iterator, Tuple
+
+from .validate import VOLUME_ID_RE
 
 Extent = Tuple[int, int]  # (offset, length)
 
@@ -37,27 +38,70 @@ class DeviceNotFound(Exception):
         self.device_dir = device_dir
 
 
+def by_id_names(volume_id: str) -> list[str]:
+    """The names a volume's disk gets under /dev/disk/by-id: udev names it after the serial
+    that Nova sets to the volume id, truncated to 20 characters by virtio-blk."""
+    short = volume_id[:ID_PREFIX]
+    names = [
+        f"virtio-{short}",
+        f"scsi-0QEMU_QEMU_HARDDISK_{volume_id}",
+        f"scsi-0QEMU_QEMU_HARDDISK_{short}",
+        f"scsi-SQEMU_QEMU_HARDDISK_{volume_id}",
+    ]
+    return sorted(set(names), key=names.index)
+
+
+def _usable(mode: int) -> bool:
+    # A block device, or a regular file (a file-backed volume, as on the devcloud); never a
+    # directory, character device, fifo or socket.
+    return stat.S_ISBLK(mode) or stat.S_ISREG(mode)
+
+
 def find_device(device_dir: str, volume_id: str) -> str:
-    """The device of ``volume_id``: ``<device_dir>/*<volume id prefix>``, never a guessed
-    /dev/vdX. Several names may point at one device (virtio-, scsi-); that is fine, different
-    devices are not."""
-    prefix = volume_id[:ID_PREFIX]
-    pattern = os.path.join(glob.escape(device_dir), "*" + glob.escape(prefix))
-    found = sorted(glob.glob(pattern))
-    targets = sorted({os.path.realpath(p) for p in found})
-    if not targets:
+    """The device of ``volume_id``: one of its exact by-id names in ``device_dir`` (never a
+    pattern, never a guessed /dev/vdX). Several names may point at one device (virtio-,
+    scsi-); that is fine, different devices are not."""
+    if not VOLUME_ID_RE.match(volume_id):
+        raise DeviceNotFound(volume_id, device_dir, "not a volume id")
+    found = [
+        path
+        for path in (os.path.join(device_dir, name) for name in by_id_names(volume_id))
+        if os.path.lexists(path)
+    ]
+    if not found:
         raise DeviceNotFound(
             volume_id,
             device_dir,
-            f"no device for volume {volume_id} on this host (nothing matches {pattern})",
+            f"no device for volume {volume_id} on this host "
+            f"(none of {', '.join(by_id_names(volume_id))} in {device_dir})",
         )
+    targets = sorted({os.path.realpath(p) for p in found})
     if len(targets) > 1:
         raise DeviceNotFound(
             volume_id,
             device_dir,
             f"volume {volume_id} matches several devices: {', '.join(found)}",
         )
-    return found[0]
+    try:
+        mode = os.stat(targets[0]).st_mode
+    except OSError as exc:
+        raise DeviceNotFound(volume_id, device_dir, f"volume {volume_id}: {exc}") from None
+    if not _usable(mode):
+        raise DeviceNotFound(
+            volume_id, device_dir, f"volume {volume_id}: {found[0]} is not a block device"
+        )
+    return targets[0]
+
+
+def open_device(device_dir: str, volume_id: str, flags: int) -> int:
+    """``find_device`` then open it, and check the opened file again (the name could have
+    changed in between)."""
+    path = find_device(device_dir, volume_id)
+    fd = os.open(path, flags | os.O_CLOEXEC)
+    if not _usable(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DeviceNotFound(volume_id, device_dir, f"volume {volume_id}: not a block device")
+    return fd
 
 
 def device_size(fd: int) -> int:

@@ -8,6 +8,9 @@ payload length`` followed by the payload. Kinds:
 ``H`` chunk complete: offset and length of the grid chunk, payload its hash (of the whole
       chunk, zeros included); the runs of that chunk precede it
 ``S`` skip: [offset, offset+raw length) is all zeros on the source
+``P`` prefix hash: on a resumed copy, the hash of a non-zero chunk *before* the start offset,
+      as the source holds it now (no data follows); sent right after the hello, so the
+      destination verifies what earlier attempts wrote against the source of this copy
 ``E`` end (JSON summary); ``X`` error (JSON: kind, message, volume_id)
 
 Records come in offset order and cover the volume from the start offset to its size, so the
@@ -20,7 +23,7 @@ import json
 import struct
 from typing import IO, Any, NamedTuple
 
-MAGIC = b"TSX1"
+MAGIC = b"TSX2"
 HEADER = struct.Struct("!cQII")
 
 HELLO = b"J"
@@ -30,7 +33,8 @@ HASH = b"H"
 SKIP = b"S"
 END = b"E"
 ERROR = b"X"
-KINDS = frozenset((HELLO, DATA, ZDATA, HASH, SKIP, END, ERROR))
+PREFIX = b"P"
+KINDS = frozenset((HELLO, DATA, ZDATA, HASH, SKIP, END, ERROR, PREFIX))
 
 #: Largest payload accepted (a corrupt header must not make us allocate gigabytes).
 MAX_PAYLOAD = 64 * 1024 * 1024

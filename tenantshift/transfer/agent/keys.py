@@ -1,22 +1,26 @@
 """The run's ephemeral key: authorising it on the source host, and provisioning it (with the
 pinned source host key) on the destination host.
 
-The key is authorised with ``restrict`` and a forced command, so whoever holds it can only run
-the source agent's ``serve`` for devices in one directory, with no shell, no forwarding and no
-pty, and only until the orchestrator revokes it at the end of the run.
+Each copy's key is authorised with ``restrict``, an ``expiry-time`` and a forced command, so
+whoever holds it can only run the source agent's ``serve`` for the volumes named in that
+command, with no shell, no forwarding and no pty, and only until the orchestrator revokes it
+at the end of the copy (or it expires).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import re
 import shutil
+import stat
 import tempfile
-from typing import IO
+import time
 
-MARKER_RE = re.compile(r"^tenantshift-transfer-[0-9a-f]{16,64}$")
+#: A session's marker, optionally followed by one copy's suffix.
+MARKER_RE = re.compile(r"\Atenantshift-transfer-[0-9a-f]{16,64}(-[0-9a-f]{8,32})?\Z")
 RUN_DIR_PREFIX = "tenantshift-transfer-"
 
 
@@ -96,75 +100,153 @@ def authorized_keys_path(explicit: str | None = None) -> str:
     return first if os.path.isabs(first) else os.path.join(home, first)
 
 
-def _locked(path: str) -> IO[str]:
-    # A separate lock file: the keys file itself is replaced by rename, which would leave a
-    # second waiter holding a lock on the old inode.
-    lock = open(path + ".tenantshift-lock", "a", encoding="utf-8")  # noqa: SIM115 (returned)
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    return lock
+def _open_locked(path: str, flags: int) -> tuple[int, str]:
+    """The real file behind ``path`` (symlinks resolved, so a symlinked authorized_keys stays
+    a symlink), opened and locked with flock on the file itself: no lock files are left
+    behind. A revoke replaces the file by rename, so a waiter that got the lock on the old
+    inode sees that and opens again."""
+    for _ in range(50):
+        real = os.path.realpath(path)
+        fd = os.open(real, flags | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            now = os.stat(real)
+        except FileNotFoundError:
+            now = None
+        held = os.fstat(fd)
+        if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+            return fd, real
+        os.close(fd)
+    raise OSError(f"{path} keeps being replaced; giving up")
 
 
-def _rewrite(path: str, lines: list[str]) -> None:
-    mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o600
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".authorized_keys.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write("".join(lines))
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+def _read_all(fd: int) -> bytes:
+    chunks: list[bytes] = []
+    offset = 0
+    while True:
+        chunk = os.pread(fd, 1 << 16, offset)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        offset += len(chunk)
 
 
-def authorize(line: str, marker: str, explicit: str | None = None) -> dict[str, str]:
+def _comment(line: str) -> str:
+    words = line.split()
+    return words[-1] if words else ""
+
+
+def authorize(
+    line: str, marker: str, explicit: str | None = None, ttl: int | None = None
+) -> dict[str, str]:
+    """Append the key line, with ``expiry-time`` ``ttl`` seconds from now (sshd's local
+    time, which is ours: sshd passes TZ on) so a line that outlives its run stops working."""
+    line = line.strip()
     if (
         not MARKER_RE.match(marker)
-        or not line.rstrip().endswith(" " + marker)
-        or "\n" in line.strip()
+        or _comment(line) != marker
+        or not line.startswith("restrict,")
+        or not line.isprintable()
     ):
         raise ValueError("refusing an authorized_keys line without this run's marker")
+    if ttl is not None:
+        if not 0 < ttl <= 30 * 24 * 3600:
+            raise ValueError("ttl must be between 1 second and 30 days")
+        expiry = time.strftime("%Y%m%d%H%M%S", time.localtime(time.time() + ttl))
+        line = f'restrict,expiry-time="{expiry}",' + line[len("restrict,") :]
     path = authorized_keys_path(explicit)
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    with _locked(path):
-        lines = _read_lines(path)
-        if lines and not lines[-1].endswith("\n"):
-            lines[-1] += "\n"
-        _rewrite(path, [*lines, line.strip() + "\n"])
+    os.makedirs(os.path.dirname(os.path.realpath(path)), mode=0o700, exist_ok=True)
+    # O_APPEND: whatever others append meanwhile (cloud-init, ssh-copy-id) stays.
+    fd, _real = _open_locked(path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
+    try:
+        size = os.fstat(fd).st_size
+        lead = b"\n" if size and os.pread(fd, 1, size - 1) != b"\n" else b""
+        os.write(fd, lead + line.encode("utf-8") + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     return {"file": path}
 
 
-def revoke(marker: str, explicit: str | None = None) -> dict[str, object]:
-    if not MARKER_RE.match(marker):
-        raise ValueError("not a tenantshift transfer marker")
+def revoke(
+    marker: str | None, explicit: str | None = None, every_run: bool = False
+) -> dict[str, object]:
+    """Remove the lines of run ``marker`` (its session line and its per-copy lines,
+    ``<marker>-<hex>``), or with ``every_run`` the lines of every tenantshift run."""
+    if every_run:
+
+        def drop(comment: str) -> bool:
+            return bool(MARKER_RE.match(comment))
+
+    else:
+        if marker is None or not MARKER_RE.match(marker):
+            raise ValueError("not a tenantshift transfer marker")
+
+        def drop(comment: str) -> bool:
+            return comment == marker or (
+                comment.startswith(f"{marker}-") and bool(MARKER_RE.match(comment))
+            )
+
     path = authorized_keys_path(explicit)
     if not os.path.exists(path):
         return {"file": path, "removed": 0}
-    with _locked(path):
-        lines = _read_lines(path)
-        keep = [ln for ln in lines if not ln.rstrip().endswith(" " + marker)]
-        if len(keep) != len(lines):
-            _rewrite(path, keep)
-    return {"file": path, "removed": len(lines) - len(keep)}
-
-
-def _read_lines(path: str) -> list[str]:
+    fd, real = _open_locked(path, os.O_RDONLY)
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.readlines()
-    except FileNotFoundError:
-        return []
+        for _ in range(20):
+            data = _read_all(fd)
+            lines = data.decode("utf-8", "surrogateescape").splitlines(keepends=True)
+            keep = [ln for ln in lines if not drop(_comment(ln))]
+            removed = len(lines) - len(keep)
+            if not removed:
+                return {"file": path, "removed": 0}
+            if _replace(fd, real, data, "".join(keep).encode("utf-8", "surrogateescape")):
+                return {"file": path, "removed": removed}
+        raise OSError(f"{path} keeps changing; the key lines are still there")
+    finally:
+        os.close(fd)
+
+
+def _replace(fd: int, real: str, seen: bytes, new: bytes) -> bool:
+    """Replace ``real`` (locked as ``fd``) with ``new`` unless it changed since it read as
+    ``seen``: writers that do not take our lock append without waiting, and a line they
+    added must not be lost. False when it changed (read again and retry)."""
+    st = os.fstat(fd)
+    tmp_fd, tmp = tempfile.mkstemp(dir=os.path.dirname(real), prefix=".authorized_keys.")
+    try:
+        os.write(tmp_fd, new)
+        os.fchmod(tmp_fd, stat.S_IMODE(st.st_mode))
+        if os.geteuid() == 0:
+            os.fchown(tmp_fd, st.st_uid, st.st_gid)
+        os.fsync(tmp_fd)
+        os.close(tmp_fd)
+        tmp_fd = -1
+        if _read_all(fd) != seen:
+            os.unlink(tmp)
+            return False
+        os.replace(tmp, real)
+    except BaseException:
+        if tmp_fd >= 0:
+            os.close(tmp_fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(os.path.dirname(real), os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return True
 
 
 def put_pull_key(run_dir: str, data: dict[str, str]) -> dict[str, str]:
-    """Write the ephemeral private key and the pinned source host key into the run dir."""
+    """Write the pinned source host key into the run dir (each copy's private key comes with
+    its pull request and lives only as long as that copy)."""
     _check_run_dir(run_dir)
-    out = {}
-    for name, field in (("id_ed25519", "key"), ("known_hosts", "known_hosts")):
-        path = os.path.join(run_dir, name)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(data[field])
-        out[field] = path
-    return out
+    path = os.path.join(run_dir, "known_hosts")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(data["known_hosts"])
+    return {"known_hosts": path}
 
 
 def _check_run_dir(run_dir: str) -> None:

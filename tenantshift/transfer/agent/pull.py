@@ -1,6 +1,7 @@
 """``pull``: the destination agent's command. Opens its own SSH connection to the source host
 (OpenSSH client, the run's ephemeral key, the pinned source host key), feeds the stream to a
-``Sink`` and reports progress and the result as JSON lines on stdout.
+``Sink`` and reports progress and the result as JSON lines on stdout. Every failure, a
+malformed stream included, is reported as one JSON error line, never as a traceback.
 
 Only these small JSON lines go back to the orchestrator; volume data flows source -> here.
 """
@@ -12,16 +13,20 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
+import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import IO, Any
 
-from . import codecs, extents
-from .framing import Reader
+from . import codecs, extents, validate
+from .codecs import CodecError
+from .framing import FramingError, Reader
 from .sink import RemoteError, Sink, VerifyError
-from .state import State
+from .state import State, StateDirError
 
 F_SETPIPE_SZ = 1031
 
@@ -85,9 +90,51 @@ def _classify_ssh_failure(stderr: str) -> str:
     return "stream"
 
 
+def parse_request(request: Any) -> dict[str, Any]:
+    """The orchestrator's request, checked before anything touches a path (volume ids become
+    file names in the state directory, as root)."""
+    if not isinstance(request, dict):
+        raise validate.RequestError("the request is not a JSON object")
+    ssh = request.get("ssh")
+    if not isinstance(ssh, dict) or not isinstance(ssh.get("key"), str):
+        raise validate.RequestError("ssh settings or the copy's key are missing")
+    for name in ("address", "user", "known_hosts", "host_key_alias", "ciphers"):
+        # these become ssh client arguments, run as root: never options
+        value = validate.text(ssh.get(name), f"ssh.{name}")
+        if value.startswith("-"):
+            raise validate.RequestError(f"ssh.{name} must not start with '-'")
+    validate.integer(ssh.get("port"), "ssh.port", 1, 65535)
+    chunk_size = validate.chunk_size(request.get("chunk_size"))
+    state_dir = validate.text(request.get("state_dir"), "state_dir")
+    if not os.path.isabs(state_dir):
+        raise validate.RequestError("state_dir must be an absolute path")
+    return {
+        "source_volume_id": validate.volume_id(request.get("source_volume_id"), "source_volume_id"),
+        "destination_volume_id": validate.volume_id(
+            request.get("destination_volume_id"), "destination_volume_id"
+        ),
+        "source_generation": validate.generation(request.get("source_generation")),
+        "device_dir": validate.text(request.get("device_dir"), "device_dir"),
+        "state_dir": state_dir,
+        "chunk_size": chunk_size,
+        "hash": validate.hash_name(request.get("hash")),
+        "codecs": validate.codec_list(request.get("codecs")),
+        "target_zeroed": validate.flag(request.get("target_zeroed", False), "target_zeroed"),
+        "verify": validate.flag(request.get("verify", True), "verify"),
+        "checkpoint_bytes": validate.integer(
+            request.get("checkpoint_bytes", 256 * 1024 * 1024), "checkpoint_bytes", 1
+        ),
+        "rate_limit": validate.rate_limit(request.get("rate_limit")),
+        "progress_interval": validate.number(
+            request.get("progress_interval", 0.5), "progress_interval", 0.0, 3600.0
+        ),
+        "ssh": ssh,
+    }
+
+
 def _attempt(request: dict[str, Any], fd: int, state: State, out: IO[str]) -> Sink:
     last = [0.0]
-    interval = float(request.get("progress_interval", 0.5))
+    interval = float(request["progress_interval"])
 
     def progress(sink: Sink) -> None:
         now = time.monotonic()
@@ -95,11 +142,15 @@ def _attempt(request: dict[str, Any], fd: int, state: State, out: IO[str]) -> Si
             last[0] = now
             _emit(out, _progress(sink))
 
+    offered = [c for c in request["codecs"] if c in codecs.available()] or ["none"]
     sink = Sink(
         fd,
         state,
-        target_zeroed=bool(request.get("target_zeroed", False)),
-        checkpoint_bytes=int(request.get("checkpoint_bytes", 256 * 1024 * 1024)),
+        chunk_size=request["chunk_size"],
+        hash_name=request["hash"],
+        codecs_offered=offered,
+        target_zeroed=request["target_zeroed"],
+        checkpoint_bytes=request["checkpoint_bytes"],
         progress=progress,
     )
     source_request = {
@@ -107,8 +158,11 @@ def _attempt(request: dict[str, Any], fd: int, state: State, out: IO[str]) -> Si
         "start": state.offset,
         "chunk_size": request["chunk_size"],
         "hash": request["hash"],
-        "codecs": [c for c in request["codecs"] if c in codecs.available()],
-        "rate_limit": request.get("rate_limit"),
+        "codecs": offered,
+        "rate_limit": request["rate_limit"],
+        # A resumed copy is verified against what the source holds *now*, not against
+        # anything remembered on this side.
+        "verify_prefix": bool(request["verify"]),
     }
     proc = subprocess.Popen(
         ssh_argv(request["ssh"]),
@@ -151,74 +205,149 @@ def _progress(sink: Sink) -> dict[str, Any]:
     return {
         "type": "progress",
         "position": sink.position,
-        "size": int(sink.hello.get("size", 0)),
+        "size": sink.size,
         "data_bytes": sink.data_bytes,
         "wire_bytes": sink.wire_bytes,
     }
 
 
-def pull(request: dict[str, Any], out: IO[str]) -> int:
+def _copy(request: dict[str, Any], fd: int, state: State, out: IO[str]) -> dict[str, Any]:
+    """One copy: resume if the state allows, verify, and start over once when the resumed
+    prefix does not match what the source holds now (a changed source, or a state file that
+    lied)."""
     started = time.monotonic()
-    volume_id = str(request["destination_volume_id"])
-    try:
-        path = extents.find_device(str(request["device_dir"]), volume_id)
-    except extents.DeviceNotFound as exc:
-        _emit(out, {"type": "error", "kind": "device_not_found", "message": str(exc),
-                    "volume_id": volume_id, "side": "destination"})  # fmt: skip
-        return 2
-    fd = os.open(path, os.O_RDWR)
-    state = State(
-        str(request["state_dir"]),
-        {
-            "source_volume_id": request["source_volume_id"],
-            "destination_volume_id": volume_id,
-            "chunk_size": request["chunk_size"],
-            "hash": request["hash"],
-        },
-    )
-    try:
+    sink = None
+    for attempt in range(2):
         try:
             sink = _attempt(request, fd, state, out)
+            if request["verify"]:
+                verified = sink.verify()
+                break
+            verified = {}
+            break
         except RemoteError as exc:
-            if exc.kind != "stale_state":
+            if exc.kind != "stale_state" or attempt:
                 raise
-            state.reset()  # the saved resume point is for another volume size: start over
-            sink = _attempt(request, fd, state, out)
-        copied = time.monotonic()
-        result: dict[str, Any] = {
-            "type": "result",
-            "size": int(sink.hello["size"]),
-            "allocated": int(sink.hello["allocated"]),
-            "codec": sink.hello["codec"],
-            "hash": sink.hello["hash"],
-            "resumed_from": sink.resumed_from,
-            "data_bytes": sink.data_bytes,
-            "wire_bytes": sink.wire_bytes,
-            "chunks_sent": sink.chunks,
-            "copy_seconds": copied - started,
-            "verified": False,
-            "digest": None,
-        }
-        if request.get("verify", True):
-            result.update(sink.verify(), verified=True)
-        result["seconds"] = time.monotonic() - started
-        _emit(out, result)
+        except VerifyError:
+            if sink is None or not sink.resumed_from or attempt:
+                raise
+        state.reset()
+        sink = None
+    assert sink is not None
+    copied = time.monotonic()
+    result: dict[str, Any] = {
+        "type": "result",
+        "size": sink.size,
+        "allocated": int(sink.hello["allocated"]),
+        "codec": sink.hello["codec"],
+        "hash": sink.hello["hash"],
+        "resumed_from": sink.resumed_from,
+        "data_bytes": sink.data_bytes,
+        "wire_bytes": sink.wire_bytes,
+        "chunks_sent": sink.chunks,
+        "copy_seconds": copied - started,
+        "verified": bool(verified),
+        "digest": None,
+    }
+    result.update(verified)
+    result["seconds"] = time.monotonic() - started
+    return result
+
+
+def _error(kind: str, message: str, side: str, volume_id: str | None = None) -> dict[str, Any]:
+    out = {"type": "error", "kind": kind, "message": message, "side": side}
+    if volume_id is not None:
+        out["volume_id"] = volume_id
+    return out
+
+
+#: Anything a malformed stream or request can raise: reported as a protocol error, never as
+#: a traceback.
+_PROTOCOL_ERRORS = (
+    FramingError,
+    CodecError,
+    validate.RequestError,
+    ValueError,
+    KeyError,
+    TypeError,
+    OverflowError,
+    struct.error,
+    MemoryError,
+)
+
+
+def pull(request: Any, out: IO[str]) -> int:
+    try:
+        req = parse_request(request)
+    except validate.RequestError as exc:
+        _emit(out, _error("protocol", f"bad pull request: {exc}", "destination"))
+        return 2
+    volume_id = req["destination_volume_id"]
+    try:
+        fd = extents.open_device(req["device_dir"], volume_id, os.O_RDWR)
+    except extents.DeviceNotFound as exc:
+        _emit(out, _error("device_not_found", str(exc), "destination", volume_id))
+        return 2
+    key_dir = None
+    state = None
+    try:
+        state = State(
+            req["state_dir"],
+            {
+                "source_volume_id": req["source_volume_id"],
+                "destination_volume_id": volume_id,
+                "source_generation": req["source_generation"],
+                "chunk_size": req["chunk_size"],
+                "hash": req["hash"],
+            },
+        )
+        key_dir = _write_key(req["ssh"])
+        _emit(out, _copy(req, fd, state, out))
         return 0
     except RemoteError as exc:
         side = "destination" if exc.kind in ("target_too_small",) else "source"
-        _emit(out, {"type": "error", "kind": exc.kind, "message": str(exc),
-                    "volume_id": exc.volume_id, "side": side})  # fmt: skip
+        _emit(out, _error(exc.kind, str(exc), side, exc.volume_id))
         return 1
     except VerifyError as exc:
-        _emit(out, {"type": "error", "kind": "verify", "message": str(exc), "side": "destination"})
+        _emit(out, _error("verify", str(exc), "destination"))
+        return 1
+    except StateDirError as exc:
+        _emit(out, _error("state_dir", str(exc), "destination"))
+        return 1
+    except _PROTOCOL_ERRORS as exc:
+        _emit(out, _error("protocol", f"{type(exc).__name__}: {exc}"[:2000], "source"))
+        return 1
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError):
+            raise
+        _emit(out, _error("io", str(exc), "destination", volume_id))
         return 1
     finally:
-        state.close()
+        if key_dir is not None:
+            shutil.rmtree(key_dir, ignore_errors=True)
+        if state is not None:
+            state.close()
         os.close(fd)
 
 
+def _write_key(ssh: dict[str, Any]) -> str:
+    """The copy's private key into a fresh 0700 directory (removed after the copy); the ssh
+    client reads it from there."""
+    key_dir = tempfile.mkdtemp(prefix="tenantshift-pull-")
+    path = os.path.join(key_dir, "id_ed25519")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(str(ssh["key"]))
+    ssh["identity"] = path
+    return key_dir
+
+
 def main(stdin: IO[bytes], out: IO[str]) -> int:
-    request = json.loads(stdin.readline(1024 * 1024).decode("utf-8"))
+    try:
+        request = json.loads(stdin.readline(1024 * 1024).decode("utf-8"))
+    except ValueError:
+        _emit(out, _error("protocol", "the pull request is not a JSON line", "destination"))
+        return 2
     try:
         return pull(request, out)
     except BrokenPipeError:

@@ -11,8 +11,8 @@ import struct
 import time
 from typing import Any, Callable
 
-from . import codecs, extents
-from .framing import DATA, END, ERROR, HASH, HELLO, SKIP, ZDATA, Reader, Record
+from . import codecs, extents, validate
+from .framing import DATA, END, ERROR, HASH, HELLO, PREFIX, SKIP, ZDATA, Reader, Record
 from .source import chunk_hash, new_hash
 from .state import State
 
@@ -56,13 +56,21 @@ def device_digest(fd: int, size: int, chunk_size: int, hash_name: str) -> str:
 
 
 class Sink:
-    """Writes one volume's stream to ``fd`` from the state's resume point on."""
+    """Writes one volume's stream to ``fd`` from the state's resume point on.
+
+    The source is not trusted further than its data: it must use the chunk size, hash and
+    one of the codecs this side asked for, and every record must lie inside the volume, in
+    order. Anything else is a ``RemoteError("protocol")``.
+    """
 
     def __init__(
         self,
         fd: int,
         state: State,
         *,
+        chunk_size: int,
+        hash_name: str,
+        codecs_offered: list[str],
         target_zeroed: bool = False,
         checkpoint_bytes: int = 256 * 1024 * 1024,
         checkpoint_seconds: float = 10.0,
@@ -70,23 +78,30 @@ class Sink:
     ) -> None:
         self.fd = fd
         self.state = state
+        self.chunk_size = chunk_size
+        self.hash_name = hash_name
+        self.codecs_offered = list(codecs_offered)
         self.target_zeroed = target_zeroed
         self.block_device = extents.is_block_device(fd)
         self.checkpoint_bytes = checkpoint_bytes
         self.checkpoint_seconds = checkpoint_seconds
         self.progress = progress
         self.hello: dict[str, Any] = {}
+        self.size = 0
         self.position = state.offset
         self.resumed_from = state.offset
         self.data_bytes = 0  # non-zero bytes written by this attempt
         self.wire_bytes = 0
         self.chunks = 0
+        #: (offset, hash) of every non-zero chunk as the source holds it now: prefix hashes
+        #: for a resumed copy, then the hashes of the chunks this attempt received.
+        self.entries: list[tuple[int, bytes]] = []
         self.summary: dict[str, Any] = {}
 
     # -- stream
 
     def start(self, reader: Reader) -> dict[str, Any]:
-        """Read the stream's hello; checks it against the target and the state."""
+        """Read the stream's hello; checks it against the request, the target and the state."""
         reader.magic()
         record = reader.read()
         if record.kind == ERROR:
@@ -94,11 +109,19 @@ class Sink:
         if record.kind != HELLO:
             raise RemoteError("protocol", "stream does not start with a hello record")
         hello = record.json()
-        if int(hello["start"]) != self.state.offset:
-            raise RemoteError(
-                "protocol", f"source started at {hello['start']}, not {self.state.offset}"
-            )
-        size = int(hello["size"])
+        try:
+            size = validate.integer(hello.get("size"), "size")
+            validate.integer(hello.get("allocated"), "allocated")
+            start = validate.integer(hello.get("start"), "start")
+        except validate.RequestError as exc:
+            raise RemoteError("protocol", f"hello: {exc}") from None
+        if hello.get("chunk_size") != self.chunk_size or hello.get("hash") != self.hash_name:
+            raise RemoteError("protocol", "the source chose another chunk size or hash")
+        if hello.get("codec") not in self.codecs_offered:
+            raise RemoteError("protocol", f"the source chose codec {hello.get('codec')!r}, "
+                              "which was not offered")  # fmt: skip
+        if start != self.state.offset:
+            raise RemoteError("protocol", f"source started at {start}, not {self.state.offset}")
         if self.state.offset and self.state.size != size:
             raise RemoteError("stale_state", "the resume point was saved for another size")
         target_size = extents.device_size(self.fd)
@@ -108,14 +131,17 @@ class Sink:
                 f"destination device holds {target_size} bytes, the source volume {size}",
             )
         self.hello = hello
+        self.size = size
         return hello
+
+    def _chunk_length(self, offset: int) -> int:
+        return min(self.chunk_size, self.size - offset)
 
     def run(self, reader: Reader) -> None:
         """Apply records until the end record."""
-        hello = self.hello
-        size, chunk_size = int(hello["size"]), int(hello["chunk_size"])
-        codec = codecs.load(str(hello["codec"]))
-        hash_name = str(hello["hash"])
+        size, chunk_size, hash_name = self.size, self.chunk_size, self.hash_name
+        codec = codecs.load(str(self.hello["codec"]))
+        digest_size = len(new_hash(hash_name).digest())
         buf = bytearray(chunk_size)
         view = memoryview(buf)
         zeros = memoryview(bytes(chunk_size))
@@ -123,23 +149,38 @@ class Sink:
         chunk_start = -1
         since_ckpt = 0
         last_ckpt = time.monotonic()
+        prefix_open = self.position > 0  # prefix hashes come first, before any data
+        prefix_next = 0
         while True:
             record = reader.read()
             self.wire_bytes = reader.bytes
             kind = record.kind
+            if kind != PREFIX:
+                prefix_open = False
+            if kind in (DATA, ZDATA, HASH, SKIP, PREFIX) and (
+                record.offset > size or record.length > size - record.offset
+            ):
+                raise RemoteError("protocol", f"record at {record.offset} lies past the end")
             if kind in (DATA, ZDATA):
                 base = record.offset - record.offset % chunk_size
+                if base < self.position or not record.length:
+                    raise RemoteError("protocol", f"run at {record.offset} out of order")
                 if base != chunk_start:
                     if runs:
                         raise RemoteError("protocol", f"chunk at {chunk_start} has no hash record")
                     view[:] = zeros
                     chunk_start = base
                 rel = record.offset - base
+                if runs and rel < runs[-1][0] + runs[-1][1]:
+                    raise RemoteError("protocol", f"run at {record.offset} overlaps")
                 out = view[rel : rel + record.length]
                 if rel + record.length > chunk_size or len(out) != record.length:
                     raise RemoteError("protocol", f"run at {record.offset} crosses its chunk")
                 if kind == ZDATA:
-                    codec.decompress_into(record.payload, out)
+                    try:
+                        codec.decompress_into(record.payload, out)
+                    except codecs.CodecError as exc:
+                        raise RemoteError("protocol", f"run at {record.offset}: {exc}") from None
                 else:
                     if len(record.payload) != record.length:
                         raise RemoteError("protocol", f"raw run at {record.offset}: wrong length")
@@ -148,7 +189,9 @@ class Sink:
             elif kind == HASH:
                 if not runs or record.offset != chunk_start or record.offset < self.position:
                     raise RemoteError("protocol", f"hash record for {record.offset} out of order")
-                length = record.length
+                length = self._chunk_length(chunk_start)
+                if record.length != length or len(record.payload) != digest_size:
+                    raise RemoteError("protocol", f"hash record for {record.offset}: bad length")
                 digest = chunk_hash(hash_name, buf, length)[0]
                 if digest != bytes(record.payload):
                     raise VerifyError(
@@ -162,24 +205,38 @@ class Sink:
                 if not self.target_zeroed:
                     for rel, n in extents.gaps(runs, length):
                         extents.zero_range(self.fd, chunk_start + rel, n, self.block_device)
-                self.state.append(chunk_start, digest)
+                self.entries.append((chunk_start, digest))
                 self.chunks += 1
                 runs = []
                 chunk_start = -1
                 self.position = record.offset + length
             elif kind == SKIP:
-                if record.offset != self.position:
+                if runs or record.offset != self.position or not record.length:
                     raise RemoteError(
                         "protocol", f"skip at {record.offset}, expected {self.position}"
                     )
                 if not self.target_zeroed:
                     extents.zero_range(self.fd, record.offset, record.length, self.block_device)
                 self.position = record.offset + record.length
+            elif kind == PREFIX:
+                offset = record.offset
+                if (
+                    not prefix_open
+                    or offset < prefix_next
+                    or offset % chunk_size
+                    or offset + record.length > self.resumed_from
+                    or record.length != self._chunk_length(offset)
+                    or len(record.payload) != digest_size
+                ):
+                    raise RemoteError("protocol", f"prefix hash for {offset} out of order")
+                self.entries.append((offset, bytes(record.payload)))
+                prefix_next = offset + record.length
             elif kind == END:
                 if self.position != size or runs:
                     raise RemoteError("protocol", f"stream ended at {self.position} of {size}")
                 self.summary = record.json()
-                self._checkpoint(size)
+                os.fsync(self.fd)
+                self.state.complete()  # a finished copy is never resumed from
                 return
             elif kind == ERROR:
                 self._raise_remote(record)
@@ -203,19 +260,21 @@ class Sink:
     def _raise_remote(record: Record) -> None:
         info = record.json()
         raise RemoteError(
-            str(info.get("kind", "remote")), str(info.get("message", "")), info.get("volume_id")
+            str(info.get("kind", "remote"))[:40],
+            str(info.get("message", ""))[:2000],
+            _volume_id(info.get("volume_id")),
         )
 
     # -- verification
 
     def verify(self) -> dict[str, Any]:
-        """Re-read the destination and compare it with the source's chunk hashes: every chunk
-        the source sent must hash the same, every other allocated chunk must be zeros."""
-        size, chunk_size = int(self.hello["size"]), int(self.hello["chunk_size"])
-        hash_name = str(self.hello["hash"])
+        """Re-read the destination and compare it with the source's chunk hashes of this copy
+        (prefix hashes for what earlier attempts wrote): every chunk the source holds must
+        hash the same, every other allocated chunk must be zeros."""
+        size, chunk_size, hash_name = self.size, self.chunk_size, self.hash_name
         buf = bytearray(chunk_size)
         ours = []
-        source_entries = list(self.state.entries())
+        source_entries = sorted(self.entries)
         # What the destination holds, chunk by chunk (holes inside chunks are not read).
         held = {
             offset: pieces
@@ -242,3 +301,8 @@ class Sink:
         if source_digest != destination_digest:
             raise VerifyError("content digests differ")
         return {"digest": destination_digest, "chunks_total": len(source_entries)}
+
+
+def _volume_id(value: Any) -> str | None:
+    # The peer's error names a volume; pass it on only if it is one.
+    return value if isinstance(value, str) and validate.VOLUME_ID_RE.match(value) else None

@@ -1,8 +1,9 @@
 """The source side: read a volume's allocated chunks and stream them.
 
-Runs on the source conversion host as the forced command of the run's ephemeral key, so its
-only input is one JSON request line on stdin; the device directory comes from the command
-line the orchestrator fixed in authorized_keys, never from the request.
+Runs on the source conversion host as the forced command of a copy's ephemeral key, so its
+only input is one JSON request line on stdin; the device directory and the volumes it may
+read come from the command line the orchestrator fixed in authorized_keys, never from the
+request. Every request field is checked (``parse_request``): the process runs as root.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ import struct
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, Iterator, NamedTuple, Sequence
 
-from . import codecs, extents
-from .framing import DATA, END, ERROR, HASH, HELLO, SKIP, ZDATA, Writer, error_payload
+from . import codecs, extents, validate
+from .framing import DATA, END, ERROR, HASH, HELLO, PREFIX, SKIP, ZDATA, Writer, error_payload
 
-HASHES = ("sha256", "blake2b")
+HASHES = validate.HASHES
 
 
 def new_hash(name: str) -> Any:
@@ -47,44 +48,87 @@ class _Throttle:
             time.sleep(ahead)
 
 
-def serve(request: dict[str, Any], out: IO[bytes], device_dir: str) -> int:
-    """Stream the volume named in ``request`` to ``out``; returns an exit status."""
+class Request(NamedTuple):
+    volume_id: str
+    chunk_size: int
+    hash_name: str
+    start: int
+    codecs: list[str]
+    rate_limit: int | None
+    workers: int
+    verify_prefix: bool
+
+
+def parse_request(request: Any) -> Request:
+    """The destination's request, checked: whoever holds the ephemeral key sends it, and the
+    process answering it runs as root."""
+    if not isinstance(request, dict):
+        raise validate.RequestError("the request is not a JSON object")
+    return Request(
+        volume_id=validate.volume_id(request.get("volume_id")),
+        chunk_size=validate.chunk_size(request.get("chunk_size", 4 * 1024 * 1024)),
+        hash_name=validate.hash_name(request.get("hash", "sha256")),
+        start=validate.integer(request.get("start", 0), "start"),
+        codecs=validate.codec_list(request.get("codecs", ["none"])),
+        rate_limit=validate.rate_limit(request.get("rate_limit")),
+        workers=validate.integer(request.get("workers", 2), "workers", 1, 8),
+        verify_prefix=validate.flag(request.get("verify_prefix", False), "verify_prefix"),
+    )
+
+
+def serve(request: Any, out: IO[bytes], device_dir: str, allowed_volume_ids: Sequence[str]) -> int:
+    """Stream the volume named in ``request`` to ``out``; returns an exit status. Only the
+    volumes in ``allowed_volume_ids`` (fixed by the forced command, not by the request) can
+    be read."""
     writer = Writer(out)
     writer.magic()
-    volume_id = str(request.get("volume_id", ""))
-    try:
-        path = extents.find_device(device_dir, volume_id)
-    except extents.DeviceNotFound as exc:
-        writer.json(ERROR, error_payload("device_not_found", str(exc), volume_id))
+
+    def fail(kind: str, message: str, volume_id: str | None = None) -> int:
+        writer.json(ERROR, error_payload(kind, message, volume_id))
         writer.flush()
         return 2
-    chunk_size = int(request.get("chunk_size", 4 * 1024 * 1024))
-    hash_name = str(request.get("hash", "sha256"))
-    start = int(request.get("start", 0))
-    codec = codecs.load(codecs.negotiate(list(request.get("codecs", ["none"])), codecs.available()))
-    fd = os.open(path, os.O_RDONLY)
+
+    try:
+        req = parse_request(request)
+    except validate.RequestError as exc:
+        return fail("protocol", str(exc))
+    volume_id = req.volume_id
+    if volume_id not in allowed_volume_ids:
+        return fail("forbidden", f"this key may not read volume {volume_id}", volume_id)
+    try:
+        fd = extents.open_device(device_dir, volume_id, os.O_RDONLY)
+    except extents.DeviceNotFound as exc:
+        return fail("device_not_found", str(exc), volume_id)
+    except OSError as exc:
+        return fail("io", f"volume {volume_id}: cannot open its device: {exc}", volume_id)
     try:
         size = extents.device_size(fd)
-        if start % chunk_size or start > size:
-            writer.json(ERROR, error_payload("protocol", f"bad start offset {start}", volume_id))
-            return 2
+        if req.start % req.chunk_size or req.start > size:
+            return fail("protocol", f"bad start offset {req.start}", volume_id)
+        codec = codecs.load(codecs.negotiate(req.codecs, codecs.available()))
         every = extents.data_extents(fd, 0, size)
-        found = extents.clip(every, start, size)
         writer.json(
             HELLO,
             {
                 "size": size,
                 "allocated": extents.allocated(every),
                 "codec": codec.name,
-                "chunk_size": chunk_size,
-                "hash": hash_name,
-                "start": start,
+                "chunk_size": req.chunk_size,
+                "hash": req.hash_name,
+                "start": req.start,
             },
         )
-        summary = _stream(fd, size, start, found, chunk_size, hash_name, codec, writer, request)
+        if req.verify_prefix and req.start:
+            _prefix(fd, extents.clip(every, 0, req.start), req, writer)
+        found = extents.clip(every, req.start, size)
+        summary = _stream(fd, size, found, req, codec, writer)
         writer.json(END, summary, offset=size)
         writer.flush()
         return 0
+    except (OSError, codecs.CodecError) as exc:
+        if isinstance(exc, BrokenPipeError):
+            raise
+        return fail("io", f"volume {volume_id}: {exc}", volume_id)
     finally:
         os.close(fd)
 
@@ -118,42 +162,31 @@ class _Worker:
 
     def __init__(self, fd: int, chunk_size: int, hash_name: str, codec_name: str) -> None:
         self.fd, self.chunk_size, self.hash_name = fd, chunk_size, hash_name
-        self.codec_name = codec_name
+        self.codec_name = codec_name  # "" for hashes only (prefix verification)
         self.local = threading.local()
 
     def __call__(self, window: tuple[int, int, list[extents.Extent]]) -> _Chunk | None:
         offset, length, pieces = window
         codec = getattr(self.local, "codec", None)
-        if codec is None:
+        if codec is None and self.codec_name:
             codec = self.local.codec = codecs.load(self.codec_name)
         buf = bytearray(self.chunk_size)  # fresh: the records below point into it
         extents.read_chunk(self.fd, buf, offset, length, pieces)
         if extents.is_zero(buf, length):
             return None  # allocated but all zeros: the next skip record covers it
         digest, runs = chunk_hash(self.hash_name, buf, length)
+        if codec is None:
+            return _Chunk(offset, length, digest, [], 0)
         view = memoryview(buf)
         records = [_pack(codec, view[rel : rel + n], offset + rel) for rel, n in runs]
         return _Chunk(offset, length, digest, records, sum(n for _, n in runs))
 
 
-def _stream(
-    fd: int,
-    size: int,
-    start: int,
-    found: list[extents.Extent],
-    chunk_size: int,
-    hash_name: str,
-    codec: codecs.Codec,
-    writer: Writer,
-    request: dict[str, Any],
-) -> dict[str, Any]:
-    throttle = _Throttle(request.get("rate_limit"))
-    workers = max(1, min(int(request.get("workers", 2)), os.cpu_count() or 1, 8))
-    work = _Worker(fd, chunk_size, hash_name, codec.name)
-    pos = start
-    chunks = data = 0
+def _prepared(
+    fd: int, windows: Iterator[tuple[int, int, list[extents.Extent]]], work: _Worker, workers: int
+) -> Iterator[_Chunk]:
+    """The non-zero chunks of ``windows``, in order, prepared by a small thread pool."""
     pending: collections.deque[Future[_Chunk | None]] = collections.deque()
-    windows = extents.chunk_windows(found, chunk_size, size)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         while True:
             # Keep a few chunks in flight, bounded so memory stays at a few chunk sizes.
@@ -163,19 +196,48 @@ def _stream(
                     break
                 pending.append(pool.submit(work, window))
             if not pending:
-                break
+                return
             chunk = pending.popleft().result()
-            if chunk is None:
-                continue
-            if chunk.offset > pos:
-                writer.record(SKIP, pos, chunk.offset - pos)
-            for record in chunk.records:
-                writer.record(*record)
-            writer.record(HASH, chunk.offset, chunk.length, chunk.digest)
-            chunks += 1
-            data += chunk.data
-            pos = chunk.offset + chunk.length
-            throttle.wait(writer.bytes, writer)
+            if chunk is not None:
+                yield chunk
+
+
+def _workers(req: Request) -> int:
+    return max(1, min(req.workers, os.cpu_count() or 1, 8))
+
+
+def _prefix(fd: int, found: list[extents.Extent], req: Request, writer: Writer) -> None:
+    """Hashes of the non-zero chunks before the start offset, as the source holds them now.
+    Costs a read of the prefix's allocated data on the source, none on the wire."""
+    work = _Worker(fd, req.chunk_size, req.hash_name, "")
+    windows = extents.chunk_windows(found, req.chunk_size, req.start)
+    for chunk in _prepared(fd, windows, work, _workers(req)):
+        writer.record(PREFIX, chunk.offset, chunk.length, chunk.digest)
+
+
+def _stream(
+    fd: int,
+    size: int,
+    found: list[extents.Extent],
+    req: Request,
+    codec: codecs.Codec,
+    writer: Writer,
+) -> dict[str, Any]:
+    throttle = _Throttle(req.rate_limit)
+    work = _Worker(fd, req.chunk_size, req.hash_name, codec.name)
+    pos = req.start
+    chunks = data = 0
+    windows = extents.chunk_windows(found, req.chunk_size, size)
+    for chunk in _prepared(fd, windows, work, _workers(req)):
+        if chunk.offset > pos:
+            writer.record(SKIP, pos, chunk.offset - pos)
+        for record in chunk.records:
+            writer.record(*record)
+        writer.record(HASH, chunk.offset, chunk.length, chunk.digest)
+        chunks += 1
+        data += chunk.data
+        pos = chunk.offset + chunk.length
+        throttle.wait(writer.bytes, writer)
     if pos < size:
         writer.record(SKIP, pos, size - pos)
     return {"chunks": chunks, "data_bytes": data, "stream_bytes": writer.bytes}
@@ -194,7 +256,9 @@ def _pack(codec: codecs.Codec, run: memoryview, offset: int) -> tuple[bytes, int
     return DATA, offset, len(run), run
 
 
-def main(stdin: IO[bytes], stdout: IO[bytes], device_dir: str) -> int:
+def main(
+    stdin: IO[bytes], stdout: IO[bytes], device_dir: str, allowed_volume_ids: Sequence[str]
+) -> int:
     line = stdin.readline(65536)
     try:
         request = json.loads(line.decode("utf-8"))
@@ -204,4 +268,4 @@ def main(stdin: IO[bytes], stdout: IO[bytes], device_dir: str) -> int:
         writer.json(ERROR, error_payload("protocol", "the request is not a JSON line"))
         writer.flush()
         return 2
-    return serve(request, stdout, device_dir)
+    return serve(request, stdout, device_dir, allowed_volume_ids)

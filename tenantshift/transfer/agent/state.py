@@ -1,10 +1,17 @@
-"""The destination's resume point: a small JSON file plus a sidecar of verified chunk hashes.
+"""The destination's resume point: one small JSON file per volume pair.
 
-The JSON file holds the offset up to which everything is written, fsynced and verified, and
-how many sidecar records belong to that prefix. It is replaced atomically (write, fsync,
-rename) only after the device and the sidecar are fsynced, so after a crash it never claims
-more than is on disk. The sidecar (``offset, hash`` per non-zero chunk) lets the final
-verification cover chunks copied by earlier, interrupted attempts.
+It holds the offset up to which the target is written and fsynced, and is replaced
+atomically (write, fsync, rename) only after the device is fsynced, so after a crash it never
+claims more than is on disk.
+
+The pull agent runs as root, so the state directory is trusted only when it is ours: it is
+created 0700, and opened (never followed through a symlink) and checked by its file
+descriptor to be owned by this uid and closed to group and others. Every file in it is
+opened relative to that descriptor with O_NOFOLLOW, and temporary files get random names and
+O_EXCL. Even so, the resume point is only a hint: the final verification compares the resumed
+prefix with hashes the source computes for *this* copy (see ``sink``), so a forged or stale
+state file can cost a second copy, never a wrong result. A completed copy deletes its state,
+so a later copy of the same pair starts from the beginning.
 """
 
 from __future__ import annotations
@@ -12,83 +19,113 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import struct
-from typing import Any, Iterator
+import secrets
+import stat
+from typing import Any
 
-ENTRY = struct.Struct("!Q32s")
+from . import validate
+
+MAX_STATE_BYTES = 64 * 1024
+_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class StateDirError(Exception):
+    pass
+
+
+def open_state_dir(path: str) -> int:
+    """A descriptor of ``path``, created 0700 if missing, checked to be ours and private."""
+    if not os.path.isabs(path):
+        raise StateDirError(f"state_dir {path!r} is not an absolute path")
+    parent = os.path.dirname(os.path.normpath(path))
+    os.makedirs(parent, mode=0o755, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    try:
+        fd = os.open(path, _OPEN_DIR)
+    except OSError as exc:
+        raise StateDirError(f"state_dir {path}: cannot open it as a directory: {exc}") from None
+    st = os.fstat(fd)
+    if st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o077:
+        os.close(fd)
+        raise StateDirError(
+            f"state_dir {path} is owned by uid {st.st_uid} with mode "
+            f"{stat.S_IMODE(st.st_mode):o}; it must be owned by uid {os.geteuid()} and "
+            "closed to group and others (0700): refusing to use it"
+        )
+    return fd
 
 
 class State:
     def __init__(self, state_dir: str, key: dict[str, Any]) -> None:
-        os.makedirs(state_dir, mode=0o700, exist_ok=True)
-        name = f"{key['source_volume_id']}--{key['destination_volume_id']}"
-        self.path = os.path.join(state_dir, name + ".json")
+        src = validate.volume_id(key["source_volume_id"], "source_volume_id")
+        dst = validate.volume_id(key["destination_volume_id"], "destination_volume_id")
+        self.dir_fd = open_state_dir(state_dir)
+        self.name = f"{src}--{dst}.json"
         self.key = dict(key)
         self.offset = 0
         self.size: int | None = None
-        self.count = 0
-        self._pending = 0  # sidecar records appended since the last checkpoint
-        self._sidecar = open(os.path.join(state_dir, name + ".hashes"), "a+b")  # noqa: SIM115 (closed by close())
         self._load()
 
     def _load(self) -> None:
+        saved = self._read()
+        if not isinstance(saved, dict) or any(saved.get(k) != v for k, v in self.key.items()):
+            return
+        offset, size = saved.get("offset"), saved.get("size")
+        chunk = int(self.key["chunk_size"])
+        if (
+            isinstance(offset, int)
+            and isinstance(size, int)
+            and 0 < offset < size  # a completed state never short-circuits a new copy
+            and offset % chunk == 0
+        ):
+            self.offset, self.size = offset, size
+
+    def _read(self) -> Any:
         try:
-            with open(self.path, encoding="utf-8") as f:
-                saved = json.load(f)
+            fd = os.open(self.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.dir_fd)
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_STATE_BYTES:
+                return None
+            return json.loads(os.read(fd, MAX_STATE_BYTES).decode("utf-8"))
         except (OSError, ValueError):
-            saved = None
-        if isinstance(saved, dict) and all(saved.get(k) == v for k, v in self.key.items()):
-            self.offset = int(saved["offset"])
-            self.size = int(saved["size"])
-            self.count = int(saved["hashes"])
-        self._sidecar.truncate(self.count * ENTRY.size)
-        self._sidecar.seek(0, os.SEEK_END)
+            return None
+        finally:
+            os.close(fd)
 
     def reset(self) -> None:
         self.offset = 0
         self.size = None
-        self.count = 0
-        self._pending = 0
-        self._sidecar.truncate(0)
-        self._sidecar.seek(0)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        self.complete()
 
-    def append(self, offset: int, digest: bytes) -> None:
-        self._sidecar.write(ENTRY.pack(offset, digest))
-        self._pending += 1
+    def complete(self) -> None:
+        """Forget the pair: the next copy starts from the beginning."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.name, dir_fd=self.dir_fd)
 
     def checkpoint(self, offset: int, size: int) -> None:
         """Record ``offset`` as the resume point. The caller has fsynced the device."""
-        self._sidecar.flush()
-        os.fsync(self._sidecar.fileno())
-        self.count += self._pending
-        self._pending = 0
         self.offset = offset
         self.size = size
-        data = dict(self.key, offset=offset, size=size, hashes=self.count)
-        tmp = self.path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        dir_fd = os.open(os.path.dirname(self.path) or ".", os.O_RDONLY)
+        data = json.dumps(dict(self.key, offset=offset, size=size), sort_keys=True)
+        tmp = f".{self.name}.{secrets.token_hex(8)}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(tmp, flags, 0o600, dir_fd=self.dir_fd)
         try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-    def entries(self) -> Iterator[tuple[int, bytes]]:
-        """The verified chunks recorded so far (checkpointed or not), in offset order."""
-        self._sidecar.flush()
-        with open(self._sidecar.name, "rb") as f:
-            while True:
-                raw = f.read(ENTRY.size * 4096)
-                if not raw:
-                    return
-                for i in range(0, len(raw) - len(raw) % ENTRY.size, ENTRY.size):
-                    yield ENTRY.unpack_from(raw, i)
+            try:
+                os.write(fd, data.encode("utf-8"))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=self.dir_fd)
+            raise
+        os.fsync(self.dir_fd)
 
     def close(self) -> None:
-        self._sidecar.close()
+        os.close(self.dir_fd)

@@ -1,0 +1,61 @@
+"""Removing key lines that outlived their session (tenantshift was killed, or the final
+revocation failed). They expire by themselves (``TransferOptions.key_lifetime``); this removes
+them now. The engine's cleanup calls it with the markers it journaled, or with none to remove
+the lines of every tenantshift run on the source host."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import asyncssh
+
+from tenantshift.manifest.schema import ConversionHosts
+
+from . import ssh
+from .agent.keys import MARKER_RE
+from .bundle import agent_zip
+from .errors import TransferError
+from .model import TransferOptions
+
+
+async def sweep_leftover_keys(
+    hosts: ConversionHosts,
+    markers: Sequence[str] | None = None,
+    *,
+    options: TransferOptions | None = None,
+) -> int:
+    """Remove from the source host's authorized_keys the key lines of the sessions
+    ``markers`` (``TransferSession.marker``: each session's lines and its copies' lines), or,
+    with ``markers=None``, of every tenantshift run (only when no other run is using the
+    host). Returns how many lines were removed; raises TransferError when it could not
+    check."""
+    options = options or TransferOptions()
+    for marker in markers or ():
+        if not MARKER_RE.match(marker):
+            raise ValueError(f"{marker!r} is not a tenantshift transfer marker")
+    host = hosts.source
+    selections = [["--every-run"]] if markers is None else [["--marker", m] for m in markers]
+    keys_file = ["--file", options.source_authorized_keys] if options.source_authorized_keys else []
+    conn = await ssh.connect(host, "source", options.connect_timeout)
+    try:
+        run_dir, _ = await ssh.install_agent(conn, host, "source", agent_zip())
+        removed = 0
+        try:
+            for selection in selections:
+                answer = await ssh.run_json(
+                    conn,
+                    ssh.agent_command(host, run_dir, "revoke", *selection, *keys_file),
+                    f"sweeping leftover keys on the {ssh.describe(host, 'source')}",
+                )
+                removed += int(answer.get("removed", 0))
+        finally:
+            with contextlib.suppress(TransferError, OSError, asyncssh.Error):
+                await ssh.run_json(
+                    conn, ssh.agent_command(host, run_dir, "cleanup", run_dir), "cleanup"
+                )
+        return removed
+    finally:
+        conn.close()
+        with contextlib.suppress(Exception):
+            await conn.wait_closed()
