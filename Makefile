@@ -37,7 +37,7 @@ demo: setup
 	{ cat examples/devcloud.yaml; echo "conversion_hosts:"; \
 	  sed -e '/^#/d' -e 's/^/  /' .devcloud/conversion-hosts.yaml; } > $(DEMO)
 	$(BIN)/tenantshift plan -m $(DEMO) -o .devcloud/demo.plan
-	$(BIN)/tenantshift apply .devcloud/demo.plan
+	$(BIN)/tenantshift apply -m $(DEMO) .devcloud/demo.plan
 	@echo "== a second plan: nothing left to do =="
 	$(BIN)/tenantshift plan -m $(DEMO) --detailed-exitcode
 

@@ -22,7 +22,7 @@ from tenantshift.engine.apply import ApplyResult
 from tenantshift.engine.connect import open_provider
 from tenantshift.engine.graph import GraphCycleError, build_graph
 from tenantshift.engine.lock import LockedError
-from tenantshift.engine.planning import PlanError
+from tenantshift.engine.planning import PlanError, plan_manifest
 from tenantshift.engine.walker import Status
 from tenantshift.engine.workloads import WorkloadError
 from tenantshift.manifest import CloudRef, Manifest, ManifestError, load_manifest, parse_vars
@@ -50,6 +50,14 @@ ManifestOpt = Annotated[Path, typer.Option("--manifest", "-m", help="The migrati
 TargetOpt = Annotated[
     list[str] | None,
     typer.Option("--target", help="Only this address and what it depends on (repeatable)."),
+]
+EnvOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--env",
+        help="Let templates read this environment variable besides TENANTSHIFT_* and OS_* "
+        "(repeatable).",
+    ),
 ]
 VarOpt = Annotated[
     list[str] | None, typer.Option("--var", help="Template variable KEY=VALUE (repeatable).")
@@ -79,15 +87,15 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-def _load(path: Path, variables: list[str] | None) -> Manifest:
-    return load_manifest(path, parse_vars(variables or []))
+def _load(path: Path, variables: list[str] | None, env_names: list[str] | None) -> Manifest:
+    return load_manifest(path, parse_vars(variables or []), env_names=env_names or [])
 
 
 @app.command()
-def validate(manifest: ManifestOpt, var: VarOpt = None) -> None:
+def validate(manifest: ManifestOpt, var: VarOpt = None, env: EnvOpt = None) -> None:
     """Check a manifest without touching any cloud."""
     with user_errors():
-        _load(manifest, var)
+        _load(manifest, var, env)
     console.print(f"[green]{manifest}: valid[/]")
 
 
@@ -95,6 +103,7 @@ def validate(manifest: ManifestOpt, var: VarOpt = None) -> None:
 def plan(
     manifest: ManifestOpt,
     var: VarOpt = None,
+    env: EnvOpt = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Save the plan here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON plan.")] = False,
     detailed_exitcode: Annotated[
@@ -105,7 +114,7 @@ def plan(
 ) -> None:
     """Snapshot both clouds and show what apply would do."""
     with user_errors():
-        loaded = _load(manifest, var)
+        loaded = _load(manifest, var, env)
         result = commands.plan(loaded, targets=tuple(target or ()))
         if out is not None:
             save_plan(result.plan, out)
@@ -120,7 +129,10 @@ def plan(
             )
         console.print(render_human(plan_document(result.plan), verbose=verbose), end="")
         if out is not None:
-            console.print(f"\nSaved the plan to {out}. Apply it with: tenantshift apply {out}")
+            console.print(
+                f"\nSaved the plan to {out}. Apply it with: "
+                f"tenantshift apply -m {manifest} {out}"
+            )
     _exit_for_changes(result.plan, detailed_exitcode)
 
 
@@ -144,10 +156,10 @@ def show(
 
 
 @app.command()
-def graph(manifest: ManifestOpt, var: VarOpt = None) -> None:
+def graph(manifest: ManifestOpt, var: VarOpt = None, env: EnvOpt = None) -> None:
     """Print the apply graph of the current plan as DOT (pipe it into ``dot -Tsvg``)."""
     with user_errors():
-        loaded = _load(manifest, var)
+        loaded = _load(manifest, var, env)
         apply_graph = build_graph(commands.plan(loaded).plan)
     sys.stdout.write(render_dot(apply_graph))
 
@@ -159,12 +171,13 @@ def snapshot(
     side: Annotated[str, typer.Option(help="source or destination (with -m).")] = "source",
     cloud: Annotated[str | None, typer.Option(help="A clouds.yaml entry (without -m).")] = None,
     var: VarOpt = None,
+    env: EnvOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Save the normalized state of one project (usable offline as a read-only source)."""
     with user_errors():
         if manifest is not None:
-            snap = commands.snapshot(_load(manifest, var), side)
+            snap = commands.snapshot(_load(manifest, var, env), side)
         elif cloud is not None:
             snap = open_provider(CloudRef(cloud=cloud), side).snapshot()
         else:
@@ -182,6 +195,7 @@ def apply(
     ] = None,
     manifest: Annotated[Path | None, typer.Option("--manifest", "-m")] = None,
     var: VarOpt = None,
+    env: EnvOpt = None,
     target: TargetOpt = None,
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Do not ask.")] = False,
 ) -> None:
@@ -191,9 +205,9 @@ def apply(
             if target:
                 raise ValueError("--target goes with --manifest; a saved plan has its targets")
             saved = load_plan(plan_file)
-            loaded = _load(manifest or Path(saved.manifest_path), var)
+            loaded = _load(plan_manifest(saved, manifest), var, env)
         elif manifest is not None:
-            loaded = _load(manifest, var)
+            loaded = _load(manifest, var, env)
         else:
             raise ValueError("give a saved plan or --manifest")
         progress = ApplyProgress(console)
@@ -257,16 +271,16 @@ def _report(result: ApplyResult) -> None:
 
 
 @app.command()
-def journal(manifest: ManifestOpt, var: VarOpt = None) -> None:
-    """Show the apply runs recorded for a manifest, and how the last one went."""
-    status(manifest, var)
+def journal(manifest: ManifestOpt, var: VarOpt = None, env: EnvOpt = None) -> None:
+    """Show the apply runs recorded for a manifest, and how the last one went (= status)."""
+    status(manifest, var, env)
 
 
 @app.command()
-def status(manifest: ManifestOpt, var: VarOpt = None) -> None:
+def status(manifest: ManifestOpt, var: VarOpt = None, env: EnvOpt = None) -> None:
     """Show the apply runs, each unfinished workload's phase and bytes, and leftovers."""
     with user_errors():
-        found = commands.status(_load(manifest, var))
+        found = commands.status(_load(manifest, var, env))
     if found is None:
         console.print("No apply has run for this manifest yet.")
         return
@@ -275,11 +289,11 @@ def status(manifest: ManifestOpt, var: VarOpt = None) -> None:
 
 
 @app.command()
-def cleanup(manifest: ManifestOpt, var: VarOpt = None) -> None:
+def cleanup(manifest: ManifestOpt, var: VarOpt = None, env: EnvOpt = None) -> None:
     """Remove what an abandoned migration left (attachments, temporary volumes) and restore the
     source; unfinished workloads start over at the next apply."""
     with user_errors():
-        swept = commands.cleanup(_load(manifest, var))
+        swept = commands.cleanup(_load(manifest, var, env))
     for line in swept:
         console.print(escape(line))
     console.print("Nothing left to clean up." if not swept else "Cleanup complete.")

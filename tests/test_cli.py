@@ -83,7 +83,10 @@ def test_plan_apply_and_converge(
     code, shown = run("show", str(plan_file))
     assert code == 0 and "+ network.net-01" in shown
 
-    code, out = run("apply", str(plan_file))
+    code, out = run("apply", str(plan_file))  # the plan never picks the manifest (M2)
+    assert code == 1 and "give the manifest with -m" in out, out
+
+    code, out = run("apply", "-m", str(manifest), str(plan_file))
     assert code == 0, out
     assert "Apply complete!" in out
 
@@ -102,7 +105,7 @@ def test_stale_plan_is_refused(
     assert run("plan", "-m", str(manifest), "-o", str(plan_file))[0] == 0
     clouds["destination"].create("network", {"name": "by-hand"}, None)
 
-    code, out = run("apply", str(plan_file))
+    code, out = run("apply", "-m", str(manifest), str(plan_file))
 
     assert code == 1
     assert "stale" in out and "network.by-hand" in out

@@ -9,6 +9,7 @@ walk ends, so the copy key is authorised once and revoked once.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,7 +20,12 @@ from tenantshift.engine.journal import Journal
 from tenantshift.engine.walker import Listener
 from tenantshift.manifest import ConversionHosts, Manifest, Workloads
 from tenantshift.providers import Provider
-from tenantshift.transfer import TransferOptions, TransferSession
+from tenantshift.transfer import RevokeError, TransferOptions, TransferSession
+
+log = logging.getLogger(__name__)
+
+#: The journal owner of run-scoped temporaries (the transfer session's key).
+TRANSFER_OWNER = "transfer-session"
 
 T = TypeVar("T")
 
@@ -72,6 +78,7 @@ class ApplyContext:
             thread_name_prefix="tenantshift-apply",
         )
         self._session: TransferSession | None = None
+        self._key_row: int | None = None
         self._session_lock = asyncio.Lock()
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
@@ -79,7 +86,8 @@ class ApplyContext:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     async def transfer_session(self) -> TransferSession:
-        """The run's transfer session, opened on first use."""
+        """The run's transfer session, opened on first use. Its key marker is journaled as a
+        temporary before anything is authorised, so a key left by a killed run is swept."""
         async with self._session_lock:
             if self._session is None:
                 hosts = self.settings.conversion_hosts
@@ -88,16 +96,29 @@ class ApplyContext:
                         "this plan migrates workloads: the manifest needs conversion_hosts"
                     )
                 session = TransferSession(hosts, self.settings.transfer)
-                await session.open()
+                self._key_row = self.journal.intend_temporary(
+                    TRANSFER_OWNER, "source", "copy_key", session.marker
+                )
                 self._session = session
+                await session.open()
+                self.journal.temporary_created(self._key_row, session.marker)
             return self._session
 
     async def aclose(self) -> None:
-        """Close the transfer session (revoking the copy key); always called after the walk."""
+        """Close the transfer session (revoking the copy keys); always called after the walk.
+        A failed revoke leaves the journaled marker pending: the next apply or ``cleanup``
+        sweeps it (and the line expires by itself meanwhile)."""
         async with self._session_lock:
             session, self._session = self._session, None
-        if session is not None:
+        if session is None:
+            return
+        try:
             await session.close()
+        except RevokeError as exc:
+            log.warning("copy key left on the source host (swept next time): %s", exc)
+            return
+        if session.leftover_marker is None and self._key_row is not None:
+            self.journal.temporary_cleaned(self._key_row)
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=True)

@@ -285,7 +285,7 @@ def test_a_stale_saved_plan_is_refused(
     made = dst.network.find_network("by-hand-for-staleness", ignore_missing=False)
     dst.network.update_network(made, description="changed after the plan")
     try:
-        refused = tenantshift("apply", str(saved))
+        refused = tenantshift("apply", "-m", str(manifest), str(saved))
         assert refused.returncode == 1
         assert "stale" in refused.stderr and "network.by-hand-for-staleness" in refused.stderr
     finally:

@@ -139,11 +139,13 @@ class Migration:
         await self.block(ops.attach, server_id, volume_id)
         journal.temporary_created(seq, volume_id)
 
-    async def copy(self, source_volume: str, destination_volume: str) -> TransferResult:
+    async def copy(
+        self, source_volume: str, destination_volume: str, generation: str | None = None
+    ) -> TransferResult:
         """Copy one volume between the conversion hosts, waiting for freshly attached devices
-        to appear; a copy that was interrupted resumes."""
+        to appear; an interrupted copy of the same source generation resumes."""
         session = await self.ctx.transfer_session()
-        copy = VolumeCopy(source_volume, destination_volume)
+        copy = VolumeCopy(source_volume, destination_volume, source_generation=generation)
 
         def progress(report: Progress) -> None:
             self.ctx.listener.progress(self.node, report.bytes_done, report.bytes_total)

@@ -120,7 +120,8 @@ class ServerMigration(Migration):
     async def _copied(self, data: Data) -> None:
         copies = []
         for disk in data["disks"]:
-            result = await self.copy(disk["copy_from"], disk["dst_volume"])
+            # A temporary volume made in this migration is its own generation.
+            result = await self.copy(disk["copy_from"], disk["dst_volume"], disk["copy_from"])
             copies.append(
                 {
                     "source": disk["copy_from"],

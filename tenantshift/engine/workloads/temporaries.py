@@ -15,6 +15,7 @@ from tenantshift.engine.context import ApplyContext
 from tenantshift.engine.workloads.base import WorkloadError, ops_of
 from tenantshift.providers import ProviderError
 from tenantshift.providers.volume_ops import VolumeOps
+from tenantshift.transfer import TransferError, sweep_leftover_keys
 
 Row = dict[str, Any]
 
@@ -26,6 +27,15 @@ def _target(row: Row, find: Callable[[str], str | None]) -> str | None:
 
 
 async def _undo(ctx: ApplyContext, row: Row) -> None:
+    if row["kind"] == "copy_key":
+        hosts = ctx.settings.conversion_hosts
+        if hosts is None:
+            raise WorkloadError("a copy key is left on a conversion host: conversion_hosts needed")
+        try:
+            await sweep_leftover_keys(hosts, [str(row["name"])], options=ctx.settings.transfer)
+        except TransferError as exc:
+            raise WorkloadError(f"copy key {row['name']}: {exc}") from None
+        return
     ops: VolumeOps = ops_of(ctx, str(row["cloud"]))
     data = row["data"]
     kind = row["kind"]

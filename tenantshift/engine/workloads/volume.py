@@ -35,13 +35,16 @@ class VolumeMigration(Migration):
             found = await self.block(destination.create, "volume", params, self.marker)
         self.ctx.ids.set(self.change.address, str(found["id"]))
         data["dst_volume"] = str(found["id"])
+        # What the source was when this migration began: a resumed copy continues only
+        # against the same generation (attaching it later changes its updated_at).
+        data["generation"] = str(source.get("updated_at") or "")
 
     async def _attached(self, data: Data) -> None:
         await self.attach("source", data["src_host"], self.source_id)
         await self.attach("destination", data["dst_host"], data["dst_volume"])
 
     async def _copied(self, data: Data) -> None:
-        result = await self.copy(self.source_id, data["dst_volume"])
+        result = await self.copy(self.source_id, data["dst_volume"], data.get("generation"))
         data["copies"] = [
             {
                 "source": self.source_id,
