@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tenantshift.resources.marker import split_marker
 from tests.integration.conftest import Devcloud
 
 pytestmark = pytest.mark.devcloud
@@ -134,7 +135,7 @@ def destination_copy(conn: Any, source_id: str) -> Any:
     found = [
         v
         for v in conn.block_storage.volumes(details=True)
-        if (v.metadata or {}).get("tenantshift-src") == source_id
+        if split_marker(str((v.metadata or {}).get("tenantshift-src")))[1] == source_id
     ]
     assert len(found) <= 1, f"{len(found)} destination copies of {source_id}"
     return found[0] if found else None
@@ -209,9 +210,8 @@ def test_detached_volumes_migrate_with_their_bytes(
         assert not any(k.startswith("tenantshift") for k in now.metadata or {})
 
     # Nothing left attached to either conversion host.
-    assert volume_ids_of(source_volumes) & set(
-        host_attachments(src, devcloud.source_host.server_id)
-    ) == set()
+    on_host = set(host_attachments(src, devcloud.source_host.server_id))
+    assert volume_ids_of(source_volumes) & on_host == set()
     assert host_attachments(dst, devcloud.destination_host.server_id) == []
 
     again = run_cli("plan", "-m", str(path), "--detailed-exitcode")
