@@ -341,11 +341,19 @@ class KindHandler(ABC):
             self.marker_in_create = False
             res = self.create_call(attrs, recover)
         # SDK resources are dicts too: tell them from a record ``recover`` found by their type.
-        if not isinstance(res, Resource):
-            return dict(res)
-        if self.create_wait is not None:
-            res = self.wait_for_status(res, self.ready_status, wait=self.create_wait)
-        record = self.to_record(res)
+        if isinstance(res, Resource):
+            if self.create_wait is not None:
+                res = self.wait_for_status(res, self.ready_status, wait=self.create_wait)
+            record = self.to_record(res)
+        else:
+            # Found after a lost response, possibly by key and still unmarked: stamp below
+            # (and, for an asynchronous kind, wait for it like for a fresh one).
+            record = dict(res)
+            if self.create_wait is not None:
+                fresh = self.fetch(str(record["id"]))
+                record = self.to_record(
+                    self.wait_for_status(fresh, self.ready_status, wait=self.create_wait)
+                )
         if marker is not None and store is not None and record.get("provenance") != marker:
             # No atomic marker: stamp right after (re-reading first, so tags someone added
             # meanwhile are kept). A crash in between leaves an unmarked copy that ``find``
