@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from tenantshift import __version__
+from tenantshift.engine.workload_plan import check_workloads
 from tenantshift.manifest import Manifest, Workloads, manifest_hash
-from tenantshift.plans import Action, Change, Fingerprint, Plan, Reason, diff
+from tenantshift.plans import Action, Change, Fingerprint, Plan, diff
 from tenantshift.providers import Provider, ProviderError
 from tenantshift.resources import REGISTRY, Snapshot, derive_desired
 from tenantshift.resources.marker import migration_id
@@ -62,7 +63,7 @@ def make_plan(
     desired = derive_desired(src, manifest.select, manifest.map, conversion_hosts=hosts)
     # The markers name this migration, so prune leaves other migrations' copies alone (M6).
     changes = diff(desired, dst, prune=manifest.options.prune, migration=migration_id(src))
-    changes = block_workloads(changes, manifest, source, destination)
+    changes = check_workloads(changes, manifest, src, source, destination)
     if targets:
         changes = restrict(changes, targets)
     plan = Plan(
@@ -90,48 +91,6 @@ def conversion_host_ids(manifest: Manifest, source: Provider) -> frozenset[str]:
         return frozenset({ops.server_id(hosts.source.server)})
     except ProviderError as exc:
         raise PlanError(f"conversion_hosts.source.server: {exc}") from None
-
-
-def block_workloads(
-    changes: list[Change], manifest: Manifest, source: Provider, destination: Provider
-) -> list[Change]:
-    """Migrations that cannot run are blocked before anything runs, each with its reason: no
-    conversion hosts, a host that is not ACTIVE, a cloud that cannot attach volumes."""
-    migrating = [c for c in changes if c.action is Action.MIGRATE and not c.blocked]
-    if not migrating:
-        return changes
-    problem = _conversion_host_problem(manifest, source, destination)
-    if problem is None:
-        return changes
-    blocked = {
-        c.address: c.model_copy(update={"reason": Reason.BLOCKED_PREREQUISITE, "detail": problem})
-        for c in migrating
-    }
-    return [blocked.get(c.address, c) for c in changes]
-
-
-def _conversion_host_problem(
-    manifest: Manifest, source: Provider, destination: Provider
-) -> str | None:
-    hosts = manifest.conversion_hosts
-    if hosts is None:
-        return "migrating data needs conversion_hosts in the manifest"
-    for side, provider, host in (
-        ("source", source, hosts.source),
-        ("destination", destination, hosts.destination),
-    ):
-        ops = getattr(provider, "volume_ops", None)
-        if ops is None:
-            return f"the {side} ({provider.label}) cannot attach volumes (a snapshot file?)"
-        if host.server is None:
-            return f"conversion_hosts.{side}.server must name the host's server to attach to"
-        try:
-            status = ops.server_status(host.server)
-        except ProviderError as exc:
-            return f"conversion_hosts.{side}.server: {exc}"
-        if status != "ACTIVE":
-            return f"the {side} conversion host {host.server!r} is {status}, not ACTIVE"
-    return None
 
 
 def _not_yet(manifest: Manifest) -> list[str]:
