@@ -177,11 +177,7 @@ class ResourceExecutor:
 
     def _resolve(self, kind_name: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """Desired params with references turned into destination ids."""
-        resolved = dict(params)
-        for f in REGISTRY[kind_name].refs:
-            if resolved.get(f.name) is not None:
-                resolved[f.name] = self.ids.get(resolved[f.name])
-        return resolved
+        return REGISTRY[kind_name].map_references(params, self.ids.get)
 
     def _drift(
         self,

@@ -134,9 +134,7 @@ def _not_yet(manifest: Manifest) -> list[str]:
             "servers are not migrated yet (their networks, security groups, keypairs and the "
             "detached volumes are); select.server.include: [] silences this"
         )
-    unused = [
-        f"map.{name}" for name in ("flavors", "networks") if getattr(manifest.map, name)
-    ] + [
+    unused = [f"map.{name}" for name in ("flavors", "networks") if getattr(manifest.map, name)] + [
         f"workloads.{name}"
         for name, value in manifest.workloads.model_dump().items()
         if value != Workloads.model_fields[name].default
@@ -186,7 +184,7 @@ def _referrers_destroyed(changes: list[Change], target: Change) -> list[str]:
         if change.action not in _DESTROYING or change.address == target.address:
             continue
         before = change.before or {}
-        if any(before.get(f.name) in doomed for f in REGISTRY[change.kind].refs):
+        if any(value in doomed for _, value in REGISTRY[change.kind].references(before)):
             out.append(change.address)
     return out
 
