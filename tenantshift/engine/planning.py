@@ -52,7 +52,9 @@ def make_plan(
 ) -> PlanResult:
     src, dst = snapshots or take_snapshots(source, destination)
     hosts = conversion_host_ids(manifest, source)
-    desired = derive_desired(src, manifest.select, manifest.map, conversion_hosts=hosts)
+    desired = derive_desired(
+        src, manifest.select, manifest.map, workloads=manifest.workloads, conversion_hosts=hosts
+    )
     changes = diff(desired, dst, prune=manifest.options.prune)
     changes = block_workloads(changes, manifest, source, destination)
     if targets:
@@ -126,6 +128,10 @@ def _conversion_host_problem(
     return None
 
 
+#: ``workloads.*`` switches that already act: ports migrate (``derive_desired`` reads them).
+_USED_BY_PORTS = frozenset({"preserve_macs"})
+
+
 def _not_yet(manifest: Manifest) -> list[str]:
     """What a manifest may say that this version cannot do yet: said, never ignored."""
     notes = []
@@ -137,7 +143,7 @@ def _not_yet(manifest: Manifest) -> list[str]:
     unused = [f"map.{name}" for name in ("flavors", "networks") if getattr(manifest.map, name)] + [
         f"workloads.{name}"
         for name, value in manifest.workloads.model_dump().items()
-        if value != Workloads.model_fields[name].default
+        if value != Workloads.model_fields[name].default and name not in _USED_BY_PORTS
     ]
     if unused:
         notes.append(

@@ -136,7 +136,7 @@ def _compare(want: Resource, have: Resource | None, translate: dict[str, str]) -
             forces_replacement=f.replace,
         )
         for f in kind.fields
-        if before.get(f.name) != want.params.get(f.name)
+        if f.differs(before.get(f.name), want.params.get(f.name))
     ]
     if kind.workload:
         blocked = _workload_blocked(kind, fields)

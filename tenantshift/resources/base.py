@@ -68,11 +68,27 @@ class Field:
     #: ``fixed_ips: [{subnet, ip_address}]``); the rest of each dict is plain data.
     ref_key: str | None = None
 
+    #: Terraform's "optional + computed": a desired ``None`` lets the cloud choose (a port's
+    #: MAC), and the value is then neither sent nor compared.
+    computed: bool = False
+    #: The ``workloads.*`` switch of the manifest that decides whether the source value is
+    #: carried over at all (``preserve_macs``); off, the desired value is ``None``. Pair it with
+    #: ``computed`` so the cloud's own choice is not a difference.
+    carried_if: str | None = None
+
     def __post_init__(self) -> None:
         if self.many and not self.ref:
             raise ValueError(f"field {self.name}: many=True needs ref=")
         if self.ref_key and not self.many:
             raise ValueError(f"field {self.name}: ref_key needs many=True")
+        if self.carried_if and not self.computed:
+            raise ValueError(f"field {self.name}: carried_if needs computed=True")
+
+    def differs(self, have: Any, want: Any) -> bool:
+        """Whether an actual value differs from the desired one (the diff and the executor)."""
+        if self.computed and want is None:
+            return False
+        return bool(have != want)
 
     def ref_values(self, value: Any) -> list[str]:
         """The references this field's value holds, in order; None (unset) holds none."""

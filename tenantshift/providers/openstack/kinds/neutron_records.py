@@ -150,3 +150,38 @@ def security_group_rule_record(res: Any) -> Record:
         "provenance": None,  # Neutron rules take no tags
         **info(res, "remote_address_group_id"),
     }
+
+
+def port_record(res: Any) -> Record:
+    """A server's port. ``device_id``/``device_owner`` are info (the server migrates the
+    attachment, not the port); an allowed address pair that names the port's own MAC reads
+    as no MAC, which is how Neutron fills in one left out, so a copy with another MAC (no
+    ``preserve_macs``) reads back equal."""
+    own_mac = res.mac_address
+    address_pairs = [
+        {
+            "ip_address": pair.get("ip_address"),
+            "mac_address": None if pair.get("mac_address") == own_mac else pair.get("mac_address"),
+        }
+        for pair in res.allowed_address_pairs or ()
+    ]
+    return {
+        "network": res.network_id,
+        "name": res.name or "",
+        "description": res.description or "",
+        "fixed_ips": pairs(
+            [
+                {"subnet": ip.get("subnet_id"), "ip_address": ip.get("ip_address")}
+                for ip in res.fixed_ips or ()
+            ],
+            "subnet",
+            "ip_address",
+        ),
+        "mac_address": own_mac,
+        "security_groups": sorted(res.security_group_ids or []),
+        "allowed_address_pairs": pairs(address_pairs, "ip_address", "mac_address"),
+        "is_port_security_enabled": res.is_port_security_enabled,
+        "is_admin_state_up": res.is_admin_state_up,
+        **_marker(res),
+        **info(res, "status", "device_id", "device_owner"),
+    }
