@@ -83,6 +83,24 @@ def test_port_normalizes_with_device_as_info_and_subnets_as_addresses() -> None:
     assert "device_id" in res.info and "device_id" not in res.params
 
 
+def test_a_slaac_address_is_derived_so_the_record_holds_none() -> None:
+    mac = "fa:16:3e:b4:9f:e6"
+    assert nrec.derived_from_mac("2001:db8:10:0:f816:3eff:feb4:9fe6", mac)
+    assert not nrec.derived_from_mac("2001:db8:10::60", mac)
+    assert not nrec.derived_from_mac("10.10.0.60", mac)
+    res = fake_port(
+        mac_address=mac,
+        fixed_ips=[
+            {"subnet_id": "v6", "ip_address": "2001:db8:10:0:f816:3eff:feb4:9fe6"},
+            {"subnet_id": "v4", "ip_address": "10.10.0.60"},
+        ],
+    )
+    assert nrec.port_record(res)["fixed_ips"] == [
+        {"subnet": "v4", "ip_address": "10.10.0.60"},
+        {"subnet": "v6", "ip_address": None},
+    ]
+
+
 def test_only_unattached_and_server_ports_migrate() -> None:
     assert owned_by_migration("") and owned_by_migration(None)
     assert owned_by_migration("compute:nova") and owned_by_migration("compute:az-1")

@@ -7,6 +7,7 @@ protocols by name, sorted unordered lists, empty lists instead of ``None``.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
@@ -152,6 +153,24 @@ def security_group_rule_record(res: Any) -> Record:
     }
 
 
+def derived_from_mac(ip: str | None, mac: str | None) -> bool:
+    """Whether ``ip`` is an IPv6 SLAAC address of the port: its interface id is the EUI-64 of
+    ``mac``. Such an address is not chosen but derived (Neutron refuses one given explicitly on
+    an automatic-address subnet), so the record holds no address for it: a copy with another
+    MAC derives another address and is still the same port."""
+    if not ip or not mac:
+        return False
+    try:
+        address = ipaddress.ip_address(ip)
+        octets = bytearray(int(part, 16) for part in mac.split(":"))
+    except ValueError:
+        return False
+    if address.version != 6 or len(octets) != 6:
+        return False
+    octets[0] ^= 0x02  # the universal/local bit flips in a modified EUI-64
+    return address.packed[8:] == bytes(octets[:3]) + b"\xff\xfe" + bytes(octets[3:])
+
+
 def port_record(res: Any) -> Record:
     """A server's port. ``device_id``/``device_owner`` are info (the server migrates the
     attachment, not the port); an allowed address pair that names the port's own MAC reads
@@ -171,7 +190,12 @@ def port_record(res: Any) -> Record:
         "description": res.description or "",
         "fixed_ips": pairs(
             [
-                {"subnet": ip.get("subnet_id"), "ip_address": ip.get("ip_address")}
+                {
+                    "subnet": ip.get("subnet_id"),
+                    "ip_address": None
+                    if derived_from_mac(ip.get("ip_address"), own_mac)
+                    else ip.get("ip_address"),
+                }
                 for ip in res.fixed_ips or ()
             ],
             "subnet",
