@@ -75,7 +75,9 @@ class ResourceExecutor:
             # differs where no update can reach (someone else's, made since the plan).
             have = params_from_record(kind, found)
             fixed = sorted(
-                k for k, v in early.items() if kind.field(k).replace and have.get(k) != v
+                k
+                for k, v in early.items()
+                if kind.field(k).replace and kind.field(k).differs(have.get(k), v)
             )
             if fixed:
                 raise ProviderError(
@@ -177,11 +179,7 @@ class ResourceExecutor:
 
     def _resolve(self, kind_name: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """Desired params with references turned into destination ids."""
-        resolved = dict(params)
-        for f in REGISTRY[kind_name].refs:
-            if resolved.get(f.name) is not None:
-                resolved[f.name] = self.ids.get(resolved[f.name])
-        return resolved
+        return REGISTRY[kind_name].map_references(params, self.ids.get)
 
     def _drift(
         self,
@@ -195,7 +193,11 @@ class ResourceExecutor:
         have = params_from_record(kind, current)
         # Immutable fields are never sent: a difference there is a replacement, which the plan
         # shows, not something to sneak into an update.
-        drift = {k: v for k, v in wanted.items() if have.get(k) != v and not kind.field(k).replace}
+        drift = {
+            k: v
+            for k, v in wanted.items()
+            if kind.field(k).differs(have.get(k), v) and not kind.field(k).replace
+        }
         if (
             include_marker is not None
             and kind.provenance

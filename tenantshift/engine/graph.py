@@ -92,8 +92,7 @@ def _destroy_in_reverse(plan: Plan, graph: nx.DiGraph, destroyers: dict[str, Nod
     for node in destroyers.values():
         before = node.change.before or {}
         kind = REGISTRY[node.change.kind]
-        for f in kind.refs:
-            target = before.get(f.name)
+        for _, target in kind.references(before):
             # ``before`` holds references rewritten to desired addresses: map back through plan.
             for address in _destination_addresses(plan, target):
                 if address in destroyers and destroyers[address].id != node.id:
@@ -144,8 +143,8 @@ def _unlate_before_referrers_go(
             for node in destroyers.values()
             if node.change.address != change.address
             and any(
-                (node.change.before or {}).get(f.name) in itself
-                for f in REGISTRY[node.change.kind].refs
+                value in itself
+                for _, value in REGISTRY[node.change.kind].references(node.change.before or {})
             )
         ]
         if not referrers:

@@ -60,7 +60,9 @@ def make_plan(
 ) -> PlanResult:
     src, dst = snapshots or take_snapshots(source, destination)
     hosts = conversion_host_ids(manifest, source)
-    desired = derive_desired(src, manifest.select, manifest.map, conversion_hosts=hosts)
+    desired = derive_desired(
+        src, manifest.select, manifest.map, workloads=manifest.workloads, conversion_hosts=hosts
+    )
     # The markers name this migration, so prune leaves other migrations' copies alone (M6).
     changes = diff(desired, dst, prune=manifest.options.prune, migration=migration_id(src))
     changes = check_workloads(changes, manifest, src, source, destination)
@@ -93,6 +95,10 @@ def conversion_host_ids(manifest: Manifest, source: Provider) -> frozenset[str]:
         raise PlanError(f"conversion_hosts.source.server: {exc}") from None
 
 
+#: ``workloads.*`` switches that already act: ports migrate (``derive_desired`` reads them).
+_USED_BY_PORTS = frozenset({"preserve_macs"})
+
+
 def _not_yet(manifest: Manifest) -> list[str]:
     """What a manifest may say that this version cannot do yet: said, never ignored."""
     notes = []
@@ -104,7 +110,7 @@ def _not_yet(manifest: Manifest) -> list[str]:
     unused = [f"map.{name}" for name in ("flavors", "networks") if getattr(manifest.map, name)] + [
         f"workloads.{name}"
         for name, value in manifest.workloads.model_dump().items()
-        if value != Workloads.model_fields[name].default
+        if value != Workloads.model_fields[name].default and name not in _USED_BY_PORTS
     ]
     if unused:
         notes.append(
@@ -151,7 +157,7 @@ def _referrers_destroyed(changes: list[Change], target: Change) -> list[str]:
         if change.action not in _DESTROYING or change.address == target.address:
             continue
         before = change.before or {}
-        if any(before.get(f.name) in doomed for f in REGISTRY[change.kind].refs):
+        if any(value in doomed for _, value in REGISTRY[change.kind].references(before)):
             out.append(change.address)
     return out
 

@@ -48,6 +48,7 @@ KINDS: tuple[str, ...] = (
     "router_interface",
     "security_group",
     "security_group_rule",
+    "port",
     "keypair",
     "volume",
     "server",
@@ -323,6 +324,8 @@ class Select(_Model):
     """Security groups."""
     security_group_rule: KindSelect = KindSelect()
     """Security group rules."""
+    port: KindSelect = KindSelect()
+    """Ports of servers (and free ports): matched by name, or the key for unnamed ones."""
     keypair: KindSelect = KindSelect()
     """Keypairs."""
     volume: KindSelect = KindSelect()

@@ -18,7 +18,7 @@ from typing import Any
 
 from tenantshift.plans.model import Action, Change, FieldChange, Reason
 from tenantshift.resources import REGISTRY, Resource, Snapshot
-from tenantshift.resources.base import Kind, make_address, split_address
+from tenantshift.resources.base import Kind, key_of, make_address
 from tenantshift.resources.marker import is_ours, make_marker, same_source, split_marker
 from tenantshift.resources.snapshot import params_from_record
 
@@ -142,18 +142,9 @@ def _desired_address(kind: Kind, have: Resource, translate: dict[str, str]) -> s
     points at an actual resource no desired one matched."""
     if not kind.refs:
         return have.address
-
-    def key_of(address: str) -> str:
-        return split_address(address)[1]
-
-    params = dict(have.params)
-    for f in kind.refs:
-        value = params.get(f.name)
-        if value is None:
-            continue
-        if value not in translate:
-            return None
-        params[f.name] = translate[value]
+    if any(value not in translate for _, value in kind.references(have.params)):
+        return None
+    params = kind.map_references(have.params, translate.__getitem__)
     # Keep a disambiguation suffix (``~2``) the snapshot gave the actual resource.
     spelled = kind.key(have.params, key_of)
     suffix = have.key[len(spelled) :] if have.key.startswith(spelled) else ""
@@ -162,16 +153,11 @@ def _desired_address(kind: Kind, have: Resource, translate: dict[str, str]) -> s
 
 def _translated(res: Resource, translate: dict[str, str]) -> dict[str, Any]:
     """Actual params with references rewritten to desired addresses, so refs compare equal."""
-    params = dict(res.params)
-    for f in REGISTRY[res.kind].refs:
-        value = params.get(f.name)
-        if value is not None:
-            params[f.name] = translate.get(value, value)
-    return params
+    return REGISTRY[res.kind].map_references(res.params, lambda a: translate.get(a, a))
 
 
 def _refs(kind: Kind, params: dict[str, Any]) -> list[str]:
-    return sorted({params[f.name] for f in kind.refs if params.get(f.name) is not None})
+    return sorted({value for _, value in kind.references(params)})
 
 
 def _compare(
@@ -209,7 +195,7 @@ def _compare(
             forces_replacement=f.replace,
         )
         for f in kind.fields
-        if before.get(f.name) != want.params.get(f.name)
+        if f.differs(before.get(f.name), want.params.get(f.name))
     ]
     if kind.workload:
         blocked = _workload_blocked(kind, fields)
@@ -290,7 +276,7 @@ def _auto_children(desired: Snapshot, changes: dict[str, Change]) -> None:
             child_kind = REGISTRY[child_kind_name]
             assert child_kind.owner, f"{child_kind_name} declares no owner field"
             params = params_from_record(child_kind, {**partial, child_kind.owner: change.address})
-            key = child_kind.key(params, lambda a: a.partition(".")[2])
+            key = child_kind.key(params, key_of)
             address = make_address(child_kind_name, key)
             existing = changes.get(address)
             if (
@@ -423,7 +409,7 @@ def _cascade(
             if have.address in doomed:
                 continue
             kind = REGISTRY[have.kind]
-            hit = [have.params[f.name] for f in kind.refs if have.params.get(f.name) in doomed]
+            hit = [value for _, value in kind.references(have.params) if value in doomed]
             if not hit:
                 continue
             mine = change_of_actual.get(have.address)
@@ -477,9 +463,8 @@ def _managed(
     kind = REGISTRY[have.kind]
     if kind.provenance:
         return markers.ours(have.provenance)
-    for f in kind.refs:
-        parent_address = have.params.get(f.name)
-        if parent_address is None or parent_address in doomed:
+    for _, parent_address in kind.references(have.params):
+        if parent_address in doomed:
             continue
         parent = actual.resources.get(parent_address)
         if parent is None:

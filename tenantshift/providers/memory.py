@@ -112,11 +112,13 @@ class MemoryProvider:
                 return
             behaviour(kind).check_delete(self, record)
             for other in REGISTRY:
-                for field in other.refs:
-                    if field.ref != kind or not behaviour(other.name).blocks_delete(field):
-                        continue
-                    for rec in self._records[other.name].values():
-                        if rec.get(field.name) == id:
+                if not any(f.ref == kind for f in other.refs):
+                    continue
+                for rec in self._records[other.name].values():
+                    for field, target in other.references(rec):
+                        if field.ref != kind or target != id:
+                            continue
+                        if behaviour(other.name).blocks_delete(field):
                             raise ProviderError(
                                 f"409 Conflict: {kind} {id} is in use by {other.name} {rec['id']}",
                                 call="delete",
@@ -154,9 +156,8 @@ class MemoryProvider:
 
     # -- internals -------------------------------------------------------------------------
     def _check_refs(self, kind: str, params: Mapping[str, Any]) -> None:
-        for field in REGISTRY[kind].refs:
-            target = params.get(field.name)
-            if target is not None and target not in self._records[str(field.ref)]:
+        for field, target in REGISTRY[kind].references(params):
+            if target not in self._records[str(field.ref)]:
                 raise NotFoundError(
                     f"{kind}.{field.name}: {field.ref} {target} does not exist", call="create"
                 )

@@ -10,6 +10,7 @@ is here. A new kind with rules of its own (an in-use volume cannot be deleted) a
 from __future__ import annotations
 
 import ipaddress
+import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol
 
@@ -161,5 +162,23 @@ class RouterInterfaces(MemoryBehaviour):
                 )
 
 
-for _behaviour in (SecurityGroups(), SecurityGroupRules(), Routers(), RouterInterfaces()):
+class Ports(MemoryBehaviour):
+    """Neutron picks a MAC for a port created without one (``workloads.preserve_macs`` off)."""
+
+    kind = "port"
+
+    def after_create(self, cloud: MemoryCloud, record: Record) -> None:
+        if record.get("mac_address") is None:
+            record["mac_address"] = "fa:16:3e:" + ":".join(
+                f"{b:02x}" for b in uuid.uuid4().bytes[:3]
+            )
+
+
+for _behaviour in (
+    SecurityGroups(),
+    SecurityGroupRules(),
+    Routers(),
+    RouterInterfaces(),
+    Ports(),
+):
     register_behaviour(_behaviour)

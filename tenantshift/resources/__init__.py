@@ -6,6 +6,7 @@ Importing this package registers every kind; ``REGISTRY`` iterates them in refer
 from tenantshift.resources import (  # noqa: F401  (each module registers its kind)
     keypair,
     network,
+    port,
     router,
     router_interface,
     security_group,

@@ -9,6 +9,7 @@ kind is one new module here, plus its provider handler (docs/architecture.md, "H
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from graphlib import TopologicalSorter
@@ -23,6 +24,17 @@ Record = dict[str, Any]
 
 KeyResolver = Callable[[str], str]
 """Given an address, return its key (the part after ``kind.``); used to build child keys."""
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def sort_unordered(value: Any) -> Any:
+    """An unordered list in its one canonical order (any other value as it is)."""
+    if isinstance(value, list):
+        return sorted(value, key=canonical_json)
+    return value
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,62 @@ class Field:
     is_name: bool = False
     #: Can grow in place but never shrink (a volume's size): a smaller desired value blocks.
     grow_only: bool = False
+    #: With ``ref``: the value is a list of references (a server's ports), each one a graph edge.
+    #: Order is significant unless ``unordered``.
+    many: bool = False
+    #: With ``many``: the list holds dicts and the reference is ``item[ref_key]`` (a port's
+    #: ``fixed_ips: [{subnet, ip_address}]``); the rest of each dict is plain data.
+    ref_key: str | None = None
+
+    #: Terraform's "optional + computed": a desired ``None`` lets the cloud choose (a port's
+    #: MAC), and the value is then neither sent nor compared.
+    computed: bool = False
+    #: The ``workloads.*`` switch of the manifest that decides whether the source value is
+    #: carried over at all (``preserve_macs``); off, the desired value is ``None``. Pair it with
+    #: ``computed`` so the cloud's own choice is not a difference.
+    carried_if: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.many and not self.ref:
+            raise ValueError(f"field {self.name}: many=True needs ref=")
+        if self.ref_key and not self.many:
+            raise ValueError(f"field {self.name}: ref_key needs many=True")
+        if self.carried_if and not self.computed:
+            raise ValueError(f"field {self.name}: carried_if needs computed=True")
+
+    def differs(self, have: Any, want: Any) -> bool:
+        """Whether an actual value differs from the desired one (the diff and the executor)."""
+        if self.computed and want is None:
+            return False
+        return bool(have != want)
+
+    def ref_values(self, value: Any) -> list[str]:
+        """The references this field's value holds, in order; None (unset) holds none."""
+        if value is None or not self.ref:
+            return []
+        if not self.many:
+            return [value]
+        items = [item.get(self.ref_key) for item in value] if self.ref_key else list(value)
+        return [item for item in items if item is not None]
+
+    def map_refs(self, value: Any, fn: Callable[[str], str]) -> Any:
+        """``value`` with every reference mapped through ``fn``. An unordered list is sorted
+        again afterwards: ids and addresses sort differently, and both sides of a comparison
+        must be in the same canonical order."""
+        if value is None or not self.ref:
+            return value
+        if not self.many:
+            return fn(value)
+        mapped: list[Any]
+        if self.ref_key:
+            key = self.ref_key
+            mapped = [
+                {**item, key: fn(item[key])} if item.get(key) is not None else dict(item)
+                for item in value
+            ]
+        else:
+            mapped = [fn(item) if item is not None else None for item in value]
+        return sort_unordered(mapped) if self.unordered else mapped
 
 
 @dataclass(frozen=True)
@@ -99,6 +167,24 @@ class Kind:
     def name_field(self) -> Field | None:
         return next((f for f in self.fields if f.is_name), None)
 
+    def references(self, params: Mapping[str, Any]) -> list[tuple[Field, str]]:
+        """Every referenced value in ``params`` with the field holding it: scalar references,
+        each element of a list, each ``item[ref_key]`` of a list of dicts; None skipped.
+
+        The one place that knows how a reference is stored: normalization, the diff, the graph,
+        the executor and the providers all walk references through it (Terraform's
+        ``References()``), so a new shape of reference is a change here only."""
+        return [(f, value) for f in self.refs for value in f.ref_values(params.get(f.name))]
+
+    def map_references(self, params: Mapping[str, Any], fn: Callable[[str], str]) -> dict[str, Any]:
+        """A copy of ``params`` with every reference mapped through ``fn`` (ids -> addresses,
+        actual -> desired addresses, addresses -> destination ids); None stays None."""
+        out = dict(params)
+        for f in self.refs:
+            if f.name in out:
+                out[f.name] = f.map_refs(out[f.name], fn)
+        return out
+
 
 class Resource(BaseModel):
     """A normalized resource: ``params`` migrate and are compared, ``info`` never is."""
@@ -135,6 +221,11 @@ def split_address(address: str) -> tuple[str, str]:
 
 def make_address(kind: str, key: str) -> str:
     return f"{kind}.{key}"
+
+
+def key_of(address: str) -> str:
+    """``network.osm_net`` -> ``osm_net``: the ``KeyResolver`` over addresses."""
+    return split_address(address)[1]
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tenantshift.manifest import Map, Select
+from tenantshift.manifest import Map, Select, Workloads
 from tenantshift.resources.base import REGISTRY, Kind, Resource
 from tenantshift.resources.snapshot import Entry, Snapshot, assemble
 
@@ -23,6 +23,7 @@ def derive_desired(
     selection: Select | None,
     mappings: Map | None,
     *,
+    workloads: Workloads | None = None,
     conversion_hosts: frozenset[str] = frozenset(),
 ) -> Snapshot:
     """Filter by the selection, apply the name template and the maps, then re-address.
@@ -30,8 +31,11 @@ def derive_desired(
     Resources whose references were not selected drop out with them (a subnet of an excluded
     network cannot migrate alone); the warnings list says which. So do resources that migrate
     with another (a volume attached to a server); ``conversion_hosts`` are the source ids of the
-    conversion hosts, whose attachments do not count.
+    conversion hosts, whose attachments do not count. ``workloads`` (the manifest's; its
+    defaults when None) switches ``carried_if`` fields: a port's MAC is carried over only with
+    ``preserve_macs``, otherwise the destination cloud picks one and it is not compared.
     """
+    switches = workloads or Workloads()
     entries = []
     notes: list[str] = []
     for res in source.resources.values():
@@ -43,7 +47,10 @@ def derive_desired(
             if why is not None:
                 notes.append(f"{res.address}: not migrated on its own: {why}")
                 continue
-        params = {f: _mapped(kind, f, v, mappings) for f, v in res.params.items()}
+        params = {
+            f: _mapped(kind, f, v, mappings) if _carried(kind, f, switches) else None
+            for f, v in res.params.items()
+        }
         info = {"source_id": res.id, "source_address": res.address}
         entries.append(Entry(kind=res.kind, token=res.address, params=params, info=info))
     resources, warnings = assemble(entries)
@@ -57,11 +64,17 @@ def derive_desired(
     )
 
 
+def _carried(kind: Kind, field_name: str, switches: Workloads) -> bool:
+    switch = kind.field(field_name).carried_if
+    return switch is None or bool(getattr(switches, switch))
+
+
 def _mapped(kind: Kind, field_name: str, value: Any, mappings: Map | None) -> Any:
     if mappings is None or value is None:
         return value
     declared = kind.field(field_name)
-    if declared.is_name and value not in kind.builtin_names:
+    # An unnamed resource (a port) stays unnamed: the template would invent a name.
+    if declared.is_name and value and value not in kind.builtin_names:
         return str(mappings.names).format(name=value, kind=kind.name)
     if declared.mapping:
         table: Mapping[str, str] = getattr(mappings, declared.mapping) or {}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -12,14 +11,19 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from tenantshift.resources.base import REGISTRY, Kind, Record, Resource, make_address, split_address
+from tenantshift.resources.base import (
+    REGISTRY,
+    Kind,
+    Record,
+    Resource,
+    canonical_json,
+    key_of,
+    make_address,
+    sort_unordered,
+)
 
 #: info keys that change without the resource changing; they stay out of fingerprints.
 VOLATILE_INFO = frozenset({"status", "updated_at", "revision_number", "created_at"})
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
 class Snapshot(BaseModel):
@@ -65,12 +69,6 @@ class Entry:
     order: tuple[str, ...] = ()
 
 
-def _sort_list(value: Any) -> Any:
-    if isinstance(value, list):
-        return sorted(value, key=canonical_json)
-    return value
-
-
 def assemble(entries: Iterable[Entry]) -> tuple[dict[str, Resource], list[str]]:
     """Give every entry its address, kind by kind, rewriting reference tokens into addresses.
 
@@ -86,25 +84,21 @@ def assemble(entries: Iterable[Entry]) -> tuple[dict[str, Resource], list[str]]:
     resources: dict[str, Resource] = {}
     warnings: list[str] = []
 
-    def key_of(address: str) -> str:
-        return split_address(address)[1]
-
     for kind in REGISTRY:
         keyed: dict[str, list[tuple[Entry, dict[str, Any]]]] = defaultdict(list)
         for entry in by_kind.get(kind.name, []):
-            params = dict(entry.params)
+            # One missing element of a list reference is enough: a port without one of its
+            # subnets is not that port.
             missing = [
-                f.name
-                for f in kind.refs
-                if params.get(f.name) is not None and params[f.name] not in address_of
+                (f.name, token)
+                for f, token in kind.references(entry.params)
+                if token not in address_of
             ]
             if missing:
-                refs = ", ".join(f"{m}={params[m]}" for m in missing)
+                refs = ", ".join(f"{name}={token}" for name, token in missing)
                 warnings.append(f"{kind.name} {entry.token}: left out, references outside: {refs}")
                 continue
-            for f in kind.refs:
-                if params.get(f.name) is not None:
-                    params[f.name] = address_of[params[f.name]]
+            params = kind.map_references(entry.params, address_of.__getitem__)
             keyed[kind.key(params, key_of)].append((entry, params))
         for key, group in sorted(keyed.items()):
             group.sort(key=lambda item: (item[0].order, item[0].token))
@@ -130,7 +124,7 @@ def params_from_record(kind: Kind, record: Mapping[str, Any]) -> dict[str, Any]:
         value = record.get(f.name)
         if value is None:
             value = copy.deepcopy(f.default)
-        params[f.name] = _sort_list(value) if f.unordered else value
+        params[f.name] = sort_unordered(value) if f.unordered else value
     return kind.canonical(params) if kind.canonical else params
 
 

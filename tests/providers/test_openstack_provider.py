@@ -76,9 +76,18 @@ def test_snapshot_lists_each_kind_once_filtered_by_project() -> None:
         generate_fake_resource(router.Router, id="r1", name="rtr", tags=[], routes=[],
                                external_gateway_info={"network_id": "ext"})
     ]
-    conn.network.ports.return_value = [
-        generate_fake_resource(port.Port, device_id="r1", fixed_ips=[{"subnet_id": "s1"}])
-    ]
+    leg = generate_fake_resource(port.Port, device_id="r1", fixed_ips=[{"subnet_id": "s1"}],
+                                 device_owner="network:router_interface")
+    vm_port = generate_fake_resource(
+        port.Port, id="p-vm", network_id="n1", name="", device_owner="compute:nova", tags=[],
+        fixed_ips=[{"subnet_id": "s1", "ip_address": "10.0.0.5"}], security_group_ids=[],
+        allowed_address_pairs=[], mac_address="fa:16:3e:00:00:01",
+    )
+    dhcp = generate_fake_resource(port.Port, network_id="n1", device_owner="network:dhcp")
+    # The interfaces' listing asks for router owners; the ports' listing filters client-side.
+    conn.network.ports.side_effect = lambda **q: (
+        [leg] if "device_owner" in q else [leg, vm_port, dhcp]
+    )
     conn.network.security_groups.return_value = []
     conn.network.security_group_rules.return_value = []
     conn.compute.keypairs.return_value = [
@@ -87,7 +96,7 @@ def test_snapshot_lists_each_kind_once_filtered_by_project() -> None:
     conn.network.get_quota.return_value = mock.Mock(
         networks={"limit": 10, "used": 1, "reserved": 0}, subnets={"limit": -1, "used": 1},
         routers={"limit": 3, "used": 1, "reserved": 1}, security_groups=None,
-        security_group_rules=None,
+        security_group_rules=None, ports=None,
     )
     conn.compute.get_limits.return_value = mock.Mock(absolute=mock.Mock(keypairs=100))
     conn.block_storage.volumes.return_value = []
@@ -99,13 +108,15 @@ def test_snapshot_lists_each_kind_once_filtered_by_project() -> None:
 
     for lister in ("subnets", "routers", "security_groups", "security_group_rules"):
         getattr(conn.network, lister).assert_called_once_with(project_id="p1")
-    conn.network.ports.assert_called_once()
-    assert conn.network.ports.call_args.kwargs["project_id"] == "p1"
-    assert "network:router_interface" in conn.network.ports.call_args.kwargs["device_owner"]
+    port_queries = [c.kwargs for c in conn.network.ports.call_args_list]
+    assert len(port_queries) == 2  # the router legs, and the ports (owner filtered here)
+    assert all(q["project_id"] == "p1" for q in port_queries)
+    assert any("network:router_interface" in q.get("device_owner", ()) for q in port_queries)
     assert conn.network.networks.call_count == 2  # the project's, and the external ones
     assert sorted(snap.resources) == [
         "keypair.kp",
         "network.osm_net",
+        "port.osm_net/10.0.0.5",
         "router.rtr",
         "router_interface.rtr/osm_net/sub",
         "subnet.osm_net/sub",

@@ -7,6 +7,7 @@ protocols by name, sorted unordered lists, empty lists instead of ``None``.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
@@ -149,4 +150,62 @@ def security_group_rule_record(res: Any) -> Record:
         "description": res.description or "",
         "provenance": None,  # Neutron rules take no tags
         **info(res, "remote_address_group_id"),
+    }
+
+
+def derived_from_mac(ip: str | None, mac: str | None) -> bool:
+    """Whether ``ip`` is an IPv6 SLAAC address of the port: its interface id is the EUI-64 of
+    ``mac``. Such an address is not chosen but derived (Neutron refuses one given explicitly on
+    an automatic-address subnet), so the record holds no address for it: a copy with another
+    MAC derives another address and is still the same port."""
+    if not ip or not mac:
+        return False
+    try:
+        address = ipaddress.ip_address(ip)
+        octets = bytearray(int(part, 16) for part in mac.split(":"))
+    except ValueError:
+        return False
+    if address.version != 6 or len(octets) != 6:
+        return False
+    octets[0] ^= 0x02  # the universal/local bit flips in a modified EUI-64
+    return address.packed[8:] == bytes(octets[:3]) + b"\xff\xfe" + bytes(octets[3:])
+
+
+def port_record(res: Any) -> Record:
+    """A server's port. ``device_id``/``device_owner`` are info (the server migrates the
+    attachment, not the port); an allowed address pair that names the port's own MAC reads
+    as no MAC, which is how Neutron fills in one left out, so a copy with another MAC (no
+    ``preserve_macs``) reads back equal."""
+    own_mac = res.mac_address
+    address_pairs = [
+        {
+            "ip_address": pair.get("ip_address"),
+            "mac_address": None if pair.get("mac_address") == own_mac else pair.get("mac_address"),
+        }
+        for pair in res.allowed_address_pairs or ()
+    ]
+    return {
+        "network": res.network_id,
+        "name": res.name or "",
+        "description": res.description or "",
+        "fixed_ips": pairs(
+            [
+                {
+                    "subnet": ip.get("subnet_id"),
+                    "ip_address": None
+                    if derived_from_mac(ip.get("ip_address"), own_mac)
+                    else ip.get("ip_address"),
+                }
+                for ip in res.fixed_ips or ()
+            ],
+            "subnet",
+            "ip_address",
+        ),
+        "mac_address": own_mac,
+        "security_groups": sorted(res.security_group_ids or []),
+        "allowed_address_pairs": pairs(address_pairs, "ip_address", "mac_address"),
+        "is_port_security_enabled": res.is_port_security_enabled,
+        "is_admin_state_up": res.is_admin_state_up,
+        **_marker(res),
+        **info(res, "status", "device_id", "device_owner"),
     }
