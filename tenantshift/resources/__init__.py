@@ -11,6 +11,7 @@ from tenantshift.resources import (  # noqa: F401  (each module registers its ki
     router_interface,
     security_group,
     security_group_rule,
+    server,
     subnet,
     volume,
 )

@@ -50,8 +50,15 @@ def provider(conn: mock.MagicMock) -> OpenStackProvider:
 
 def net(id: str, name: str, tags: list[str] | None = None, external: bool = False) -> Any:
     return generate_fake_resource(
-        network.Network, id=id, name=name, description="", tags=tags or [], mtu=1500,
-        is_admin_state_up=True, is_port_security_enabled=True, is_router_external=external,
+        network.Network,
+        id=id,
+        name=name,
+        description="",
+        tags=tags or [],
+        mtu=1500,
+        is_admin_state_up=True,
+        is_port_security_enabled=True,
+        is_router_external=external,
     )
 
 
@@ -66,22 +73,56 @@ def test_snapshot_lists_each_kind_once_filtered_by_project() -> None:
         [ext] if q.get("is_router_external") else [net("n1", "osm_net"), ext]
     )
     conn.network.subnets.return_value = [
-        generate_fake_resource(subnet.Subnet, id="s1", network_id="n1", name="sub", tags=[],
-                               allocation_pools=[], host_routes=[], dns_nameservers=[],
-                               ip_version=4, cidr="10.0.0.0/24"),
-        generate_fake_resource(subnet.Subnet, id="s-ext", network_id="ext", name="pub", tags=[],
-                               allocation_pools=[], host_routes=[], dns_nameservers=[]),
+        generate_fake_resource(
+            subnet.Subnet,
+            id="s1",
+            network_id="n1",
+            name="sub",
+            tags=[],
+            allocation_pools=[],
+            host_routes=[],
+            dns_nameservers=[],
+            ip_version=4,
+            cidr="10.0.0.0/24",
+        ),
+        generate_fake_resource(
+            subnet.Subnet,
+            id="s-ext",
+            network_id="ext",
+            name="pub",
+            tags=[],
+            allocation_pools=[],
+            host_routes=[],
+            dns_nameservers=[],
+        ),
     ]
     conn.network.routers.return_value = [
-        generate_fake_resource(router.Router, id="r1", name="rtr", tags=[], routes=[],
-                               external_gateway_info={"network_id": "ext"})
+        generate_fake_resource(
+            router.Router,
+            id="r1",
+            name="rtr",
+            tags=[],
+            routes=[],
+            external_gateway_info={"network_id": "ext"},
+        )
     ]
-    leg = generate_fake_resource(port.Port, device_id="r1", fixed_ips=[{"subnet_id": "s1"}],
-                                 device_owner="network:router_interface")
+    leg = generate_fake_resource(
+        port.Port,
+        device_id="r1",
+        fixed_ips=[{"subnet_id": "s1"}],
+        device_owner="network:router_interface",
+    )
     vm_port = generate_fake_resource(
-        port.Port, id="p-vm", network_id="n1", name="", device_owner="compute:nova", tags=[],
-        fixed_ips=[{"subnet_id": "s1", "ip_address": "10.0.0.5"}], security_group_ids=[],
-        allowed_address_pairs=[], mac_address="fa:16:3e:00:00:01",
+        port.Port,
+        id="p-vm",
+        network_id="n1",
+        name="",
+        device_owner="compute:nova",
+        tags=[],
+        fixed_ips=[{"subnet_id": "s1", "ip_address": "10.0.0.5"}],
+        security_group_ids=[],
+        allowed_address_pairs=[],
+        mac_address="fa:16:3e:00:00:01",
     )
     dhcp = generate_fake_resource(port.Port, network_id="n1", device_owner="network:dhcp")
     # The interfaces' listing asks for router owners; the ports' listing filters client-side.
@@ -94,11 +135,16 @@ def test_snapshot_lists_each_kind_once_filtered_by_project() -> None:
         generate_fake_resource(keypair.Keypair, name="kp", public_key="ssh-ed25519 A", type="ssh")
     ]
     conn.network.get_quota.return_value = mock.Mock(
-        networks={"limit": 10, "used": 1, "reserved": 0}, subnets={"limit": -1, "used": 1},
-        routers={"limit": 3, "used": 1, "reserved": 1}, security_groups=None,
-        security_group_rules=None, ports=None,
+        networks={"limit": 10, "used": 1, "reserved": 0},
+        subnets={"limit": -1, "used": 1},
+        routers={"limit": 3, "used": 1, "reserved": 1},
+        security_groups=None,
+        security_group_rules=None,
+        ports=None,
     )
-    conn.compute.get_limits.return_value = mock.Mock(absolute=mock.Mock(keypairs=100))
+    conn.compute.get_limits.return_value = mock.Mock(absolute=mock.Mock(keypairs=100, instances=10))
+    conn.compute.servers.return_value = []
+    conn.compute.flavors.return_value = []
     conn.block_storage.volumes.return_value = []
     conn.block_storage.get_quota_set.return_value = mock.Mock(
         volumes=10, usage={"volumes": 2}, reservation={"volumes": 1}
@@ -122,8 +168,8 @@ def test_snapshot_lists_each_kind_once_filtered_by_project() -> None:
         "subnet.osm_net/sub",
     ]
     assert snap.resources["router.rtr"].params["external_network"] == "public"
-    assert snap.externals == {"external_network": ["public"]}
-    assert snap.quota_left == {"network": 9, "router": 1, "keypair": 99, "volume": 7}
+    assert snap.externals == {"external_network": ["public"], "flavor": []}
+    assert snap.quota_left == {"network": 9, "router": 1, "keypair": 99, "volume": 7, "server": 10}
     assert snap.project == "p1"
 
 
@@ -211,7 +257,11 @@ def test_router_gateway_resolves_the_external_name() -> None:
     conn = fake_conn()
     conn.network.networks.side_effect = lambda **q: [net("e1", "public", external=True)]
     conn.network.create_router.side_effect = lambda **a: generate_fake_resource(
-        router.Router, id="r1", name=a["name"], tags=a["tags"], routes=[],
+        router.Router,
+        id="r1",
+        name=a["name"],
+        tags=a["tags"],
+        routes=[],
         external_gateway_info=a["external_gateway_info"],
     )
     record = provider(conn).create("router", {"name": "r", "external_network": "public"}, "s")
@@ -234,13 +284,29 @@ def test_router_gateway_name_must_be_unique_and_visible(visible: list[str]) -> N
 
 def test_duplicate_rule_returns_the_existing_one() -> None:
     conn = fake_conn()
-    params = {"security_group": "g1", "direction": "ingress", "ethertype": "IPv4",
-              "protocol": "tcp", "port_range_min": 22, "port_range_max": 22,
-              "remote_ip_prefix": None, "remote_group": None, "description": ""}
+    params = {
+        "security_group": "g1",
+        "direction": "ingress",
+        "ethertype": "IPv4",
+        "protocol": "tcp",
+        "port_range_min": 22,
+        "port_range_max": 22,
+        "remote_ip_prefix": None,
+        "remote_group": None,
+        "description": "",
+    }
     existing = generate_fake_resource(
-        security_group_rule.SecurityGroupRule, id="rule1", security_group_id="g1",
-        direction="ingress", ether_type="IPv4", protocol="6", port_range_min=22,
-        port_range_max=22, remote_ip_prefix=None, remote_group_id=None, description="",
+        security_group_rule.SecurityGroupRule,
+        id="rule1",
+        security_group_id="g1",
+        direction="ingress",
+        ether_type="IPv4",
+        protocol="6",
+        port_range_min=22,
+        port_range_max=22,
+        remote_ip_prefix=None,
+        remote_group_id=None,
+        description="",
     )
     conn.network.create_security_group_rule.side_effect = http_error(
         409, "Security group rule already exists. Rule id is rule1."
@@ -255,8 +321,9 @@ def test_duplicate_rule_returns_the_existing_one() -> None:
 
 def test_update_replaces_only_our_tag() -> None:
     conn = fake_conn()
-    grp = generate_fake_resource(security_group.SecurityGroup, id="g1", name="web",
-                                 tags=["x", "tenantshift-src:old"])
+    grp = generate_fake_resource(
+        security_group.SecurityGroup, id="g1", name="web", tags=["x", "tenantshift-src:old"]
+    )
     conn.network.update_security_group.return_value = grp
     conn.network.get_security_group.return_value = generate_fake_resource(
         security_group.SecurityGroup, id="g1", name="web", tags=["tenantshift-src:new", "x"]
@@ -288,7 +355,7 @@ def test_get_returns_none_when_gone_and_keypairs_by_name() -> None:
     conn.compute.get_keypair.side_effect = http_error(404, "gone")
     assert provider(conn).get("keypair", "kp") is None
     with pytest.raises(ProviderError, match="does not handle"):
-        provider(conn).get("server", "x")
+        provider(conn).get("flavor", "x")
     assert not isinstance(ProviderError("x"), NotFoundError)
 
 

@@ -9,6 +9,7 @@ from tenantshift.providers.openstack.kinds import (  # noqa: F401  (each module 
     neutron,
     port,
     router_interface,
+    server,
     volume,
 )
 from tenantshift.providers.openstack.kinds.base import (
