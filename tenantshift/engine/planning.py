@@ -11,7 +11,7 @@ from typing import Any
 
 from tenantshift import __version__
 from tenantshift.engine.workload_plan import check_workloads
-from tenantshift.manifest import Manifest, Workloads, manifest_hash
+from tenantshift.manifest import Manifest, manifest_hash
 from tenantshift.plans import Action, Change, Fingerprint, Plan, diff
 from tenantshift.providers import Provider, ProviderError
 from tenantshift.resources import REGISTRY, Snapshot, derive_desired
@@ -95,27 +95,17 @@ def conversion_host_ids(manifest: Manifest, source: Provider) -> frozenset[str]:
         raise PlanError(f"conversion_hosts.source.server: {exc}") from None
 
 
-#: ``workloads.*`` switches that already act: ports migrate (``derive_desired`` reads them).
-_USED_BY_PORTS = frozenset({"preserve_macs"})
-
-
 def _not_yet(manifest: Manifest) -> list[str]:
     """What a manifest may say that this version cannot do yet: said, never ignored."""
     notes = []
-    if manifest.select.server.include != ():
+    if manifest.map.networks:
         notes.append(
-            "servers are not migrated yet (their networks, security groups, keypairs and the "
-            "detached volumes are); select.server.include: [] silences this"
+            "map.networks is not supported yet: the mapped networks are migrated like the "
+            "others instead of being replaced by existing destination networks"
         )
-    unused = [f"map.{name}" for name in ("flavors", "networks") if getattr(manifest.map, name)] + [
-        f"workloads.{name}"
-        for name, value in manifest.workloads.model_dump().items()
-        if value != Workloads.model_fields[name].default and name not in _USED_BY_PORTS
-    ]
-    if unused:
+    if not manifest.workloads.preserve_fixed_ips:
         notes.append(
-            f"{', '.join(unused)} apply to servers and ports, which are not migrated yet: "
-            "no effect in this plan"
+            "workloads.preserve_fixed_ips: false is not supported yet: ports keep their fixed IPs"
         )
     return notes
 

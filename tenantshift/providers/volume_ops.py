@@ -36,6 +36,10 @@ class VolumeOps(Protocol):
         """Stop and wait for SHUTOFF (a stopped server is left alone)."""
         ...
 
+    def start_server(self, server_id: str) -> None:
+        """Start and wait for ACTIVE (a running server is left alone)."""
+        ...
+
     def create_server_image(self, server_id: str, name: str) -> str:
         """Snapshot an image-booted server's root disk; wait until the image is active."""
         ...

@@ -49,6 +49,8 @@ def reset_tenant(key: str) -> None:
     for fip in net.ips(project_id=project_id):
         net.delete_ip(fip, ignore_missing=True)
     for router in net.routers(project_id=project_id):
+        if router.routes:  # Neutron keeps an interface while a static route goes through it
+            net.update_router(router, routes=[])
         for port in net.ports(device_id=router.id):
             if port.device_owner in ("network:router_interface",
                                      "network:router_interface_distributed",

@@ -2,7 +2,8 @@
 
 Phases (DESIGN.md, "Workload migration"):
 
-1. ``source_stopped``: the source server is SHUTOFF (stopped first when the manifest allows).
+1. ``source_stopped``: the source server is SHUTOFF (stopped first when the manifest allows,
+   and then started again when the source is restored).
 2. ``source_disks``: a readable volume per disk, without touching the server's own data: the
    boot volume is snapshotted and a temporary volume made from the snapshot; an image-booted
    server's root disk becomes a server image and a temporary volume from it; data volumes are
@@ -55,7 +56,12 @@ class ServerMigration(Migration):
                     f"source server is {server['status']}: stop it, or set "
                     "workloads.stop_source_servers"
                 )
+            # Journaled like any temporary: the source ends as it began, running again.
+            seq = self.ctx.journal.intend_temporary(
+                self.node.id, "source", "stopped", self.source_id, {"server_id": self.source_id}
+            )
             await self.block(self.src.stop_server, self.source_id)
+            self.ctx.journal.temporary_created(seq, self.source_id)
         data["volumes"] = server["volumes"]
         data["image_id"] = server["image_id"]
         data["root_gb"] = int(server["flavor"].get("disk") or 1)

@@ -44,6 +44,8 @@ async def _undo(ctx: ApplyContext, row: Row) -> None:
         undo = lambda: ops.detach(data["server_id"], data["volume_id"])  # noqa: E731
     elif kind == "detached":  # a data volume taken off its server: put it back where it was
         undo = lambda: ops.attach(data["server_id"], data["volume_id"], data.get("device"))  # noqa: E731
+    elif kind == "stopped":  # a source server we stopped: it ends as it began, running
+        undo = lambda: ops.start_server(data["server_id"])  # noqa: E731
     elif kind == "volume":
 
         def undo() -> None:

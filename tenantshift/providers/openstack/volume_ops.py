@@ -75,6 +75,13 @@ class OpenStackVolumeOps:
             self._call("compute.stop_server", lambda: compute.stop_server(server_id))
         self._wait_server(server_id, "SHUTOFF")
 
+    def start_server(self, server_id: str) -> None:
+        compute = self.provider.conn.compute
+        server = self._call("compute.get_server", lambda: compute.get_server(server_id))
+        if server.status != "ACTIVE":
+            self._call("compute.start_server", lambda: compute.start_server(server_id))
+        self._wait_server(server_id, "ACTIVE")
+
     def create_server_image(self, server_id: str, name: str) -> str:
         compute, image = self.provider.conn.compute, self.provider.conn.image
         made = self._call(

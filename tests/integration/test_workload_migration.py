@@ -1,0 +1,244 @@
+"""The seeded tenant migrates whole, workloads included, on the real local OpenStack: the servers
+(boot from volume with a data volume, image-booted, two NICs with fixed IPs) and a detached
+volume, with their bytes, through the conversion hosts; the running server is blocked with its
+reason, then migrated with ``workloads.stop_source_servers`` and started again at the source.
+
+The tests build on each other in file order, from a destination wiped at the start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openstack
+import pytest
+import yaml
+from openstack.connection import Connection
+
+from tenantshift.resources.marker import split_marker
+from tests.integration.conftest import Devcloud
+from tests.integration.test_network_migration import wipe_network_resources
+
+pytestmark = pytest.mark.devcloud
+
+ROOT = Path(__file__).resolve().parents[2]
+MiB = 1024 * 1024
+MIGRATED = ("vm-bfv", "vm-image", "vm-multinic")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tenantshift", *args],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+        env=dict(os.environ),
+    )
+
+
+def sha256_file(path: Path, length: int | None = None) -> str:
+    digest = hashlib.sha256()
+    left = length if length is not None else path.stat().st_size
+    with path.open("rb") as f:
+        while left > 0 and (block := f.read(min(8 * MiB, left))):
+            digest.update(block)
+            left -= len(block)
+    return digest.hexdigest()
+
+
+def volume_file(devcloud: Devcloud, volume_id: str) -> Path:
+    return devcloud.state / "volumes" / f"volume-{volume_id}"
+
+
+def source_of(resource: Any) -> str | None:
+    marker = (resource.metadata or {}).get("tenantshift-src")
+    return split_marker(str(marker))[1] if marker else None
+
+
+def wipe_destination(conn: Connection, keep_server: str) -> None:
+    """Servers (but the conversion host), their volumes, then the network resources."""
+    servers = [s for s in conn.compute.servers() if s.id != keep_server]
+    for server in servers:
+        conn.compute.delete_server(server)
+    for server in servers:
+        conn.compute.wait_for_delete(server, wait=300)
+    for volume in conn.block_storage.volumes(details=True):
+        for attachment in volume.attachments or []:
+            conn.compute.delete_volume_attachment(attachment["server_id"], volume.id)
+        conn.block_storage.wait_for_status(volume, "available", wait=300)
+        conn.block_storage.delete_volume(volume)
+    wipe_network_resources(conn)
+
+
+def manifest_text(devcloud: Devcloud, state: Path, **workloads: Any) -> str:
+    text = (ROOT / "examples" / "devcloud.yaml").read_text()
+    hosts = yaml.safe_load(devcloud.conversion_hosts_yaml.read_text())
+    extra: dict[str, Any] = {"conversion_hosts": hosts, "options": {"state_dir": str(state)}}
+    if workloads:
+        extra["workloads"] = workloads
+    else:
+        extra["select"] = {"server": {"exclude": ["vm-active"]}}
+    return text + yaml.safe_dump(extra, sort_keys=False)
+
+
+# -- fixtures ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def clouds(devcloud: Devcloud) -> Iterator[dict[str, Connection]]:
+    pair = {side: openstack.connect(cloud=f"devcloud-{side}") for side in ("src", "dst")}
+    wipe_destination(pair["dst"], devcloud.destination_host.server_id)
+    yield pair
+
+
+@pytest.fixture(scope="module")
+def before(devcloud: Devcloud, clouds: dict[str, Connection]) -> dict[str, Any]:
+    """The source as it was: what must be exactly the same after every migration."""
+    seed = json.loads(devcloud.seed_json.read_text())
+    src = clouds["src"]
+    servers = {s.name: s for s in src.compute.servers()}
+    return {
+        "seed": seed,
+        "status": {name: s.status for name, s in servers.items()},
+        "attachments": {
+            name: sorted((a.volume_id, a.device) for a in src.compute.volume_attachments(s.id))
+            for name, s in servers.items()
+        },
+        "volumes": {v.id: v.status for v in src.block_storage.volumes()},
+        "volume_sha": {
+            v["id"]: sha256_file(volume_file(devcloud, v["id"])) for v in seed["volumes"].values()
+        },
+        "snapshots": {s.id for s in src.block_storage.snapshots()},
+        "images": {i.id for i in src.image.images()},
+        "root_disk": sha256_file(
+            devcloud.state / "hosts" / seed["servers"]["vm-image"]["id"] / "root.disk"
+        ),
+    }
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory: pytest.TempPathFactory, devcloud: Devcloud) -> Path:
+    directory = tmp_path_factory.mktemp("workloads")
+    path = directory / "migration.yaml"
+    path.write_text(manifest_text(devcloud, directory / "state"))
+    return path
+
+
+def assert_source_unchanged(devcloud: Devcloud, src: Connection, before: dict[str, Any]) -> None:
+    servers = {s.name: s for s in src.compute.servers()}
+    assert {n: s.status for n, s in servers.items()} == before["status"]
+    for name, server in servers.items():
+        attachments = sorted(
+            (a.volume_id, a.device) for a in src.compute.volume_attachments(server.id)
+        )
+        assert attachments == before["attachments"][name], name
+    assert {v.id: v.status for v in src.block_storage.volumes()} == before["volumes"]
+    for volume_id, digest in before["volume_sha"].items():
+        assert sha256_file(volume_file(devcloud, volume_id)) == digest
+    assert {s.id for s in src.block_storage.snapshots()} == before["snapshots"]
+    assert {i.id for i in src.image.images()} == before["images"]
+    for volume in src.block_storage.volumes():
+        assert not any(k.startswith("tenantshift") for k in volume.metadata or {})
+
+
+# -- the tests -----------------------------------------------------------------------------------
+def test_plan_shows_each_workload_and_the_running_server_blocked(
+    devcloud: Devcloud, clouds: dict[str, Connection], tmp_path: Path
+) -> None:
+    path = tmp_path / "all.yaml"
+    path.write_text(manifest_text(devcloud, tmp_path / "state", stop_source_servers=False))
+    result = run_cli("plan", "-m", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    changes = {c["address"]: c for c in document["changes"]}
+    for name in MIGRATED:
+        assert changes[f"server.{name}"]["action"] == "migrate", changes[f"server.{name}"]
+        assert "disk" in changes[f"server.{name}"]["detail"]
+    active = changes["server.vm-active"]
+    assert active["reason"] == "blocked_prerequisite" and "ACTIVE" in active["detail"]
+    assert changes["volume.archive-vol"]["action"] == "migrate"
+    assert "volume.boot-vol" not in changes and "volume.data-vol" not in changes
+    assert any("boot-vol" in w and "migrates with its server" in w for w in document["warnings"])
+    assert "server.conversion-host" not in changes
+
+
+def test_the_tenant_migrates_with_its_bytes(
+    devcloud: Devcloud, clouds: dict[str, Connection], before: dict[str, Any], manifest: Path
+) -> None:
+    started = time.monotonic()
+    applied = run_cli("apply", "-m", str(manifest), "--auto-approve")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "Apply complete!" in applied.stdout
+    print(f"migration applied in {time.monotonic() - started:.0f}s")
+
+    src, dst = clouds["src"], clouds["dst"]
+    seed = before["seed"]
+    copies = {source_of(s): s for s in dst.compute.servers(details=True) if source_of(s)}
+    for name in MIGRATED:
+        source = seed["servers"][name]
+        copy = copies[source["id"]]
+        assert copy.name == name and copy.status == "SHUTOFF"
+        assert copy.flavor["original_name"] == source["flavor"]
+        assert copy.key_name == "seed-key"
+        assert copy.metadata.get("role") and copy.metadata.get("tenantshift-migrated")
+    # Fixed IPs kept, on both NICs, with their security groups.
+    multinic = copies[seed["servers"]["vm-multinic"]["id"]]
+    ips = sorted(
+        ip["ip_address"]
+        for port in dst.network.ports(device_id=multinic.id)
+        for ip in port.fixed_ips
+        if "." in ip["ip_address"]
+    )
+    assert ips == ["10.10.0.60", "10.20.0.60"]
+
+    # Bytes: boot and data volume of vm-bfv; the root disk of vm-image; the detached volume.
+    volumes = {source_of(v): v for v in dst.block_storage.volumes(details=True) if source_of(v)}
+    for name in ("boot-vol", "data-vol", "archive-vol"):
+        source_volume = seed["volumes"][name]
+        copy = volumes[source_volume["id"]]
+        path = volume_file(devcloud, copy.id)
+        assert sha256_file(path) == source_volume["sha256"], name
+        assert path.stat().st_blocks * 512 <= source_volume["allocated_bytes"] + 4 * MiB, name
+    bfv = copies[seed["servers"]["vm-bfv"]["id"]]
+    attached = {a.volume_id for a in dst.compute.volume_attachments(bfv.id)}
+    assert attached == {volumes[seed["volumes"][n]["id"]].id for n in ("boot-vol", "data-vol")}
+    image_vm = copies[seed["servers"]["vm-image"]["id"]]
+    (root,) = [a.volume_id for a in dst.compute.volume_attachments(image_vm.id)]
+    root_size = (devcloud.state / "hosts" / seed["servers"]["vm-image"]["id"] / "root.disk").stat()
+    assert sha256_file(volume_file(devcloud, root), root_size.st_size) == before["root_disk"]
+
+    assert_source_unchanged(devcloud, src, before)
+    # Nothing left on the conversion hosts.
+    for conn, host in ((src, devcloud.source_host), (dst, devcloud.destination_host)):
+        assert list(conn.compute.volume_attachments(host.server_id)) == []
+
+
+def test_a_second_plan_has_no_changes(manifest: Path) -> None:
+    again = run_cli("plan", "-m", str(manifest), "--detailed-exitcode")
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_a_running_server_migrates_when_allowed_and_runs_again_at_the_source(
+    devcloud: Devcloud,
+    clouds: dict[str, Connection],
+    before: dict[str, Any],
+    manifest: Path,
+) -> None:
+    manifest.write_text(
+        manifest_text(devcloud, manifest.parent / "state", stop_source_servers=True)
+    )
+    applied = run_cli("apply", "-m", str(manifest), "--auto-approve")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    active = before["seed"]["servers"]["vm-active"]
+    copies = {source_of(s): s for s in clouds["dst"].compute.servers() if source_of(s)}
+    assert copies[active["id"]].status == "SHUTOFF"
+    assert_source_unchanged(devcloud, clouds["src"], before)  # vm-active ACTIVE again
+    again = run_cli("plan", "-m", str(manifest), "--detailed-exitcode")
+    assert again.returncode == 0, again.stdout
