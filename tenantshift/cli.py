@@ -21,6 +21,7 @@ from tenantshift.engine import commands
 from tenantshift.engine.apply import ApplyResult
 from tenantshift.engine.connect import open_provider
 from tenantshift.engine.graph import GraphCycleError, build_graph
+from tenantshift.engine.journal import JournalError
 from tenantshift.engine.lock import LockedError
 from tenantshift.engine.planning import PlanError, plan_manifest
 from tenantshift.engine.walker import Status
@@ -73,6 +74,7 @@ USER_ERRORS = (
     GraphCycleError,
     WorkloadError,
     TransferError,
+    JournalError,
     ValueError,
     OSError,
 )

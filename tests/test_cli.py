@@ -197,3 +197,24 @@ def test_apply_is_refused_while_another_apply_holds_the_lock(
     assert "another apply of this manifest is running" in out
     assert "will be created" not in out  # refused before planning or prompting
     assert clouds["destination"].count("network") == 0
+
+
+def test_an_apply_into_the_same_destination_from_another_manifest_is_refused(
+    manifest: Path,
+    clouds: dict[str, MemoryProvider],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Security review L1: a copy of the manifest in another checkout took another lock."""
+    from tenantshift.engine.lock import ApplyLock
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    clouds["destination"].identity = "https://dst.example:5000/v3#project-1"
+    elsewhere = tmp_path / "other-checkout" / "state"
+    with ApplyLock(elsewhere, "https://dst.example:5000/v3#project-1"):
+        code, out = run("apply", "-m", str(manifest), "--auto-approve")
+    assert code == 1
+    assert "another apply of this destination project is running" in out
+    assert clouds["destination"].count("network") == 0
+    code, out = run("apply", "-m", str(manifest), "--auto-approve")  # free again
+    assert code == 0, out

@@ -36,6 +36,13 @@ def providers(manifest: Manifest) -> tuple[Provider, Provider]:
     )
 
 
+def identity_of(provider: Provider) -> str | None:
+    """Which project a provider writes to, across manifests and checkouts (auth URL and project
+    id for a cloud); None when it has no such identity (a test double)."""
+    identity = getattr(provider, "identity", None)
+    return str(identity) if identity else None
+
+
 def plan(manifest: Manifest, *, targets: tuple[str, ...] = ()) -> PlanResult:
     source, destination = providers(manifest)
     return make_plan(manifest, source, destination, targets=targets)
@@ -47,7 +54,7 @@ def apply_saved(
     """Apply a saved plan after checking, under the lock, that neither cloud nor the manifest
     changed since it was made."""
     source, destination = providers(manifest)
-    with ApplyLock(manifest.state_dir) as lock:
+    with ApplyLock(manifest.state_dir, identity_of(destination)) as lock:
         check_fresh(saved, manifest, source, destination)
         return apply_plan(
             saved,
@@ -70,7 +77,7 @@ def apply_manifest(
     """Plan, let ``confirm`` see the plan, apply it: all under one lock, so no other apply
     slips in between. The result is None when there was nothing to do or it was declined."""
     source, destination = providers(manifest)
-    with ApplyLock(manifest.state_dir) as lock:
+    with ApplyLock(manifest.state_dir, identity_of(destination)) as lock:
         fresh = make_plan(manifest, source, destination, targets=targets).plan
         if not fresh.has_changes or not confirm(fresh):
             return fresh, None
@@ -121,7 +128,7 @@ def cleanup(manifest: Manifest) -> tuple[str, ...]:
     if not path.exists():
         return ()
     source, destination = providers(manifest)
-    with ApplyLock(manifest.state_dir):
+    with ApplyLock(manifest.state_dir, identity_of(destination)):
         journal = Journal(path)
         try:
             journal.start_run("cleanup")

@@ -75,14 +75,52 @@ class RunInfo:
     resumed_from: str | None
 
 
+class JournalError(Exception):
+    """The journal cannot be read or written (corrupt file, full disk): said with its path."""
+
+
+class _Db:
+    """The sqlite connection, its errors turned into one ``JournalError`` that names the file
+    and what to do, instead of a traceback (security review L9)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        # Private: the journal lists the tenant's whole inventory (review L11).
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+        # Steps are written from worker threads: one connection, serialized by sqlite's lock.
+        self._conn = self._guard(
+            lambda: sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        )
+
+    def _guard(self, call: Any) -> Any:
+        try:
+            return call()
+        except sqlite3.Error as exc:
+            hint = (
+                "free some space and run again"
+                if "full" in str(exc)
+                else f"move {self.path} aside to start a new journal (its history is lost)"
+            )
+            raise JournalError(f"journal {self.path}: {exc}; {hint}") from None
+
+    def execute(self, sql: str, args: Any = ()) -> sqlite3.Cursor:
+        cursor: sqlite3.Cursor = self._guard(lambda: self._conn.execute(sql, args))
+        return cursor
+
+    def executescript(self, sql: str) -> None:
+        self._guard(lambda: self._conn.executescript(sql))
+
+    def close(self) -> None:
+        self._conn.close()
+
+
 class Journal:
     """One sqlite file; every write commits at once, so a SIGKILL loses nothing written."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = path
-        # Steps are written from worker threads: one connection, serialized by sqlite's lock.
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db = _Db(path)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
         for table, column, sql_type in _ADDED_COLUMNS:

@@ -33,8 +33,11 @@ class MemoryProvider:
         *,
         external_networks: tuple[str, ...] = ("public",),
         fault: FaultHook | None = None,
+        identity: str | None = None,
     ) -> None:
         self.label = label
+        #: The project this double plays, for the per-destination apply lock (None: no lock).
+        self.identity = identity
         self.fault = fault
         self.external_networks = external_networks
         self.calls: list[tuple[str, str]] = []

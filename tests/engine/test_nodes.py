@@ -226,3 +226,17 @@ def test_a_journal_from_before_temporary_data_is_upgraded(tmp_path: Path) -> Non
     db.close()
     journal = Journal(path)
     assert journal.pending_temporaries()[0]["data"] == {}
+
+
+def test_a_corrupt_journal_is_a_clear_error_and_the_journal_private(tmp_path: Path) -> None:
+    """Security review L9 and L11."""
+    from tenantshift.engine.journal import JournalError
+
+    good = Journal(tmp_path / "state" / "journal.sqlite")
+    good.close()
+    assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "state" / "journal.sqlite").stat().st_mode & 0o777 == 0o600
+    bad = tmp_path / "bad.sqlite"
+    bad.write_bytes(b"this is not a database, just bytes" * 100)
+    with pytest.raises(JournalError, match=r"bad\.sqlite.*move .* aside"):
+        Journal(bad)

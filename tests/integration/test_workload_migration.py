@@ -79,13 +79,17 @@ def wipe_destination(conn: Connection, keep_server: str) -> None:
     wipe_network_resources(conn)
 
 
-def manifest_text(devcloud: Devcloud, state: Path, **workloads: Any) -> str:
+def manifest_text(
+    devcloud: Devcloud, state: Path, select: dict[str, Any] | None = None, **workloads: Any
+) -> str:
     text = (ROOT / "examples" / "devcloud.yaml").read_text()
     hosts = yaml.safe_load(devcloud.conversion_hosts_yaml.read_text())
     extra: dict[str, Any] = {"conversion_hosts": hosts, "options": {"state_dir": str(state)}}
     if workloads:
         extra["workloads"] = workloads
-    else:
+    if select is not None:
+        extra["select"] = select
+    elif not workloads:
         extra["select"] = {"server": {"exclude": ["vm-active"]}}
     return text + yaml.safe_dump(extra, sort_keys=False)
 
@@ -241,4 +245,71 @@ def test_a_running_server_migrates_when_allowed_and_runs_again_at_the_source(
     assert copies[active["id"]].status == "SHUTOFF"
     assert_source_unchanged(devcloud, clouds["src"], before)  # vm-active ACTIVE again
     again = run_cli("plan", "-m", str(manifest), "--detailed-exitcode")
+    assert again.returncode == 0, again.stdout
+
+
+def delete_copy_of(conn: Connection, source_id: str) -> None:
+    """A migrated server gone from the destination again, with its disks."""
+    for server in conn.compute.servers():
+        if source_of(server) == source_id:
+            disks = [a.volume_id for a in conn.compute.volume_attachments(server.id)]
+            conn.compute.delete_server(server)
+            conn.compute.wait_for_delete(server, wait=300)
+            for disk in disks:
+                volume = conn.block_storage.wait_for_status(
+                    conn.block_storage.get_volume(disk), "available", wait=300
+                )
+                conn.block_storage.delete_volume(volume)
+
+
+@pytest.mark.parametrize("phase", ["source_disks", "copied", "source_restored", "server"])
+def test_a_kill_after_a_server_phase_resumes_without_duplicates(
+    devcloud: Devcloud,
+    clouds: dict[str, Connection],
+    before: dict[str, Any],
+    tmp_path: Path,
+    phase: str,
+) -> None:
+    src, dst = clouds["src"], clouds["dst"]
+    seed = before["seed"]
+    server_id = seed["servers"]["vm-bfv"]["id"]
+    delete_copy_of(dst, server_id)
+    path = tmp_path / "one.yaml"
+    text = manifest_text(devcloud, tmp_path / "state").replace(
+        "    exclude:\n    - vm-active\n", "    include:\n    - vm-bfv\n"
+    )
+    assert "- vm-bfv" in text
+    path.write_text(text)
+
+    killed = subprocess.run(
+        [sys.executable, "-m", "tenantshift", "apply", "-m", str(path), "--auto-approve"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env={**os.environ, "TENANTSHIFT_FAULT_KILL_AFTER": phase},
+    )
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    status = run_cli("status", "-m", str(path)).stdout
+    assert f"server.vm-bfv: done up to {phase}" in status, status
+
+    resumed = run_cli("apply", "-m", str(path), "--auto-approve")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
+    copies = [s for s in dst.compute.servers() if source_of(s) == server_id]
+    assert len(copies) == 1 and copies[0].status == "SHUTOFF"
+    disks = {a.volume_id for a in dst.compute.volume_attachments(copies[0].id)}
+    assert len(disks) == 2
+    marked = [v for v in dst.block_storage.volumes(details=True) if source_of(v)]
+    assert {v.id for v in marked if v.attachments} >= disks
+    assert not [
+        v
+        for v in marked
+        if not v.attachments and source_of(v) != seed["volumes"]["archive-vol"]["id"]
+    ], "a disk copy made twice"
+    for name in ("boot-vol", "data-vol"):
+        (copy,) = [v for v in marked if source_of(v) == seed["volumes"][name]["id"]]
+        assert sha256_file(volume_file(devcloud, copy.id)) == seed["volumes"][name]["sha256"]
+    assert_source_unchanged(devcloud, src, before)
+    assert "temporaries left" not in run_cli("status", "-m", str(path)).stdout
+    again = run_cli("plan", "-m", str(path), "--detailed-exitcode")
     assert again.returncode == 0, again.stdout

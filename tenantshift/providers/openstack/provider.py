@@ -101,6 +101,12 @@ class OpenStackProvider:
         return self.call.requests
 
     @property
+    def identity(self) -> str:
+        """The project this provider writes to, whatever clouds.yaml entry named it."""
+        auth_url = str((self.conn.config.config.get("auth") or {}).get("auth_url") or "")
+        return f"{auth_url.rstrip('/')}#{self.project_id}"
+
+    @property
     def project_id(self) -> str:
         if self._project_id is None:
             pid = self.call("identity.authenticate", lambda: self.conn.current_project_id)
