@@ -132,8 +132,7 @@ def plan(
         console.print(render_human(plan_document(result.plan), verbose=verbose), end="")
         if out is not None:
             console.print(
-                f"\nSaved the plan to {out}. Apply it with: "
-                f"tenantshift apply -m {manifest} {out}"
+                f"\nSaved the plan to {out}. Apply it with: tenantshift apply -m {manifest} {out}"
             )
     _exit_for_changes(result.plan, detailed_exitcode)
 

@@ -17,14 +17,12 @@ import networkx as nx
 from tenantshift.engine.context import ApplyContext, ApplySettings
 from tenantshift.engine.executor import IdMap
 from tenantshift.engine.graph import build_graph
-from tenantshift.engine.journal import Journal
+from tenantshift.engine.journal import JOURNAL_FILE, Journal
 from tenantshift.engine.lock import ApplyLock
 from tenantshift.engine.nodes import Node, WorkloadNode
 from tenantshift.engine.walker import Listener, Outcome, Status, walk
 from tenantshift.plans import Plan
 from tenantshift.providers import Provider
-
-JOURNAL_FILE = "journal.sqlite"
 
 
 @dataclass(frozen=True)

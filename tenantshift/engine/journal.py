@@ -75,6 +75,10 @@ class RunInfo:
     resumed_from: str | None
 
 
+#: The journal's file name in a manifest's state directory.
+JOURNAL_FILE = "journal.sqlite"
+
+
 class JournalError(Exception):
     """The journal cannot be read or written (corrupt file, full disk): said with its path."""
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tenantshift import __version__
+from tenantshift.engine.journal import JOURNAL_FILE, Journal
 from tenantshift.engine.workload_plan import check_workloads
 from tenantshift.manifest import Manifest, manifest_hash
 from tenantshift.plans import Action, Change, Fingerprint, Plan, diff
@@ -61,7 +62,12 @@ def make_plan(
     src, dst = snapshots or take_snapshots(source, destination)
     hosts = conversion_host_ids(manifest, source)
     desired = derive_desired(
-        src, manifest.select, manifest.map, workloads=manifest.workloads, conversion_hosts=hosts
+        src,
+        manifest.select,
+        manifest.map,
+        workloads=manifest.workloads,
+        conversion_hosts=hosts,
+        held=held_by_migrations(manifest.state_dir),
     )
     # The markers name this migration, so prune leaves other migrations' copies alone (M6).
     changes = diff(desired, dst, prune=manifest.options.prune, migration=migration_id(src))
@@ -80,6 +86,26 @@ def make_plan(
         targets=list(targets),
     )
     return PlanResult(plan=plan, source=src, destination=dst, desired=desired)
+
+
+def held_by_migrations(state_dir: Path) -> dict[str, str]:
+    """Source volumes an unfinished migration took off their server (journaled temporaries):
+    they look detached, but belong to that server's migration. Read-only: planning never
+    creates a journal."""
+    path = state_dir / JOURNAL_FILE
+    if not path.exists():
+        return {}
+    journal = Journal(path)
+    try:
+        return {
+            str(row["data"]["volume_id"]): (
+                f"detached from its server by the unfinished migration of {row['owner']}"
+            )
+            for row in journal.pending_temporaries()
+            if row["kind"] == "detached"
+        }
+    finally:
+        journal.close()
 
 
 def conversion_host_ids(manifest: Manifest, source: Provider) -> frozenset[str]:

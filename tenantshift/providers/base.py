@@ -102,9 +102,7 @@ def find_in(
     wanted = id_key(kind_name, params_from_record(kind, params))
     for record in candidates:
         if id_key(kind_name, params_from_record(kind, record)) == wanted:
-            if kind.provenance and any(
-                not same_source(m, source_id) for m in markers_of(record)
-            ):
+            if kind.provenance and any(not same_source(m, source_id) for m in markers_of(record)):
                 continue  # another source's copy that happens to share the name
             return record
     return None

@@ -15,6 +15,9 @@ from typing import Any, Protocol, runtime_checkable
 #: is the copy's digest). Without it the copy is a migration that has not finished.
 MIGRATED_KEY = "tenantshift-migrated"
 
+#: Metadata key on a temporary volume made at the source to read a disk: never migrated itself.
+TEMPORARY_KEY = "tenantshift-temporary"
+
 
 @runtime_checkable
 class VolumeOps(Protocol):

@@ -25,6 +25,7 @@ def derive_desired(
     *,
     workloads: Workloads | None = None,
     conversion_hosts: frozenset[str] = frozenset(),
+    held: Mapping[str, str] | None = None,
 ) -> Snapshot:
     """Filter by the selection, apply the name template and the maps, then re-address.
 
@@ -34,6 +35,8 @@ def derive_desired(
     conversion hosts, whose attachments do not count. ``workloads`` (the manifest's; its
     defaults when None) switches ``carried_if`` fields: a port's MAC is carried over only with
     ``preserve_macs``, otherwise the destination cloud picks one and it is not compared.
+    ``held``: source ids a migration in progress holds (a data volume it detached from its
+    server), with the reason; they are not migrated on their own.
     """
     switches = workloads or Workloads()
     entries = []
@@ -42,8 +45,10 @@ def derive_desired(
         kind = REGISTRY[res.kind]
         if selection is not None and not selection.selects(kind.name, selection_name(kind, res)):
             continue
-        if kind.migrates_with is not None:
-            why = kind.migrates_with(res.info, conversion_hosts)
+        if kind.migrates_with is not None or (held and res.id in held):
+            why = (held or {}).get(str(res.id)) or (
+                kind.migrates_with(res.info, conversion_hosts) if kind.migrates_with else None
+            )
             if why is not None:
                 notes.append(f"{res.address}: not migrated on its own: {why}")
                 continue

@@ -13,6 +13,8 @@ from tenantshift.resources.base import REGISTRY, Field, Kind
 
 
 def _migrates_with(info: Mapping[str, Any], conversion_hosts: frozenset[str]) -> str | None:
+    if info.get("temporary"):
+        return "a temporary volume of a migration in progress (its cleanup removes it)"
     servers = sorted(set(info.get("attached_to") or []) - conversion_hosts)
     if servers:
         return f"attached to server {', '.join(servers)}: it migrates with its server"

@@ -141,3 +141,33 @@ def test_unmapped_external_network_blocks_router_in_the_plan() -> None:
     )
     router = {c.address: c for c in diff(mapped, actual)}["router.edge"]
     assert not router.blocked
+
+
+def test_volumes_held_by_a_migration_in_progress_are_not_migrated_on_their_own() -> None:
+    """A data volume detached by an unfinished server migration, the temporary volume of a
+    snapshot, a volume on a workload server or on the conversion host: none is a volume to
+    migrate by itself; a plain detached one is."""
+    snap = normalize(
+        "src",
+        {
+            "volume": [
+                {"id": "v-free", "name": "archive", "size": 1},
+                {"id": "v-held", "name": "data", "size": 2},
+                {"id": "v-tmp", "name": "tenantshift-boot-x", "size": 1, "temporary": True},
+                {"id": "v-on-vm", "name": "boot", "size": 1, "attached_to": ["vm-1"]},
+                {"id": "v-on-host", "name": "moving", "size": 1, "attached_to": ["host-1"]},
+            ]
+        },
+    )
+    desired = derive_desired(
+        snap,
+        None,
+        None,
+        conversion_hosts=frozenset({"host-1"}),
+        held={"v-held": "detached from its server by the unfinished migration of server.vm"},
+    )
+    assert sorted(desired.resources) == ["volume.archive", "volume.moving"]
+    notes = "\n".join(desired.warnings)
+    assert "volume.data: not migrated on its own: detached from its server" in notes
+    assert "volume.tenantshift-boot-x: not migrated on its own: a temporary volume" in notes
+    assert "volume.boot: not migrated on its own: attached to server vm-1" in notes

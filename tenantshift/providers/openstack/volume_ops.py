@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from tenantshift.providers.base import NotFoundError, ProviderError
 from tenantshift.providers.openstack.kinds.base import Wait
 from tenantshift.providers.openstack.records import METADATA_KEY
+from tenantshift.providers.volume_ops import TEMPORARY_KEY
 
 if TYPE_CHECKING:
     from tenantshift.providers.openstack.provider import OpenStackProvider
@@ -219,7 +220,9 @@ class OpenStackVolumeOps:
         origin = {"snapshot_id": snapshot_id} if snapshot_id else {"image_id": image_id}
         volume = self._call(
             "block_storage.create_volume",
-            lambda: bs.create_volume(name=name, size=size, **origin),
+            lambda: bs.create_volume(
+                name=name, size=size, metadata={TEMPORARY_KEY: "true"}, **origin
+            ),
         )
         self._until(str(volume.id), lambda v: v["status"] == "available", "available")
         return str(volume.id)

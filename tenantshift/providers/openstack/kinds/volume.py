@@ -23,7 +23,7 @@ from tenantshift.providers.openstack.kinds.base import (
     Wait,
     register_handler,
 )
-from tenantshift.providers.volume_ops import MIGRATED_KEY
+from tenantshift.providers.volume_ops import MIGRATED_KEY, TEMPORARY_KEY
 from tenantshift.resources import Record
 
 #: Metadata keys that are ours, not the user's.
@@ -89,6 +89,7 @@ class VolumeHandler(KindHandler):
             "metadata": user_metadata(metadata),
             **self.provenance_store.fields(res),
             "migrated": metadata.get(MIGRATED_KEY),
+            "temporary": TEMPORARY_KEY in metadata,
             "status": res.status,
             "attached_to": sorted(str(a.get("server_id")) for a in res.attachments or []),
             "created_at": res.created_at,
