@@ -29,6 +29,7 @@ SERVER = REGISTRY.register(
             Field("flavor", mapping="flavors", external="flavor", replace=True),
             Field("availability_zone", mapping="availability_zones", replace=True),
             Field("keypair", ref="keypair", replace=True),
+            # In NIC order (eth0 first): the guest names its interfaces by it.
             Field("ports", ref="port", many=True, replace=True),
             Field("metadata", default={}),
         ),

@@ -62,8 +62,12 @@ class Devcloud:
         return openstack.connect(cloud=cloud)
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(DEVCLOUD), *args], check=True, text=True,
-                              env={**os.environ, "DEVCLOUD_STATE": str(self.state)})
+        return subprocess.run(
+            [str(DEVCLOUD), *args],
+            check=True,
+            text=True,
+            env={**os.environ, "DEVCLOUD_STATE": str(self.state)},
+        )
 
 
 def _state_dir() -> Path:

@@ -43,8 +43,17 @@ from urllib.parse import urlsplit
 
 #: Headers that describe one hop, not the message: never copied across the proxy.
 HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer",
-     "upgrade", "content-length", "host"}
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "content-length",
+        "host",
+    }
 )
 
 
@@ -102,8 +111,9 @@ class FaultProxy:
         return f"http://{host!s}:{port}"
 
     def start(self) -> FaultProxy:
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name="faultproxy")
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, daemon=True, name="faultproxy"
+        )
         self._thread.start()
         return self
 
@@ -165,10 +175,19 @@ class FaultProxy:
                 body = self.rfile.read(length) if length else None
                 choice = proxy.decide(self.command, self.path.split("?", 1)[0])
                 if choice == "error":
-                    self._reply(503, {"content-type": "application/json"}, json.dumps(
-                        {"NeutronError": {"type": "ServiceUnavailable",
-                                          "message": "faultproxy: injected 503", "detail": ""}}
-                    ).encode())
+                    self._reply(
+                        503,
+                        {"content-type": "application/json"},
+                        json.dumps(
+                            {
+                                "NeutronError": {
+                                    "type": "ServiceUnavailable",
+                                    "message": "faultproxy: injected 503",
+                                    "detail": "",
+                                }
+                            }
+                        ).encode(),
+                    )
                     return
                 if choice == "reset":
                     self._reset()
@@ -190,11 +209,11 @@ class FaultProxy:
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
 
             def _forward(self, body: bytes | None) -> tuple[int, dict[str, str], bytes]:
-                conn = http.client.HTTPConnection(proxy.upstream_host, proxy.upstream_port,
-                                                  timeout=120)
+                conn = http.client.HTTPConnection(
+                    proxy.upstream_host, proxy.upstream_port, timeout=120
+                )
                 try:
-                    headers = {k: v for k, v in self.headers.items()
-                               if k.lower() not in HOP_BY_HOP}
+                    headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
                     conn.request(self.command, self.path, body=body, headers=headers)
                     response = conn.getresponse()
                     payload = response.read()
@@ -216,8 +235,9 @@ class FaultProxy:
 
             def _reset(self) -> None:
                 # SO_LINGER 0: close() sends a RST, the client sees "connection reset by peer".
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                           struct.pack("ii", 1, 0))
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
                 self.connection.close()
                 self.close_connection = True
                 self.wfile = io.BytesIO()  # finish() flushes it; the socket is gone

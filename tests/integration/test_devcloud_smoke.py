@@ -34,6 +34,7 @@ GiB = 1024 * MiB
 
 # -- helpers ----------------------------------------------------------------------------------
 
+
 def _name(what: str) -> str:
     return f"smoke-{what}-{uuid.uuid4().hex[:8]}"
 
@@ -77,24 +78,49 @@ def dst(devcloud: Devcloud) -> Any:
     return devcloud.connect("devcloud-dst")
 
 
-def ssh(host: ConversionHost, tmp_path: Path, command: str, stdin: bytes | None = None,
-        known_hosts_line: str | None = None) -> subprocess.CompletedProcess[bytes]:
+def ssh(
+    host: ConversionHost,
+    tmp_path: Path,
+    command: str,
+    stdin: bytes | None = None,
+    known_hosts_line: str | None = None,
+) -> subprocess.CompletedProcess[bytes]:
     """Run `command` on the conversion host with strict host-key checking."""
     known = tmp_path / f"known_hosts-{host.port}"
     known.write_text((known_hosts_line or host.known_hosts_line) + "\n")
     return subprocess.run(
-        ["ssh", "-i", host.key_file, "-p", str(host.port), "-o", "BatchMode=yes",
-         "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}",
-         "-o", "GlobalKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10",
-         f"{host.user}@{host.address}", command],
-        input=stdin, capture_output=True, timeout=120, check=False)
+        [
+            "ssh",
+            "-i",
+            host.key_file,
+            "-p",
+            str(host.port),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            f"UserKnownHostsFile={known}",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "ConnectTimeout=10",
+            f"{host.user}@{host.address}",
+            command,
+        ],
+        input=stdin,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def wait_volume(conn: Any, vol: Any, status: str = "available") -> Any:
     # Re-fetch first: wait_for_status returns at once if the (stale) object already matches.
     vol = conn.block_storage.get_volume(vol)
-    return conn.block_storage.wait_for_status(vol, status=status, failures=["error"],
-                                              interval=1, wait=300)
+    return conn.block_storage.wait_for_status(
+        vol, status=status, failures=["error"], interval=1, wait=300
+    )
 
 
 def new_volume(conn: Any, cleanup: Cleanup, size: int = 1, **kwargs: Any) -> Any:
@@ -164,8 +190,9 @@ def image_sha256(conn: Any, image: Any) -> tuple[str, int]:
 
 def wait_image_active(conn: Any, image_id: str) -> Any:
     img = conn.image.get_image(image_id)
-    return conn.image.wait_for_status(img, "active", failures=["killed", "deleted"],
-                                      interval=1, wait=300)
+    return conn.image.wait_for_status(
+        img, "active", failures=["killed", "deleted"], interval=1, wait=300
+    )
 
 
 def delete_image(conn: Any, image_id: str) -> None:
@@ -193,6 +220,7 @@ def _delete_server(conn: Any, server: Any) -> None:
 
 
 # -- the cloud is there, as described -----------------------------------------------------------
+
 
 def test_bootstrap_is_complete(devcloud: Devcloud, src: Any, dst: Any) -> None:
     for conn, project in ((src, "src-tenant"), (dst, "dst-tenant")):
@@ -265,27 +293,40 @@ def test_tenant_isolation(src: Any, dst: Any, cleanup: Cleanup) -> None:
 
 # -- networking ---------------------------------------------------------------------------------
 
+
 def test_network_resources(src: Any, cleanup: Cleanup) -> None:
     net = src.network
     n = net.create_network(name=_name("net"))
     cleanup.add(lambda: net.delete_network(n, ignore_missing=True))
-    s4 = net.create_subnet(network_id=n.id, ip_version=4, cidr="10.77.0.0/24",
-                           name=_name("v4"), gateway_ip="10.77.0.1",
-                           allocation_pools=[{"start": "10.77.0.100", "end": "10.77.0.150"}],
-                           dns_nameservers=["10.77.0.2"],
-                           host_routes=[{"destination": "10.88.0.0/16",
-                                         "nexthop": "10.77.0.254"}])
+    s4 = net.create_subnet(
+        network_id=n.id,
+        ip_version=4,
+        cidr="10.77.0.0/24",
+        name=_name("v4"),
+        gateway_ip="10.77.0.1",
+        allocation_pools=[{"start": "10.77.0.100", "end": "10.77.0.150"}],
+        dns_nameservers=["10.77.0.2"],
+        host_routes=[{"destination": "10.88.0.0/16", "nexthop": "10.77.0.254"}],
+    )
     cleanup.add(lambda: net.delete_subnet(s4, ignore_missing=True))
-    s6 = net.create_subnet(network_id=n.id, ip_version=6, cidr="2001:db8:77::/64",
-                           name=_name("v6"), ipv6_ra_mode="slaac", ipv6_address_mode="slaac")
+    s6 = net.create_subnet(
+        network_id=n.id,
+        ip_version=6,
+        cidr="2001:db8:77::/64",
+        name=_name("v6"),
+        ipv6_ra_mode="slaac",
+        ipv6_address_mode="slaac",
+    )
     cleanup.add(lambda: net.delete_subnet(s6, ignore_missing=True))
-    assert net.get_subnet(s4.id).host_routes == [{"destination": "10.88.0.0/16",
-                                                  "nexthop": "10.77.0.254"}]
+    assert net.get_subnet(s4.id).host_routes == [
+        {"destination": "10.88.0.0/16", "nexthop": "10.77.0.254"}
+    ]
     assert net.get_subnet(s6.id).ipv6_ra_mode == "slaac"
 
     public = net.find_network("public")
-    router = net.create_router(name=_name("router"),
-                               external_gateway_info={"network_id": public.id})
+    router = net.create_router(
+        name=_name("router"), external_gateway_info={"network_id": public.id}
+    )
     cleanup.add(lambda: net.delete_router(router, ignore_missing=True))
     net.add_interface_to_router(router, subnet=s4.id)
     cleanup.add(lambda: net.remove_interface_from_router(router, subnet=s4.id))
@@ -299,21 +340,37 @@ def test_network_resources(src: Any, cleanup: Cleanup) -> None:
     cleanup.add(lambda: net.delete_security_group(web, ignore_missing=True))
     db = net.create_security_group(name=_name("db"))
     cleanup.add(lambda: net.delete_security_group(db, ignore_missing=True))
-    r1 = net.create_security_group_rule(security_group_id=web.id, direction="ingress",
-                                        ethertype="IPv4", protocol="tcp", port_range_min=443,
-                                        port_range_max=443, remote_ip_prefix="0.0.0.0/0")
-    r2 = net.create_security_group_rule(security_group_id=db.id, direction="ingress",
-                                        ethertype="IPv4", protocol="tcp", port_range_min=5432,
-                                        port_range_max=5432, remote_group_id=web.id)
+    r1 = net.create_security_group_rule(
+        security_group_id=web.id,
+        direction="ingress",
+        ethertype="IPv4",
+        protocol="tcp",
+        port_range_min=443,
+        port_range_max=443,
+        remote_ip_prefix="0.0.0.0/0",
+    )
+    r2 = net.create_security_group_rule(
+        security_group_id=db.id,
+        direction="ingress",
+        ethertype="IPv4",
+        protocol="tcp",
+        port_range_min=5432,
+        port_range_max=5432,
+        remote_group_id=web.id,
+    )
     assert net.get_security_group_rule(r2.id).remote_group_id == web.id
     net.delete_security_group_rule(r1)
 
-    port = net.create_port(network_id=n.id, name=_name("port"),
-                           fixed_ips=[{"subnet_id": s4.id, "ip_address": "10.77.0.120"}],
-                           security_group_ids=[web.id, db.id])
+    port = net.create_port(
+        network_id=n.id,
+        name=_name("port"),
+        fixed_ips=[{"subnet_id": s4.id, "ip_address": "10.77.0.120"}],
+        security_group_ids=[web.id, db.id],
+    )
     cleanup.add(lambda: net.delete_port(port, ignore_missing=True))
-    assert {ip["ip_address"] for ip in port.fixed_ips if ip["subnet_id"] == s4.id} == \
-        {"10.77.0.120"}
+    assert {ip["ip_address"] for ip in port.fixed_ips if ip["subnet_id"] == s4.id} == {
+        "10.77.0.120"
+    }
 
 
 def test_keypair(src: Any, dst: Any, cleanup: Cleanup, devcloud: Devcloud) -> None:
@@ -329,23 +386,30 @@ def test_keypair(src: Any, dst: Any, cleanup: Cleanup, devcloud: Devcloud) -> No
 
 # -- conversion hosts over SSH --------------------------------------------------------------------
 
+
 def test_ssh_with_host_key_verification(devcloud: Devcloud, tmp_path: Path) -> None:
     for host in (devcloud.source_host, devcloud.destination_host):
         res = ssh(host, tmp_path, f"test -d {host.device_dir} && echo ok-$(id -un)")
         assert res.returncode == 0, res.stderr.decode()
         assert res.stdout.decode().strip() == "ok-root"
     # The other host's key must be refused: strict checking is real.
-    res = ssh(devcloud.source_host, tmp_path, "true",
-              known_hosts_line=f"[127.0.0.1]:{devcloud.source_host.port} "
-                               f"{devcloud.destination_host.host_key}")
+    res = ssh(
+        devcloud.source_host,
+        tmp_path,
+        "true",
+        known_hosts_line=f"[127.0.0.1]:{devcloud.source_host.port} "
+        f"{devcloud.destination_host.host_key}",
+    )
     assert res.returncode != 0
     assert b"HOST IDENTIFICATION HAS CHANGED" in res.stderr or b"verification" in res.stderr
 
 
 # -- volumes with real bytes ------------------------------------------------------------------
 
-def test_volume_bytes_snapshot_clone_upload(src: Any, devcloud: Devcloud, tmp_path: Path,
-                                            cleanup: Cleanup) -> None:
+
+def test_volume_bytes_snapshot_clone_upload(
+    src: Any, devcloud: Devcloud, tmp_path: Path, cleanup: Cleanup
+) -> None:
     host = devcloud.source_host
     vol = new_volume(src, cleanup, size=1)
     attach(src, host.server_id, vol, cleanup)
@@ -355,8 +419,12 @@ def test_volume_bytes_snapshot_clone_upload(src: Any, devcloud: Devcloud, tmp_pa
     # Write through the conversion host's by-id path, over SSH, at two offsets.
     a, b = pattern("a", 3 * MiB), pattern("b", 1 * MiB)
     for data, seek_mib in ((a, 5), (b, 700)):
-        res = ssh(host, tmp_path, f"dd of={dev} bs=1M seek={seek_mib} conv=notrunc,fsync "
-                                  "status=none", stdin=data)
+        res = ssh(
+            host,
+            tmp_path,
+            f"dd of={dev} bs=1M seek={seek_mib} conv=notrunc,fsync status=none",
+            stdin=data,
+        )
         assert res.returncode == 0, res.stderr.decode()
     res = ssh(host, tmp_path, f"sha256sum {dev}")
     assert res.returncode == 0, res.stderr.decode()
@@ -366,10 +434,15 @@ def test_volume_bytes_snapshot_clone_upload(src: Any, devcloud: Devcloud, tmp_pa
 
     # Snapshot (of the in-use volume), volume from snapshot, and a clone.
     snap = src.block_storage.create_snapshot(volume_id=vol.id, name=_name("snap"), force=True)
-    cleanup.add(lambda: (src.block_storage.delete_snapshot(snap, ignore_missing=True),
-                         src.block_storage.wait_for_delete(snap, wait=120)))
-    snap = src.block_storage.wait_for_status(snap, "available", failures=["error"],
-                                             interval=1, wait=120)
+    cleanup.add(
+        lambda: (
+            src.block_storage.delete_snapshot(snap, ignore_missing=True),
+            src.block_storage.wait_for_delete(snap, wait=120),
+        )
+    )
+    snap = src.block_storage.wait_for_status(
+        snap, "available", failures=["error"], interval=1, wait=120
+    )
     from_snap = new_volume(src, cleanup, size=1, snapshot_id=snap.id)
     detach(src, host.server_id, vol)
     wait_path(dev, exists=False)
@@ -388,9 +461,9 @@ def test_volume_bytes_snapshot_clone_upload(src: Any, devcloud: Devcloud, tmp_pa
     assert os.stat(_volume_file(devcloud, clone.id)).st_size == 2 * GiB
 
     # Upload to image, then volume from that image: the bytes survive both hops.
-    resp = src.block_storage.upload_volume_to_image(from_snap, _name("img"), force=True,
-                                                    disk_format="raw",
-                                                    container_format="bare")
+    resp = src.block_storage.upload_volume_to_image(
+        from_snap, _name("img"), force=True, disk_format="raw", container_format="bare"
+    )
     image_id = resp["image_id"]
     cleanup.add(lambda: delete_image(src, image_id))
     wait_volume(src, from_snap)
@@ -431,8 +504,10 @@ def digest_of(size: int, writes: dict[int, bytes]) -> str:
 
 # -- servers ----------------------------------------------------------------------------------
 
-def test_server_image_snapshot_has_root_disk_bytes(src: Any, devcloud: Devcloud,
-                                                   cleanup: Cleanup) -> None:
+
+def test_server_image_snapshot_has_root_disk_bytes(
+    src: Any, devcloud: Devcloud, cleanup: Cleanup
+) -> None:
     base = src.image.find_image("cirros-like")
     base_digest, base_size = image_sha256(src, base)
     server = boot(src, cleanup, image_id=base.id, networks="none")
@@ -451,8 +526,7 @@ def test_server_image_snapshot_has_root_disk_bytes(src: Any, devcloud: Devcloud,
         assert rest == b"\0" * len(rest)
 
 
-def test_boot_from_volume_with_attachments(src: Any, devcloud: Devcloud,
-                                           cleanup: Cleanup) -> None:
+def test_boot_from_volume_with_attachments(src: Any, devcloud: Devcloud, cleanup: Cleanup) -> None:
     image = src.image.find_image("cirros-like")
     root = new_volume(src, cleanup, size=1, image_id=image.id)
     data1 = new_volume(src, cleanup, size=1)
@@ -461,26 +535,45 @@ def test_boot_from_volume_with_attachments(src: Any, devcloud: Devcloud,
     cleanup.add(lambda: src.network.delete_network(net, ignore_missing=True))
     sub = src.network.create_subnet(network_id=net.id, ip_version=4, cidr="10.66.0.0/24")
     cleanup.add(lambda: src.network.delete_subnet(sub, ignore_missing=True))
-    port = src.network.create_port(network_id=net.id,
-                                   fixed_ips=[{"subnet_id": sub.id,
-                                               "ip_address": "10.66.0.42"}])
+    port = src.network.create_port(
+        network_id=net.id, fixed_ips=[{"subnet_id": sub.id, "ip_address": "10.66.0.42"}]
+    )
     cleanup.add(lambda: src.network.delete_port(port, ignore_missing=True))
 
-    bdm = [{"boot_index": 0, "uuid": root.id, "source_type": "volume",
-            "destination_type": "volume", "delete_on_termination": False}]
-    bdm += [{"boot_index": -1, "uuid": v.id, "source_type": "volume",
-             "destination_type": "volume", "delete_on_termination": False}
-            for v in (data1, data2)]
-    server = boot(src, cleanup, block_device_mapping=bdm, networks=[{"port": port.id}],
-                  flavor="m1.small")
+    bdm = [
+        {
+            "boot_index": 0,
+            "uuid": root.id,
+            "source_type": "volume",
+            "destination_type": "volume",
+            "delete_on_termination": False,
+        }
+    ]
+    bdm += [
+        {
+            "boot_index": -1,
+            "uuid": v.id,
+            "source_type": "volume",
+            "destination_type": "volume",
+            "delete_on_termination": False,
+        }
+        for v in (data1, data2)
+    ]
+    server = boot(
+        src, cleanup, block_device_mapping=bdm, networks=[{"port": port.id}], flavor="m1.small"
+    )
     dev_dir = devcloud.state / "hosts" / server.id / "by-id"
     for v in (root, data1, data2):
-        assert (dev_dir / f"virtio-{v.id[:20]}").resolve() == \
-            Path(_volume_file(devcloud, v.id)).resolve()
+        assert (dev_dir / f"virtio-{v.id[:20]}").resolve() == Path(
+            _volume_file(devcloud, v.id)
+        ).resolve()
     addrs = [a["addr"] for net_addrs in server.addresses.values() for a in net_addrs]
     assert addrs == ["10.66.0.42"]
-    assert {a.volume_id for a in src.compute.volume_attachments(server)} == \
-        {root.id, data1.id, data2.id}
+    assert {a.volume_id for a in src.compute.volume_attachments(server)} == {
+        root.id,
+        data1.id,
+        data2.id,
+    }
 
     src.compute.stop_server(server)
     src.compute.wait_for_server(server, status="SHUTOFF", wait=120, interval=1)

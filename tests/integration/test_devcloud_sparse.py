@@ -38,8 +38,16 @@ def _sha(path: Path) -> str:
 
 def test_copy_sparse_keeps_bytes_and_holes(sparse: ModuleType, tmp_path: Path) -> None:
     src, dst = tmp_path / "src", tmp_path / "dst"
-    _make(src, 64 * MiB, {0: os.urandom(MiB), 20 * MiB: b"x" * (3 * MiB),
-                          40 * MiB: bytes(2 * MiB), 64 * MiB - 10: b"tail-bytes"})
+    _make(
+        src,
+        64 * MiB,
+        {
+            0: os.urandom(MiB),
+            20 * MiB: b"x" * (3 * MiB),
+            40 * MiB: bytes(2 * MiB),
+            64 * MiB - 10: b"tail-bytes",
+        },
+    )
     sparse.copy_sparse(str(src), str(dst))
     assert _sha(dst) == _sha(src)
     assert dst.stat().st_size == 64 * MiB

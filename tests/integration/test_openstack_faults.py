@@ -109,8 +109,9 @@ def clouds(request: pytest.FixtureRequest) -> Path:
 
 @pytest.fixture(scope="module")
 def clean(clouds: Path) -> OpenStackProvider:
-    return OpenStackProvider.from_cloud_ref(CloudRef(cloud="devcloud-dst"),
-                                            config_files=[str(clouds)])
+    return OpenStackProvider.from_cloud_ref(
+        CloudRef(cloud="devcloud-dst"), config_files=[str(clouds)]
+    )
 
 
 @pytest.fixture
@@ -124,8 +125,11 @@ def proxy(clean: OpenStackProvider) -> Iterator[FaultProxy]:
 
 def via(proxy: FaultProxy, clouds: Path, retry: RetryPolicy, timeout: float) -> OpenStackProvider:
     return OpenStackProvider.from_cloud_ref(
-        CloudRef(cloud="devcloud-dst"), config_files=[str(clouds)], label="dst-via-faultproxy",
-        retry=retry, api_timeout=timeout,
+        CloudRef(cloud="devcloud-dst"),
+        config_files=[str(clouds)],
+        label="dst-via-faultproxy",
+        retry=retry,
+        api_timeout=timeout,
         overrides={"network_endpoint_override": proxy.endpoint},  # type: ignore[attr-defined]
     )
 
@@ -134,8 +138,12 @@ def via(proxy: FaultProxy, clouds: Path, retry: RetryPolicy, timeout: float) -> 
 def test_converges_through_thirty_percent_faults(
     proxy: FaultProxy, clouds: Path, clean: OpenStackProvider
 ) -> None:
-    faulty = via(proxy, clouds, RetryPolicy(attempts=10, base_delay=0.05, max_delay=0.5,
-                                            budget=20), timeout=1.0)
+    faulty = via(
+        proxy,
+        clouds,
+        RetryPolicy(attempts=10, base_delay=0.05, max_delay=0.5, budget=20),
+        timeout=1.0,
+    )
     run = uuid.uuid4().hex[:6]
     made: list[tuple[str, str]] = []
     try:
@@ -147,36 +155,60 @@ def test_converges_through_thirty_percent_faults(
         stable = set(before.resources) & set(after_snap.resources)
         assert stable <= set(got.resources) <= set(before.resources) | set(after_snap.resources)
         assert got.fingerprint() in (before.fingerprint(), after_snap.fingerprint()) or (
-            set(before.resources) != set(after_snap.resources))
+            set(before.resources) != set(after_snap.resources)
+        )
         with proxy.faulty(error=0.1, reset=0.08, lost=0.07, delay=0.05, delay_seconds=1.5):
             sources = {}
             for i in range(3):
                 sources[i] = uuid.uuid4().hex
                 net = faulty.create("network", {"name": f"ts-fault-{run}-{i}"}, sources[i])
                 made.append(("network", net["id"]))
-                sub = faulty.create("subnet", {"network": net["id"], "name": "s", "ip_version": 4,
-                                               "cidr": f"10.9{i}.0.0/24"}, None)
+                sub = faulty.create(
+                    "subnet",
+                    {"network": net["id"], "name": "s", "ip_version": 4, "cidr": f"10.9{i}.0.0/24"},
+                    None,
+                )
                 made.append(("subnet", sub["id"]))
             grp = faulty.create("security_group", {"name": f"ts-fault-{run}-g"}, uuid.uuid4().hex)
             made.append(("security_group", grp["id"]))
-            rule = {"security_group": grp["id"], "direction": "ingress", "ethertype": "IPv4",
-                    "protocol": "tcp", "port_range_min": 443, "port_range_max": 443,
-                    "remote_ip_prefix": "0.0.0.0/0"}
-            made.append(("security_group_rule", faulty.create("security_group_rule", rule,
-                                                              None)["id"]))
+            rule = {
+                "security_group": grp["id"],
+                "direction": "ingress",
+                "ethertype": "IPv4",
+                "protocol": "tcp",
+                "port_range_min": 443,
+                "port_range_max": 443,
+                "remote_ip_prefix": "0.0.0.0/0",
+            }
+            made.append(
+                ("security_group_rule", faulty.create("security_group_rule", rule, None)["id"])
+            )
         faults = sum(proxy.stats[k] for k in ("error", "reset", "lost", "delay"))
         assert faults >= 5, proxy.stats  # the faults really happened
 
         # Exactly one copy of each, each with its marker: lost responses were not re-sent.
         after = clean.snapshot()
         for i in range(3):
-            copies = [r for r in after.of_kind("network")
-                      if r.params["name"] == f"ts-fault-{run}-{i}"]
+            copies = [
+                r for r in after.of_kind("network") if r.params["name"] == f"ts-fault-{run}-{i}"
+            ]
             assert [c.provenance for c in copies] == [sources[i]]
-            assert len([r for r in after.of_kind("subnet")
-                        if r.params["network"] == copies[0].address]) == 1
-        assert len([r for r in after.of_kind("security_group_rule")
-                    if r.key.startswith(f"ts-fault-{run}-g/ingress")]) == 1
+            assert (
+                len(
+                    [r for r in after.of_kind("subnet") if r.params["network"] == copies[0].address]
+                )
+                == 1
+            )
+        assert (
+            len(
+                [
+                    r
+                    for r in after.of_kind("security_group_rule")
+                    if r.key.startswith(f"ts-fault-{run}-g/ingress")
+                ]
+            )
+            == 1
+        )
     finally:
         errors = []
         for kind, id in reversed(made):
@@ -188,11 +220,10 @@ def test_converges_through_thirty_percent_faults(
 
 
 @pytest.mark.devcloud
-def test_all_calls_failing_ends_in_a_bounded_clear_error(
-    proxy: FaultProxy, clouds: Path
-) -> None:
-    faulty = via(proxy, clouds, RetryPolicy(attempts=4, base_delay=0.1, max_delay=1, budget=5),
-                 timeout=2.0)
+def test_all_calls_failing_ends_in_a_bounded_clear_error(proxy: FaultProxy, clouds: Path) -> None:
+    faulty = via(
+        proxy, clouds, RetryPolicy(attempts=4, base_delay=0.1, max_delay=1, budget=5), timeout=2.0
+    )
     with proxy.faulty(fail_all=True):
         start = time.monotonic()
         with pytest.raises(ProviderError) as info:

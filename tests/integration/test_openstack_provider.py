@@ -32,8 +32,9 @@ def devcloud_clouds(request: pytest.FixtureRequest) -> Path:
 
 def make_provider(clouds: Path, cloud: str, **kwargs: Any) -> OpenStackProvider:
     kwargs.setdefault("retry", RetryPolicy(attempts=4, base_delay=0.2, budget=20))
-    return OpenStackProvider.from_cloud_ref(CloudRef(cloud=cloud), config_files=[str(clouds)],
-                                            **kwargs)
+    return OpenStackProvider.from_cloud_ref(
+        CloudRef(cloud=cloud), config_files=[str(clouds)], **kwargs
+    )
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +65,13 @@ def made(dst: OpenStackProvider) -> Iterator[list[tuple[str, str]]]:
             print(f"cleanup: {exc}")
 
 
-def create(dst: OpenStackProvider, made: list[tuple[str, str]], kind: str,
-           params: dict[str, Any], source_id: str | None = None) -> dict[str, Any]:
+def create(
+    dst: OpenStackProvider,
+    made: list[tuple[str, str]],
+    kind: str,
+    params: dict[str, Any],
+    source_id: str | None = None,
+) -> dict[str, Any]:
     record = dst.create(kind, params, source_id)
     made.append((kind, str(record["id"])))
     return record
@@ -78,8 +84,9 @@ def raw_tags(dst: OpenStackProvider, kind: str, id: str) -> list[str]:
 # -- networks and subnets ---------------------------------------------------------------------
 
 
-def test_network_and_subnet_lifecycle(dst: OpenStackProvider, made: list[tuple[str, str]],
-                                      name: Callable[[str], str]) -> None:
+def test_network_and_subnet_lifecycle(
+    dst: OpenStackProvider, made: list[tuple[str, str]], name: Callable[[str], str]
+) -> None:
     src_id = uuid.uuid4().hex
     net = create(dst, made, "network", {"name": name("net"), "description": "d1"}, src_id)
     assert net["provenance"] == src_id
@@ -92,40 +99,60 @@ def test_network_and_subnet_lifecycle(dst: OpenStackProvider, made: list[tuple[s
     assert found is not None and found["id"] == net["id"] and found["mtu"] == 1400
 
     # A new marker replaces ours and keeps everybody else's tags.
-    dst.conn.network.set_tags(dst.conn.network.get_network(net["id"]),
-                              ["owner-team", f"{PROVENANCE_PREFIX}{src_id}"])
+    dst.conn.network.set_tags(
+        dst.conn.network.get_network(net["id"]), ["owner-team", f"{PROVENANCE_PREFIX}{src_id}"]
+    )
     updated = dst.update("network", net["id"], {"provenance": "other-source"})
     assert updated["provenance"] == "other-source"
     assert sorted(raw_tags(dst, "network", net["id"])) == [
-        "owner-team", f"{PROVENANCE_PREFIX}other-source"]
+        "owner-team",
+        f"{PROVENANCE_PREFIX}other-source",
+    ]
 
     sub_params = {
-        "network": net["id"], "name": name("sub"), "ip_version": 4, "cidr": "10.61.0.0/24",
-        "gateway_ip": "10.61.0.1", "is_dhcp_enabled": False,
-        "allocation_pools": [{"start": "10.61.0.100", "end": "10.61.0.150"},
-                             {"start": "10.61.0.10", "end": "10.61.0.20"}],
+        "network": net["id"],
+        "name": name("sub"),
+        "ip_version": 4,
+        "cidr": "10.61.0.0/24",
+        "gateway_ip": "10.61.0.1",
+        "is_dhcp_enabled": False,
+        "allocation_pools": [
+            {"start": "10.61.0.100", "end": "10.61.0.150"},
+            {"start": "10.61.0.10", "end": "10.61.0.20"},
+        ],
         "host_routes": [{"destination": "10.62.0.0/16", "nexthop": "10.61.0.254"}],
         "dns_nameservers": ["9.9.9.9", "1.1.1.1"],
     }
     sub_src = uuid.uuid4().hex
     sub = create(dst, made, "subnet", sub_params, sub_src)
-    assert sub["allocation_pools"] == [{"start": "10.61.0.10", "end": "10.61.0.20"},
-                                       {"start": "10.61.0.100", "end": "10.61.0.150"}]
+    assert sub["allocation_pools"] == [
+        {"start": "10.61.0.10", "end": "10.61.0.20"},
+        {"start": "10.61.0.100", "end": "10.61.0.150"},
+    ]
     assert sub["dns_nameservers"] == ["9.9.9.9", "1.1.1.1"]
     assert sub["host_routes"] == sub_params["host_routes"]
     assert sub["network"] == net["id"] and sub["is_dhcp_enabled"] is False
 
-    changed = dst.update("subnet", sub["id"], {"dns_nameservers": ["1.1.1.1"],
-                                               "host_routes": []})
+    changed = dst.update("subnet", sub["id"], {"dns_nameservers": ["1.1.1.1"], "host_routes": []})
     assert changed["dns_nameservers"] == ["1.1.1.1"] and changed["host_routes"] == []
     found_sub = dst.find("subnet", sub_src, {"network": net["id"], "name": "whatever"})
     assert found_sub is not None and found_sub["id"] == sub["id"]
     # Another source's copy is never taken for ours, even under the same name.
     assert dst.find("subnet", "another", {"network": net["id"], "name": name("sub")}) is None
 
-    no_gw = create(dst, made, "subnet", {"network": net["id"], "name": name("nogw"),
-                                         "cidr": "10.63.0.0/24", "ip_version": 4,
-                                         "gateway_ip": None}, None)
+    no_gw = create(
+        dst,
+        made,
+        "subnet",
+        {
+            "network": net["id"],
+            "name": name("nogw"),
+            "cidr": "10.63.0.0/24",
+            "ip_version": 4,
+            "gateway_ip": None,
+        },
+        None,
+    )
     assert no_gw["gateway_ip"] is None and no_gw["provenance"] is None
     # Without a marker it is found by its natural key (network + name).
     found_key = dst.find("subnet", "src-x", {"network": net["id"], "name": name("nogw")})
@@ -137,12 +164,16 @@ def test_network_and_subnet_lifecycle(dst: OpenStackProvider, made: list[tuple[s
         dst.delete(kind, id)  # already gone: fine
 
 
-def test_cloud_errors_name_the_call(dst: OpenStackProvider, made: list[tuple[str, str]],
-                                    name: Callable[[str], str]) -> None:
+def test_cloud_errors_name_the_call(
+    dst: OpenStackProvider, made: list[tuple[str, str]], name: Callable[[str], str]
+) -> None:
     net = create(dst, made, "network", {"name": name("bad")}, None)
     with pytest.raises(ProviderError) as info:
-        dst.create("subnet", {"network": net["id"], "name": "x", "cidr": "10.0.0.0/33",
-                              "ip_version": 4}, None)
+        dst.create(
+            "subnet",
+            {"network": net["id"], "name": "x", "cidr": "10.0.0.0/33", "ip_version": 4},
+            None,
+        )
     assert "network.create_subnet" in str(info.value) and "HTTP 400" in str(info.value)
     assert info.value.__cause__ is None
 
@@ -150,16 +181,21 @@ def test_cloud_errors_name_the_call(dst: OpenStackProvider, made: list[tuple[str
 # -- routers and interfaces -------------------------------------------------------------------
 
 
-def test_router_gateway_interfaces_and_routes(dst: OpenStackProvider,
-                                              made: list[tuple[str, str]],
-                                              name: Callable[[str], str]) -> None:
+def test_router_gateway_interfaces_and_routes(
+    dst: OpenStackProvider, made: list[tuple[str, str]], name: Callable[[str], str]
+) -> None:
     snap = dst.snapshot()
     assert snap.externals["external_network"], "the devcloud has no external network"
     public = snap.externals["external_network"][0]
 
     net = create(dst, made, "network", {"name": name("rnet")}, uuid.uuid4().hex)
-    sub = create(dst, made, "subnet", {"network": net["id"], "name": name("rsub"),
-                                       "cidr": "10.71.0.0/24", "ip_version": 4}, None)
+    sub = create(
+        dst,
+        made,
+        "subnet",
+        {"network": net["id"], "name": name("rsub"), "cidr": "10.71.0.0/24", "ip_version": 4},
+        None,
+    )
     rtr_src = uuid.uuid4().hex
     rtr = create(dst, made, "router", {"name": name("rtr"), "external_network": public}, rtr_src)
     assert rtr["external_network"] == public and rtr["provenance"] == rtr_src
@@ -190,33 +226,57 @@ def test_router_gateway_interfaces_and_routes(dst: OpenStackProvider,
 # -- security groups and rules ----------------------------------------------------------------
 
 
-def test_security_groups_and_rules(dst: OpenStackProvider, made: list[tuple[str, str]],
-                                   name: Callable[[str], str]) -> None:
+def test_security_groups_and_rules(
+    dst: OpenStackProvider, made: list[tuple[str, str]], name: Callable[[str], str]
+) -> None:
     grp_src = uuid.uuid4().hex
     grp = create(dst, made, "security_group", {"name": name("web"), "description": "w"}, grp_src)
     assert grp["provenance"] == grp_src
 
     # Neutron gives a new group its two egress rules: find sees them by key.
     for ethertype in ("IPv4", "IPv6"):
-        auto = dst.find("security_group_rule", None, {"security_group": grp["id"],
-                                                      "direction": "egress",
-                                                      "ethertype": ethertype})
+        auto = dst.find(
+            "security_group_rule",
+            None,
+            {"security_group": grp["id"], "direction": "egress", "ethertype": ethertype},
+        )
         assert auto is not None
 
-    ssh = {"security_group": grp["id"], "direction": "ingress", "ethertype": "IPv4",
-           "protocol": "tcp", "port_range_min": 22, "port_range_max": 22,
-           "remote_ip_prefix": "0.0.0.0/0", "remote_group": None, "description": "ssh"}
+    ssh = {
+        "security_group": grp["id"],
+        "direction": "ingress",
+        "ethertype": "IPv4",
+        "protocol": "tcp",
+        "port_range_min": 22,
+        "port_range_max": 22,
+        "remote_ip_prefix": "0.0.0.0/0",
+        "remote_group": None,
+        "description": "ssh",
+    }
     rule = create(dst, made, "security_group_rule", ssh)
     assert {k: rule[k] for k in ssh} == ssh
     # Idempotent: the same rule again is the existing rule.
     assert dst.create("security_group_rule", ssh, None)["id"] == rule["id"]
     # Written as a number, read as the name: both clouds agree on "tcp".
-    numeric = create(dst, made, "security_group_rule",
-                     {**ssh, "protocol": "6", "port_range_min": 80, "port_range_max": 80})
+    numeric = create(
+        dst,
+        made,
+        "security_group_rule",
+        {**ssh, "protocol": "6", "port_range_min": 80, "port_range_max": 80},
+    )
     assert numeric["protocol"] == "tcp"
-    icmp6 = create(dst, made, "security_group_rule",
-                   {"security_group": grp["id"], "direction": "ingress", "ethertype": "IPv6",
-                    "protocol": "ipv6-icmp", "remote_group": grp["id"]})
+    icmp6 = create(
+        dst,
+        made,
+        "security_group_rule",
+        {
+            "security_group": grp["id"],
+            "direction": "ingress",
+            "ethertype": "IPv6",
+            "protocol": "ipv6-icmp",
+            "remote_group": grp["id"],
+        },
+    )
     assert icmp6["protocol"] == "ipv6-icmp" and icmp6["remote_group"] == grp["id"]
 
     with pytest.raises(ProviderError, match="replaced"):
@@ -236,13 +296,15 @@ def test_security_groups_and_rules(dst: OpenStackProvider, made: list[tuple[str,
 
 def public_key(tmp_path: Path, stem: str) -> str:
     key = tmp_path / stem
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", stem, "-f", str(key)],
-                   check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", stem, "-f", str(key)], check=True
+    )
     return key.with_suffix(".pub").read_text().strip()
 
 
-def test_keypair_lifecycle(dst: OpenStackProvider, made: list[tuple[str, str]],
-                           name: Callable[[str], str], tmp_path: Path) -> None:
+def test_keypair_lifecycle(
+    dst: OpenStackProvider, made: list[tuple[str, str]], name: Callable[[str], str], tmp_path: Path
+) -> None:
     key = public_key(tmp_path, "a")
     params = {"name": name("kp"), "public_key": key, "type": "ssh"}
     kp = create(dst, made, "keypair", params)
@@ -267,12 +329,18 @@ def test_snapshot_costs_calls_per_kind_not_per_resource(
     before = dst.snapshot()
     for i in range(4):
         net = create(dst, made, "network", {"name": name(f"n{i}")}, uuid.uuid4().hex)
-        create(dst, made, "subnet", {"network": net["id"], "name": "s", "ip_version": 4,
-                                     "cidr": f"10.8{i}.0.0/24"}, None)
+        create(
+            dst,
+            made,
+            "subnet",
+            {"network": net["id"], "name": "s", "ip_version": 4, "cidr": f"10.8{i}.0.0/24"},
+            None,
+        )
         create(dst, made, "security_group", {"name": name(f"g{i}")}, None)
     after = dst.snapshot()
     assert len(after.resources) >= len(before.resources) + 4 * 5  # + 2 egress rules per group
-    assert after.api_calls == before.api_calls <= 12
+    # One call per kind (10), external networks, flavors, 3 quota reads: never per resource.
+    assert after.api_calls == before.api_calls <= 15
     for i in range(4):
         assert f"network.{name(f'n{i}')}" in after.resources
         assert f"subnet.{name(f'n{i}')}/s" in after.resources
@@ -282,8 +350,12 @@ def test_snapshot_costs_calls_per_kind_not_per_resource(
 
 
 #: seed.json section -> the kind whose resources it names (name -> id).
-SEED_SECTIONS = {"networks": "network", "subnets": "subnet", "routers": "router",
-                 "security_groups": "security_group"}
+SEED_SECTIONS = {
+    "networks": "network",
+    "subnets": "subnet",
+    "routers": "router",
+    "security_groups": "security_group",
+}
 
 
 def test_snapshot_of_the_seeded_source(clouds: Path) -> None:
@@ -307,10 +379,12 @@ def test_snapshot_of_the_seeded_source(clouds: Path) -> None:
     assert expected >= 5
     assert f"keypair.{seed['keypair']['name']}" in snap.resources
     assert snap.resources[f"keypair.{seed['keypair']['name']}"].params["public_key"] == (
-        seed["keypair"]["public_key"].strip())
+        seed["keypair"]["public_key"].strip()
+    )
     # Every router interface and rule resolved to addresses inside the project.
     assert snap.of_kind("router_interface") and snap.of_kind("security_group_rule")
     assert not [w for w in snap.warnings if "left out" in w], snap.warnings
     assert snap.externals["external_network"]
-    # O(kinds): 7 lists + external networks + 2 quota reads, whatever the tenant holds.
-    assert snap.api_calls == 10
+    # O(kinds): 10 lists (one per kind) + external networks + flavors + 3 quota reads
+    # (Neutron, Nova, Cinder), whatever the tenant holds.
+    assert snap.api_calls == 15

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tenantshift.providers.base import ProviderError
+from tenantshift.providers.base import NotFoundError, ProviderError
 from tenantshift.providers.openstack.kinds.base import (
     KindHandler,
     Listing,
@@ -27,6 +27,24 @@ from tenantshift.providers.openstack.kinds.keypair import NOVA_LIMITS
 from tenantshift.providers.openstack.kinds.volume import user_metadata
 from tenantshift.providers.volume_ops import MIGRATED_KEY
 from tenantshift.resources import Record
+
+
+def nic_order(server: SdkObject, ports: Sequence[Any]) -> list[str]:
+    """The server's port ids in NIC order. Nova lists ``addresses`` in the order of the
+    server's interfaces, with each one's MAC: ports sort by the first place their MAC appears
+    there (then by creation time), on both clouds alike, with no call per server."""
+    macs: list[str] = []
+    for entries in (server.addresses or {}).values():
+        for entry in entries:
+            mac = entry.get("OS-EXT-IPS-MAC:mac_addr")
+            if mac and mac not in macs:
+                macs.append(mac)
+
+    def place(port: Any) -> tuple[int, str, str]:
+        mac = port.mac_address
+        return (macs.index(mac) if mac in macs else len(macs), str(port.created_at), port.id)
+
+    return [str(p.id) for p in sorted(ports, key=place)]
 
 
 def _flavor_name(res: SdkObject) -> str | None:
@@ -71,11 +89,7 @@ class ServerHandler(KindHandler):
         by_server: dict[str, list[Any]] = {}
         for port in listing.get("port", ()):
             by_server.setdefault(str(port.device_id), []).append(port)
-        out = []
-        for res in raw:
-            ports = sorted(by_server.get(str(res.id), []), key=lambda p: (str(p.created_at), p.id))
-            out.append(self.to_record(res, [str(p.id) for p in ports]))
-        return out
+        return [self.to_record(res, nic_order(res, by_server.get(str(res.id), []))) for res in raw]
 
     def externals(self) -> dict[str, Names]:
         compute = self.ctx.conn.compute
@@ -87,15 +101,13 @@ class ServerHandler(KindHandler):
         return self.ctx.call("compute.get_server", lambda: compute.get_server(id))
 
     def get(self, id: str) -> Record | None:
-        record = super().get(id)
-        if record is not None:
-            network = self.ctx.conn.network
-            ports = self.ctx.call(
-                "network.ports(device)", lambda: list(network.ports(device_id=id))
-            )
-            ports.sort(key=lambda p: (str(p.created_at), p.id))
-            record["ports"] = [str(p.id) for p in ports]
-        return record
+        try:
+            res = self.fetch(id)
+        except NotFoundError:
+            return None
+        network = self.ctx.conn.network
+        ports = self.ctx.call("network.ports(device)", lambda: list(network.ports(device_id=id)))
+        return self.to_record(res, nic_order(res, ports))
 
     def candidates(self, source_id: str | None, params: Mapping[str, Any]) -> Records:
         # By marker only: booting a same-named server is not adopting it.
