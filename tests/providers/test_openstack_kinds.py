@@ -129,3 +129,23 @@ def test_every_handler_instantiates_against_a_provider() -> None:
     conn.session.session.hooks = {"response": []}
     cloud = OpenStackProvider(conn, label="fake", retry=RetryPolicy(attempts=1))
     assert sorted(cloud.handlers) == sorted(KINDS)
+
+
+def test_a_servers_ports_are_in_nic_order_not_creation_order() -> None:
+    """Ports made in parallel are created in any order; Nova's addresses list the NICs."""
+    from types import SimpleNamespace
+
+    from tenantshift.providers.openstack.kinds.server import nic_order
+
+    server = SimpleNamespace(
+        addresses={
+            "db-net": [{"addr": "10.20.0.60", "OS-EXT-IPS-MAC:mac_addr": "fa:16:3e:00:00:02"}],
+            "app-net": [
+                {"addr": "10.10.0.60", "OS-EXT-IPS-MAC:mac_addr": "fa:16:3e:00:00:01"},
+                {"addr": "2001:db8::1", "OS-EXT-IPS-MAC:mac_addr": "fa:16:3e:00:00:01"},
+            ],
+        }
+    )
+    first_made = SimpleNamespace(id="p-app", mac_address="fa:16:3e:00:00:01", created_at="1")
+    second_made = SimpleNamespace(id="p-db", mac_address="fa:16:3e:00:00:02", created_at="2")
+    assert nic_order(server, [first_made, second_made]) == ["p-db", "p-app"]
