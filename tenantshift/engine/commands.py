@@ -56,15 +56,7 @@ def apply_saved(
     source, destination = providers(manifest)
     with ApplyLock(manifest.state_dir, identity_of(destination)) as lock:
         check_fresh(saved, manifest, source, destination)
-        return apply_plan(
-            saved,
-            destination,
-            manifest.state_dir,
-            source=source,
-            settings=ApplySettings.from_manifest(manifest),
-            listener=listener,
-            lock=lock,
-        )
+        return _apply(saved, manifest, source, destination, lock, listener)
 
 
 def apply_manifest(
@@ -81,16 +73,26 @@ def apply_manifest(
         fresh = make_plan(manifest, source, destination, targets=targets).plan
         if not fresh.has_changes or not confirm(fresh):
             return fresh, None
-        result = apply_plan(
-            fresh,
-            destination,
-            manifest.state_dir,
-            source=source,
-            settings=ApplySettings.from_manifest(manifest),
-            listener=listener,
-            lock=lock,
-        )
-        return fresh, result
+        return fresh, _apply(fresh, manifest, source, destination, lock, listener)
+
+
+def _apply(
+    the_plan: Plan,
+    manifest: Manifest,
+    source: Provider,
+    destination: Provider,
+    lock: ApplyLock,
+    listener: Listener | None,
+) -> ApplyResult:
+    return apply_plan(
+        the_plan,
+        destination,
+        manifest.state_dir,
+        source=source,
+        settings=ApplySettings.from_manifest(manifest),
+        listener=listener,
+        lock=lock,
+    )
 
 
 def snapshot(manifest: Manifest, side: str) -> Any:

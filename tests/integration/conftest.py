@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,18 @@ class Devcloud:
             text=True,
             env={**os.environ, "DEVCLOUD_STATE": str(self.state)},
         )
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``tenantshift ARGS`` as a user runs it (a new process), its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "tenantshift", *args],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def _state_dir() -> Path:

@@ -4,9 +4,6 @@ and a second plan has nothing to do."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -15,22 +12,11 @@ import openstack
 import pytest
 
 from tenantshift.resources.marker import split_marker
-from tests.integration.conftest import Devcloud
+from tests.integration.conftest import Devcloud, run_cli
 
 pytestmark = pytest.mark.devcloud
 
 PAIRS = 10
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tenantshift", *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-        env=dict(os.environ),
-    )
 
 
 def test_duplicate_names_at_high_parallelism_keep_their_own_copies(

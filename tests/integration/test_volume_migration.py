@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ import pytest
 import yaml
 
 from tenantshift.resources.marker import split_marker
-from tests.integration.conftest import Devcloud
+from tests.integration.conftest import Devcloud, run_cli
 
 pytestmark = pytest.mark.devcloud
 
@@ -33,15 +32,6 @@ GiB = 1024 * MiB
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tenantshift", *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:

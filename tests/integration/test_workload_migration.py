@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +21,7 @@ import yaml
 from openstack.connection import Connection
 
 from tenantshift.resources.marker import split_marker
-from tests.integration.conftest import Devcloud
+from tests.integration.conftest import Devcloud, run_cli
 from tests.integration.test_network_migration import wipe_network_resources
 
 pytestmark = pytest.mark.devcloud
@@ -32,17 +29,6 @@ pytestmark = pytest.mark.devcloud
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
 MIGRATED = ("vm-bfv", "vm-image", "vm-multinic")
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tenantshift", *args],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-        env=dict(os.environ),
-    )
 
 
 def sha256_file(path: Path, length: int | None = None) -> str:
@@ -281,12 +267,8 @@ def test_a_kill_after_a_server_phase_resumes_without_duplicates(
     assert "- vm-bfv" in text
     path.write_text(text)
 
-    killed = subprocess.run(
-        [sys.executable, "-m", "tenantshift", "apply", "-m", str(path), "--auto-approve"],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        env={**os.environ, "TENANTSHIFT_FAULT_KILL_AFTER": phase},
+    killed = run_cli(
+        "apply", "-m", str(path), "--auto-approve", env={"TENANTSHIFT_FAULT_KILL_AFTER": phase}
     )
     assert killed.returncode == -9, killed.stdout + killed.stderr
     status = run_cli("status", "-m", str(path)).stdout
