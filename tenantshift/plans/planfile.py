@@ -79,12 +79,14 @@ def inconsistency(plan: Plan) -> str | None:
 
 
 def _change_inconsistency(action: Action, before: object, after: object) -> str | None:
-    """The invariant of docs/plan-format.md: ``before`` is None exactly for creates, ``after``
-    exactly for deletes."""
+    """The invariant of docs/plan-format.md: ``before`` is None for creates (and for a migrate
+    whose copy does not exist yet), ``after`` exactly for deletes."""
     if action is Action.CREATE and (after is None or before is not None):
         return "a create needs an after and no before"
     if action is Action.DELETE and (before is None or after is not None):
         return "a delete needs a before and no after"
+    if action is Action.MIGRATE:
+        return "a migrate needs an after" if after is None else None
     if action not in (Action.CREATE, Action.DELETE) and (before is None or after is None):
         return f"{action.value} needs both before and after"
     return None

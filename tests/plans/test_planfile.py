@@ -190,3 +190,31 @@ def test_plan_directory_created_private(tmp_path: Path) -> None:
     save_plan(full_plan(), path)
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert [p.name for p in path.parent.iterdir()] == ["next.plan"]
+
+
+def test_a_plan_migrating_a_new_and_a_resumed_volume_round_trips(tmp_path: Path) -> None:
+    """A first migrate has no ``before``; a resumed one has the unverified copy's."""
+    from tenantshift.plans import Action, Change
+
+    plan = full_plan()
+    migrating = plan.model_copy(
+        update={
+            "changes": [
+                *plan.changes,
+                Change(
+                    address="volume.new", kind="volume", action=Action.MIGRATE, after={"size": 1}
+                ),
+                Change(
+                    address="volume.half",
+                    kind="volume",
+                    action=Action.MIGRATE,
+                    before={"size": 1},
+                    after={"size": 1},
+                    target_id="d1",
+                ),
+            ]
+        }
+    )
+    assert inconsistency(migrating) is None
+    save_plan(migrating, tmp_path / "m.plan")
+    assert load_plan(tmp_path / "m.plan") == migrating
