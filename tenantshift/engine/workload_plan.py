@@ -7,11 +7,14 @@ sees what will move: each disk, how it is read, its size.
 
 from __future__ import annotations
 
+import asyncio
+
 from tenantshift.manifest import Manifest
 from tenantshift.plans import Action, Change, Reason
 from tenantshift.providers import Provider, ProviderError
 from tenantshift.resources import Snapshot
 from tenantshift.resources.marker import split_marker
+from tenantshift.transfer import probe_hosts
 
 
 def check_workloads(
@@ -89,4 +92,6 @@ def _conversion_host_problem(
             return f"conversion_hosts.{side}.server: {exc}"
         if status != "ACTIVE":
             return f"the {side} conversion host {host.server!r} is {status}, not ACTIVE"
-    return None
+    # Reachable with the configured host key, Python runs, devices can be found, sudo works.
+    problems = asyncio.run(probe_hosts(hosts))
+    return "; ".join(problems) if problems else None

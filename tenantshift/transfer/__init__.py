@@ -15,6 +15,7 @@ from .errors import (
     VerificationError,
 )
 from .model import Progress, TransferOptions, TransferResult, VolumeCopy
+from .probe import probe_hosts
 from .session import TransferSession, copy_volumes
 from .sweep import sweep_leftover_keys
 
@@ -32,5 +33,6 @@ __all__ = [
     "VerificationError",
     "VolumeCopy",
     "copy_volumes",
+    "probe_hosts",
     "sweep_leftover_keys",
 ]

@@ -267,3 +267,33 @@ def test_cleanup_after_a_kill_restores_the_source(
     assert src.block_storage.get_volume(volume.id).status == "available"
     status = ok(run_cli("status", "-m", str(path))).stdout
     assert "temporaries left" not in status and "workloads not finished" not in status
+
+
+@pytest.mark.parametrize(
+    ("spoil", "words"),
+    [
+        ("host_key", "host key does not match"),
+        ("device_dir", "does not exist"),
+        ("python", "does not run there"),
+    ],
+)
+def test_a_conversion_host_that_would_fail_blocks_the_plan(
+    tmp_path: Path, devcloud: Devcloud, source_volumes: list[Any], spoil: str, words: str
+) -> None:
+    """Checked over SSH at plan time, each a reason in the plan, before anything runs."""
+    path = manifest(tmp_path, devcloud, [source_volumes[0].name])
+    body = yaml.safe_load(path.read_text())
+    source = body["conversion_hosts"]["source"]
+    if spoil == "host_key":  # the other host's key: a man in the middle, as far as we know
+        source["host_key"] = body["conversion_hosts"]["destination"]["host_key"]
+        source.pop("known_hosts", None)
+    elif spoil == "device_dir":
+        source["device_dir"] = "/nonexistent/by-id"
+    else:
+        source["python"] = "/nonexistent/python3"
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+
+    (change,) = plan_changes(path).values()
+    assert change["action"] == "migrate"
+    assert change["reason"] == "blocked_prerequisite"
+    assert words in change["detail"], change["detail"]
