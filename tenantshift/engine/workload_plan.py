@@ -29,9 +29,19 @@ def check_workloads(
         return changes
     host_problem = _conversion_host_problem(manifest, source, destination)
     by_id = {(r.kind, r.id): dict(r.info) for r in source_snapshot.resources.values()}
+    sizes = {r.id: int(r.params.get("size") or 0) for r in source_snapshot.of_kind("volume")}
+    infos = {
+        c.address: by_id.get((c.kind, split_marker(str(c.source_id))[1]), {}) for c in migrating
+    }
+    over = _over_quota(migrating, infos, sizes, source, destination)
     updated: dict[str, Change] = {}
     for change in migrating:
-        info = by_id.get((change.kind, split_marker(str(change.source_id))[1]), {})
+        info = infos[change.address]
+        if change.address in over:
+            updated[change.address] = change.model_copy(
+                update={"reason": Reason.BLOCKED_QUOTA, "detail": over[change.address]}
+            )
+            continue
         problem = host_problem or _source_problem(change, info, manifest)
         if problem is not None:
             updated[change.address] = change.model_copy(
@@ -40,6 +50,71 @@ def check_workloads(
         elif not change.detail:
             updated[change.address] = change.model_copy(update={"detail": _describe(change, info)})
     return [updated.get(c.address, c) for c in changes]
+
+
+Needs = dict[tuple[str, str], int]  # (cloud, quota name) -> amount
+
+
+def _needs(change: Change, info: dict[str, object], sizes: dict[str | None, int]) -> Needs:
+    """What one migration consumes: destination volumes, gigabytes, instances, cores and RAM;
+    at the source, the temporaries that read its boot disk (a snapshot and a volume)."""
+    need: Needs = {}
+
+    def add(cloud: str, name: str, amount: int) -> None:
+        need[(cloud, name)] = need.get((cloud, name), 0) + amount
+
+    if change.kind == "volume" and change.target_id is None:
+        add("destination", "volumes", 1)
+        add("destination", "gigabytes", int((change.after or {}).get("size") or 0))
+    if change.kind == "server" and change.target_id is None:
+        add("destination", "instances", 1)
+        add("destination", "cores", int(str(info.get("vcpus") or 0)))
+        add("destination", "ram", int(str(info.get("ram") or 0)))
+        volumes = [str(v) for v in info.get("volumes") or []]  # type: ignore[attr-defined]
+        root = 0 if not info.get("image_id") else int(str(info.get("root_gb") or 1))
+        disks = [sizes.get(v, 0) for v in volumes] + ([root] if root else [])
+        add("destination", "volumes", len(disks))
+        add("destination", "gigabytes", sum(disks))
+        boot = root or (disks[0] if disks else 0)
+        if not root and volumes:
+            add("source", "snapshots", 1)
+        add("source", "volumes", 1 if boot else 0)
+        add("source", "gigabytes", boot)
+    return need
+
+
+def _over_quota(
+    migrating: list[Change],
+    infos: dict[str, dict[str, object]],
+    sizes: dict[str | None, int],
+    source: Provider,
+    destination: Provider,
+) -> dict[str, str]:
+    """Address -> why, for every migration that needs a quota the plan's migrations exceed."""
+    needs = {c.address: _needs(c, infos[c.address], sizes) for c in migrating}
+    total: Needs = {}
+    for need in needs.values():
+        for key, amount in need.items():
+            total[key] = total.get(key, 0) + amount
+    room: dict[tuple[str, str], int] = {}
+    for cloud, provider in (("source", source), ("destination", destination)):
+        ops = getattr(provider, "volume_ops", None)
+        if ops is not None and any(k[0] == cloud and v for k, v in total.items()):
+            try:
+                room.update({(cloud, k): v for k, v in ops.headroom().items()})
+            except ProviderError:
+                continue  # unknown quota: the cloud will say at apply time
+    short = {k: (room[k], v) for k, v in total.items() if k in room and v > room[k]}
+    out: dict[str, str] = {}
+    for address, need in needs.items():
+        reasons = [
+            f"the {cloud} quota allows {left} more {name}, the migrations need {wanted}"
+            for (cloud, name), (left, wanted) in sorted(short.items())
+            if need.get((cloud, name))
+        ]
+        if reasons:
+            out[address] = "; ".join(reasons)
+    return out
 
 
 def _source_problem(change: Change, info: dict[str, object], manifest: Manifest) -> str | None:

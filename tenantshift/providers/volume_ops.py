@@ -62,6 +62,11 @@ class VolumeOps(Protocol):
         """The id of a flavor visible to the project, by name."""
         ...
 
+    def headroom(self) -> dict[str, int]:
+        """How many more the project's quotas allow: ``instances``, ``cores``, ``ram`` (MiB),
+        ``volumes``, ``gigabytes``, ``snapshots``; unlimited or unreadable ones are absent."""
+        ...
+
     # -- volumes --------------------------------------------------------------------------------
     def volume(self, volume_id: str) -> dict[str, Any] | None:
         """``{"id", "status", "size", "attached_to": [server ids], "metadata", ...}`` or None."""

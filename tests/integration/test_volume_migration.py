@@ -297,3 +297,27 @@ def test_a_conversion_host_that_would_fail_blocks_the_plan(
     assert change["action"] == "migrate"
     assert change["reason"] == "blocked_prerequisite"
     assert words in change["detail"], change["detail"]
+
+
+def test_migrations_beyond_the_destination_quota_are_blocked(
+    tmp_path: Path, devcloud: Devcloud, source_volumes: list[Any]
+) -> None:
+    """The 1 + 2 GiB of the two volumes need 3 GiB; the destination is given 2 more."""
+    dst = devcloud.connect("devcloud-dst")
+    admin = devcloud.connect("devcloud-admin")
+    project = dst.current_project_id
+    quota = admin.block_storage.get_quota_set(project, usage=True)
+    used = int((quota.usage or {}).get("gigabytes") or 0)
+    limit = int(quota.gigabytes)
+    admin.block_storage.update_quota_set(project, gigabytes=used + 2)
+    try:
+        path = manifest(tmp_path, devcloud, [v.name for v in source_volumes])
+        changes = plan_changes(path)
+    finally:
+        admin.block_storage.update_quota_set(project, gigabytes=limit)
+    for volume in source_volumes:
+        change = changes[f"volume.{volume.name}"]
+        assert change["reason"] == "blocked_quota", change
+        assert (
+            "destination quota allows 2 more gigabytes, the migrations need 3" in change["detail"]
+        )

@@ -129,6 +129,31 @@ class OpenStackVolumeOps:
             )
         return str(flavor.id)
 
+    def headroom(self) -> dict[str, int]:
+        compute, bs = self.provider.conn.compute, self.provider.conn.block_storage
+        left: dict[str, int] = {}
+        try:
+            limits = self._call("compute.get_limits", lambda: compute.get_limits()).absolute
+            for name, limit, used in (
+                ("instances", "instances", "instances_used"),
+                ("cores", "total_cores", "total_cores_used"),
+                ("ram", "total_ram", "total_ram_used"),
+            ):
+                _left(left, name, getattr(limits, limit, None), getattr(limits, used, None))
+        except ProviderError:
+            pass  # not readable with these credentials: unknown, not zero
+        try:
+            project = self.provider.project_id
+            quota = self._call(
+                "block_storage.get_quota_set", lambda: bs.get_quota_set(project, usage=True)
+            )
+            usage = dict(quota.usage or {})
+            for name in ("volumes", "gigabytes", "snapshots"):
+                _left(left, name, getattr(quota, name, None), usage.get(name))
+        except ProviderError:
+            pass
+        return left
+
     def volume(self, volume_id: str) -> dict[str, Any] | None:
         bs = self.provider.conn.block_storage
         try:
@@ -328,3 +353,9 @@ class OpenStackVolumeOps:
                     retryable=True,
                 )
             time.sleep(self.wait.interval)
+
+
+def _left(out: dict[str, int], name: str, limit: Any, used: Any) -> None:
+    if limit is None or int(limit) < 0:  # -1: unlimited
+        return
+    out[name] = max(0, int(limit) - int(used or 0))

@@ -81,6 +81,10 @@ class ServerHandler(KindHandler):
             "status": res.status,
             "image_id": (image.get("id") if isinstance(image, dict) else None) or None,
             "volumes": [str(v.get("id")) for v in res.attached_volumes or []],
+            # What the flavor costs in quota (Nova 2.47+ embeds it in the server).
+            "vcpus": (res.flavor or {}).get("vcpus"),
+            "ram": (res.flavor or {}).get("ram"),
+            "root_gb": (res.flavor or {}).get("disk"),
             "created_at": res.created_at,
             "updated_at": res.updated_at,
         }
