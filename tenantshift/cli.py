@@ -33,6 +33,7 @@ from tenantshift.plans.render import plan_document, render_json
 from tenantshift.providers import ProviderError
 from tenantshift.providers.snapshot_file import save_snapshot
 from tenantshift.transfer import TransferError
+from tenantshift.views.events import JsonEvents
 from tenantshift.views.graph import render_dot
 from tenantshift.views.plan import render_human
 from tenantshift.views.progress import ApplyProgress
@@ -199,8 +200,14 @@ def apply(
     env: EnvOpt = None,
     target: TargetOpt = None,
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Do not ask.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print progress as JSON lines (docs/workflow.md).")
+    ] = False,
 ) -> None:
     """Apply a saved plan, or plan and apply a manifest after confirmation."""
+    if as_json:
+        _apply_json(plan_file, manifest, var, env, target, auto_approve)
+        return
     with user_errors():
         if plan_file is not None:
             if target:
@@ -231,6 +238,43 @@ def apply(
             console.print(render_human(plan_document(fresh)), end="")
     if result is not None:
         _report(result)
+
+
+def _apply_json(
+    plan_file: Path | None,
+    manifest: Path | None,
+    var: list[str] | None,
+    env: list[str] | None,
+    target: list[str] | None,
+    auto_approve: bool,
+) -> None:
+    """The same apply, as JSON lines on stdout; errors still go to stderr."""
+    events = JsonEvents(sys.stdout)
+    with user_errors():
+        if plan_file is not None:
+            if target:
+                raise ValueError("--target goes with --manifest; a saved plan has its targets")
+            saved = load_plan(plan_file)
+            result: ApplyResult | None = commands.apply_saved(
+                saved, _load(plan_manifest(saved, manifest), var, env), listener=events
+            )
+        elif manifest is not None:
+            if not auto_approve:
+                raise ValueError("--json cannot ask for confirmation: add --auto-approve")
+            _, result = commands.apply_manifest(
+                _load(manifest, var, env),
+                confirm=lambda _: True,
+                targets=tuple(target or ()),
+                listener=events,
+            )
+        else:
+            raise ValueError("give a saved plan or --manifest")
+    if result is None:
+        events.emit(type="result", ok=True, done=0, failed=0, skipped=0, run_id=None)
+        return
+    events.result(result)
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 def _show_and_confirm(fresh: Plan, auto_approve: bool, progress: ApplyProgress) -> bool:

@@ -218,3 +218,21 @@ def test_an_apply_into_the_same_destination_from_another_manifest_is_refused(
     assert clouds["destination"].count("network") == 0
     code, out = run("apply", "-m", str(manifest), "--auto-approve")  # free again
     assert code == 0, out
+
+
+def test_apply_json_streams_events_a_program_can_follow(
+    manifest: Path, clouds: dict[str, MemoryProvider]
+) -> None:
+    code, out = run("apply", "-m", str(manifest), "--json")
+    assert code == 1 and "add --auto-approve" in out  # never a prompt in JSON mode
+
+    code, out = run("apply", "-m", str(manifest), "--auto-approve", "--json")
+    assert code == 0, out
+    events = [json.loads(line) for line in out.splitlines()]
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "planned" and kinds[-1] == "result"
+    finished = [e for e in events if e["type"] == "finished"]
+    assert len(finished) == events[0]["total"] == kinds.count("started")
+    assert {e["status"] for e in finished} == {"done"}
+    assert events[-1]["ok"] is True and events[-1]["done"] == len(finished)
+    assert clouds["destination"].count("network") >= 2
