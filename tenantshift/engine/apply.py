@@ -21,6 +21,7 @@ from tenantshift.engine.journal import JOURNAL_FILE, Journal
 from tenantshift.engine.lock import ApplyLock
 from tenantshift.engine.nodes import Node, WorkloadNode
 from tenantshift.engine.walker import Listener, Outcome, Status, walk
+from tenantshift.engine.workloads import sweep
 from tenantshift.plans import Plan
 from tenantshift.providers import Provider
 
@@ -99,8 +100,6 @@ def apply_plan(
 
 
 async def _run(ctx: ApplyContext, graph: nx.DiGraph) -> tuple[dict[str, Outcome], tuple[str, ...]]:
-    from tenantshift.engine.workloads import sweep
-
     # Workloads in this plan resume from their temporaries; everyone else's are swept.
     resuming = frozenset(
         data["node"].id

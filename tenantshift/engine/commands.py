@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from tenantshift.engine.apply import JOURNAL_FILE, ApplyResult, apply_plan
@@ -21,6 +20,7 @@ from tenantshift.engine.journal import Journal, RunInfo
 from tenantshift.engine.lock import ApplyLock
 from tenantshift.engine.planning import PlanResult, check_fresh, make_plan
 from tenantshift.engine.walker import Listener
+from tenantshift.engine.workloads import sweep
 from tenantshift.manifest import Manifest
 from tenantshift.plans import Plan
 from tenantshift.providers import Provider
@@ -139,12 +139,10 @@ def cleanup(manifest: Manifest) -> tuple[str, ...]:
                 source=source,
                 settings=ApplySettings.from_manifest(manifest),
                 journal=journal,
-                ids=IdMap(_empty_plan()),
+                ids=IdMap(),
                 listener=Listener(),
             )
             try:
-                from tenantshift.engine.workloads import sweep
-
                 swept = asyncio.run(sweep(ctx))
             finally:
                 ctx.shutdown()
@@ -154,22 +152,3 @@ def cleanup(manifest: Manifest) -> tuple[str, ...]:
             return swept
         finally:
             journal.close()
-
-
-def journal_path(state_dir: Path) -> Path:
-    return state_dir / JOURNAL_FILE
-
-
-def _empty_plan() -> Plan:
-    from tenantshift.plans import Fingerprint
-
-    empty = Fingerprint(digest="")
-    return Plan(
-        tool_version="",
-        created_at="",
-        manifest_path="",
-        manifest_hash="",
-        source=empty,
-        destination=empty,
-        changes=[],
-    )

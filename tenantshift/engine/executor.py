@@ -22,8 +22,9 @@ class BlockedError(Exception):
 class IdMap:
     """Desired address -> destination id; seeded from the plan, filled in as nodes create."""
 
-    def __init__(self, plan: Plan) -> None:
-        self._ids = {c.address: c.target_id for c in plan.changes if c.target_id}
+    def __init__(self, plan: Plan | None = None) -> None:
+        changes = plan.changes if plan is not None else []
+        self._ids = {c.address: c.target_id for c in changes if c.target_id}
         self._lock = threading.Lock()
 
     def get(self, address: str) -> str:
