@@ -79,6 +79,7 @@ class ApplyContext:
         )
         self._session: TransferSession | None = None
         self._key_row: int | None = None
+        self._dir_rows: list[int] = []
         self._session_lock = asyncio.Lock()
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
@@ -102,6 +103,17 @@ class ApplyContext:
                 self._session = session
                 await session.open()
                 self.journal.temporary_created(self._key_row, session.marker)
+                # A kill leaves these behind (with the agent): journaled for the sweep.
+                for role, run_dir in (
+                    ("source", session.source_run_dir),
+                    ("destination", session.destination_run_dir),
+                ):
+                    if run_dir:
+                        row = self.journal.intend_temporary(
+                            TRANSFER_OWNER, role, "run_dir", run_dir
+                        )
+                        self.journal.temporary_created(row, run_dir)
+                        self._dir_rows.append(row)
             return self._session
 
     async def aclose(self) -> None:
@@ -119,6 +131,8 @@ class ApplyContext:
             return
         if session.leftover_marker is None and self._key_row is not None:
             self.journal.temporary_cleaned(self._key_row)
+        for row in self._dir_rows:  # close() removed them (or logged why it could not)
+            self.journal.temporary_cleaned(row)
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=True)

@@ -17,7 +17,7 @@ from .errors import (
 from .model import Progress, TransferOptions, TransferResult, VolumeCopy
 from .probe import probe_hosts
 from .session import TransferSession, copy_volumes
-from .sweep import sweep_leftover_keys
+from .sweep import remove_run_dirs, sweep_leftover_keys
 
 __all__ = [
     "ConnectError",
@@ -34,5 +34,6 @@ __all__ = [
     "VolumeCopy",
     "copy_volumes",
     "probe_hosts",
+    "remove_run_dirs",
     "sweep_leftover_keys",
 ]

@@ -59,3 +59,33 @@ async def sweep_leftover_keys(
         conn.close()
         with contextlib.suppress(Exception):
             await conn.wait_closed()
+
+
+async def remove_run_dirs(
+    hosts: ConversionHosts,
+    role: str,
+    run_dirs: Sequence[str],
+    *,
+    options: TransferOptions | None = None,
+) -> int:
+    """Remove the run directories a killed session left on one host (``role``: source or
+    destination). The agent refuses any path that is not a tenantshift run directory, and a
+    directory already gone counts as removed. Returns how many existed."""
+    options = options or TransferOptions()
+    host = hosts.source if role == "source" else hosts.destination
+    conn = await ssh.connect(host, role, options.connect_timeout)
+    try:
+        own, _ = await ssh.install_agent(conn, host, role, agent_zip())
+        removed = 0
+        for run_dir in [*run_dirs, own]:
+            answer = await ssh.run_json(
+                conn,
+                ssh.agent_command(host, own, "cleanup", run_dir),
+                f"removing {run_dir} on the {ssh.describe(host, role)}",
+            )
+            removed += int(bool(answer.get("removed"))) if run_dir != own else 0
+        return removed
+    finally:
+        conn.close()
+        with contextlib.suppress(Exception):
+            await conn.wait_closed()

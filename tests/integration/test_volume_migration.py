@@ -321,3 +321,27 @@ def test_migrations_beyond_the_destination_quota_are_blocked(
         assert (
             "destination quota allows 2 more gigabytes, the migrations need 3" in change["detail"]
         )
+
+
+def test_cleanup_after_a_kill_mid_session_removes_run_dirs_and_copy_keys(
+    tmp_path: Path, devcloud: Devcloud, source_volumes: list[Any]
+) -> None:
+    """Killed after its copy, the run left the agent's run directories on both hosts and its
+    copy key on the source: cleanup removes all of them (both hosts are this machine)."""
+    volume = source_volumes[0]
+    path = manifest(tmp_path, devcloud, [volume.name])
+    before = set(Path("/tmp").glob("tenantshift-transfer-*"))
+    killed = run_cli(
+        "apply", "-m", str(path), "--auto-approve", env={"TENANTSHIFT_FAULT_KILL_AFTER": "copied"}
+    )
+    assert killed.returncode == -signal.SIGKILL
+    left = set(Path("/tmp").glob("tenantshift-transfer-*")) - before
+    status = ok(run_cli("status", "-m", str(path))).stdout
+    assert "copy_key" in status and "run_dir" in status, status
+    assert len(left) == 2, left  # one per host
+
+    ok(run_cli("cleanup", "-m", str(path)))
+
+    assert not [d for d in left if d.exists()], "run directories left behind"
+    status = ok(run_cli("status", "-m", str(path))).stdout
+    assert "temporaries left" not in status, status

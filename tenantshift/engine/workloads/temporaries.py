@@ -15,7 +15,7 @@ from tenantshift.engine.context import ApplyContext
 from tenantshift.engine.workloads.base import WorkloadError, ops_of
 from tenantshift.providers import ProviderError
 from tenantshift.providers.volume_ops import VolumeOps
-from tenantshift.transfer import TransferError, sweep_leftover_keys
+from tenantshift.transfer import TransferError, remove_run_dirs, sweep_leftover_keys
 
 Row = dict[str, Any]
 
@@ -35,6 +35,19 @@ async def _undo(ctx: ApplyContext, row: Row) -> None:
             await sweep_leftover_keys(hosts, [str(row["name"])], options=ctx.settings.transfer)
         except TransferError as exc:
             raise WorkloadError(f"copy key {row['name']}: {exc}") from None
+        return
+    if row["kind"] == "run_dir":
+        hosts = ctx.settings.conversion_hosts
+        if hosts is None:
+            raise WorkloadError(
+                "a run directory is left on a conversion host: conversion_hosts needed"
+            )
+        try:
+            await remove_run_dirs(
+                hosts, str(row["cloud"]), [str(row["name"])], options=ctx.settings.transfer
+            )
+        except TransferError as exc:
+            raise WorkloadError(f"run directory {row['name']}: {exc}") from None
         return
     ops: VolumeOps = ops_of(ctx, str(row["cloud"]))
     data = row["data"]
