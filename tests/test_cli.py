@@ -236,3 +236,16 @@ def test_apply_json_streams_events_a_program_can_follow(
     assert {e["status"] for e in finished} == {"done"}
     assert events[-1]["ok"] is True and events[-1]["done"] == len(finished)
     assert clouds["destination"].count("network") >= 2
+
+
+def test_env_lets_a_template_read_one_more_variable(
+    manifest: Path, clouds: dict[str, MemoryProvider], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Templates see TENANTSHIFT_* and OS_* only (review L8); --env NAME adds one."""
+    monkeypatch.setenv("SRC_PASSWORD", SECRET)
+    manifest.write_text(MANIFEST.replace("TENANTSHIFT_SRC_PASSWORD", "SRC_PASSWORD"))
+    code, out = run("validate", "-m", str(manifest))
+    assert code == 1 and "--env SRC_PASSWORD" in out, out
+    assert SECRET not in out
+    code, out = run("validate", "-m", str(manifest), "--env", "SRC_PASSWORD")
+    assert code == 0, out

@@ -216,20 +216,25 @@ def test_a_second_plan_has_no_changes(manifest: Path) -> None:
     assert again.returncode == 0, again.stdout + again.stderr
 
 
-def test_a_running_server_migrates_when_allowed_and_runs_again_at_the_source(
+def test_a_running_server_migrates_when_allowed_and_runs_again_at_both_ends(
     devcloud: Devcloud,
     clouds: dict[str, Connection],
     before: dict[str, Any],
     manifest: Path,
 ) -> None:
     manifest.write_text(
-        manifest_text(devcloud, manifest.parent / "state", stop_source_servers=True)
+        manifest_text(
+            devcloud,
+            manifest.parent / "state",
+            stop_source_servers=True,
+            start_destination_servers=True,
+        )
     )
     applied = run_cli("apply", "-m", str(manifest), "--auto-approve")
     assert applied.returncode == 0, applied.stdout + applied.stderr
     active = before["seed"]["servers"]["vm-active"]
     copies = {source_of(s): s for s in clouds["dst"].compute.servers() if source_of(s)}
-    assert copies[active["id"]].status == "SHUTOFF"
+    assert copies[active["id"]].status == "ACTIVE"  # start_destination_servers
     assert_source_unchanged(devcloud, clouds["src"], before)  # vm-active ACTIVE again
     again = run_cli("plan", "-m", str(manifest), "--detailed-exitcode")
     assert again.returncode == 0, again.stdout
