@@ -33,6 +33,9 @@ VOLUME = REGISTRY.register(
             Field("availability_zone", mapping="availability_zones", replace=True),
             Field("is_bootable", default=False),
             Field("metadata", default={}),
+            # What Glance said about the image a volume was made from (``hw_*`` properties tell
+            # Nova the disk bus, firmware, ...): a boot volume without it may not boot the same.
+            Field("image_metadata", default={}),
         ),
         key=lambda p, _: str(p["name"] or "unnamed"),
         workload=True,

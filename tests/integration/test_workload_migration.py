@@ -197,6 +197,12 @@ def test_the_tenant_migrates_with_its_bytes(
         path = volume_file(devcloud, copy.id)
         assert sha256_file(path) == source_volume["sha256"], name
         assert path.stat().st_blocks * 512 <= source_volume["allocated_bytes"] + 4 * MiB, name
+    # Glance's properties of the image each boot disk came from (the disk bus, firmware, ...).
+    boot_source = src.block_storage.get_volume(seed["volumes"]["boot-vol"]["id"])
+    assert boot_source.volume_image_metadata
+    boot_copy = volumes[seed["volumes"]["boot-vol"]["id"]]
+    assert boot_copy.volume_image_metadata == boot_source.volume_image_metadata
+    assert boot_copy.is_bootable
     bfv = copies[seed["servers"]["vm-bfv"]["id"]]
     attached = {a.volume_id for a in dst.compute.volume_attachments(bfv.id)}
     assert attached == {volumes[seed["volumes"][n]["id"]].id for n in ("boot-vol", "data-vol")}
@@ -204,6 +210,8 @@ def test_the_tenant_migrates_with_its_bytes(
     (root,) = [a.volume_id for a in dst.compute.volume_attachments(image_vm.id)]
     root_size = (devcloud.state / "hosts" / seed["servers"]["vm-image"]["id"] / "root.disk").stat()
     assert sha256_file(volume_file(devcloud, root), root_size.st_size) == before["root_disk"]
+    root_metadata = dst.block_storage.get_volume(root).volume_image_metadata or {}
+    assert root_metadata.get("image_name") and root_metadata.get("disk_format")
 
     assert_source_unchanged(devcloud, src, before)
     # Nothing left on the conversion hosts.

@@ -86,6 +86,7 @@ class ServerMigration(Migration):
                 "description": volume["description"],
                 "volume_type": volume["volume_type"],
                 "metadata": volume["metadata"],
+                "image_metadata": volume["image_metadata"],
                 "bootable": boot or volume["is_bootable"],
             }
             if boot:
@@ -109,6 +110,7 @@ class ServerMigration(Migration):
                 "volume_type": mapping(disk["volume_type"]),
                 "availability_zone": None,
                 "is_bootable": disk["bootable"],
+                "image_metadata": disk.get("image_metadata") or {},
                 "metadata": {
                     k: v for k, v in disk["metadata"].items() if not k.startswith("tenantshift")
                 },
@@ -181,6 +183,8 @@ class ServerMigration(Migration):
             self._name("rootvol", self.source_id),
             lambda name: self.src.create_volume_from(name, data["root_gb"], image_id=image),
         )
+        # Cinder copied the server image's properties (hw_*, os_*) onto the volume made from it.
+        made = await self.block(self.src.volume, volume)
         return {
             "role": "boot",
             "source_volume": None,
@@ -190,6 +194,7 @@ class ServerMigration(Migration):
             "description": f"root disk of server {self.source_id}",
             "volume_type": None,
             "metadata": {},
+            "image_metadata": made["image_metadata"] if made else {},
             "bootable": True,
             "copy_from": volume,
         }

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from tenantshift.providers.base import NotFoundError, ProviderError
 from tenantshift.providers.openstack.kinds.base import Wait
+from tenantshift.providers.openstack.kinds.volume import image_metadata
 from tenantshift.providers.openstack.records import METADATA_KEY
 from tenantshift.providers.volume_ops import TEMPORARY_KEY
 
@@ -171,6 +172,7 @@ class OpenStackVolumeOps:
             "size": int(res.size),
             "attached_to": sorted(str(a.get("server_id")) for a in res.attachments or []),
             "metadata": dict(res.metadata or {}),
+            "image_metadata": image_metadata(res),
             "updated_at": res.updated_at,
         }
 

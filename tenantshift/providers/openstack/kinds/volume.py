@@ -59,6 +59,10 @@ def user_metadata(metadata: Mapping[str, Any] | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in (metadata or {}).items() if not k.startswith(OWN_PREFIX)}
 
 
+def image_metadata(res: SdkObject) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (getattr(res, "volume_image_metadata", None) or {}).items()}
+
+
 @register_handler
 class VolumeHandler(KindHandler):
     kind = "volume"
@@ -66,8 +70,9 @@ class VolumeHandler(KindHandler):
     quota_source = CINDER_QUOTA
     quota_attr = "volumes"
     drop_none = frozenset({"volume_type", "availability_zone", "name"})
-    #: Cinder takes the bootable flag through its own action, after the volume exists.
-    handled_fields = frozenset({"is_bootable"})
+    #: Cinder takes the bootable flag and the image metadata through actions on a volume that
+    #: exists: ``create`` sends them with a follow-up ``update``.
+    handled_fields = frozenset({"is_bootable", "image_metadata"})
     create_wait = Wait(timeout=900.0)
     delete_wait = Wait(timeout=600.0)
 
@@ -87,6 +92,7 @@ class VolumeHandler(KindHandler):
             "availability_zone": res.availability_zone,
             "is_bootable": bool(res.is_bootable),
             "metadata": user_metadata(metadata),
+            "image_metadata": image_metadata(res),
             **self.provenance_store.fields(res),
             "migrated": metadata.get(MIGRATED_KEY),
             "temporary": TEMPORARY_KEY in metadata,
@@ -120,8 +126,9 @@ class VolumeHandler(KindHandler):
 
     def create(self, params: Mapping[str, Any], marker: str | None, recover: Recover) -> Record:
         record = super().create(params, marker, recover)
-        if bool(params.get("is_bootable")) != record["is_bootable"]:
-            record = self.update(str(record["id"]), {"is_bootable": params["is_bootable"]})
+        follow_up = {k: params[k] for k in self.handled_fields if params.get(k) != record.get(k)}
+        if follow_up:
+            record = self.update(str(record["id"]), follow_up)
         return record
 
     def update_call(self, id: str, attrs: dict[str, Any]) -> SdkObject:
@@ -156,14 +163,31 @@ class VolumeHandler(KindHandler):
                 "block_storage.set_volume_bootable_status",
                 lambda: bs.set_volume_bootable_status(res, bootable),
             )
+        if "image_metadata" in attrs:
+            self._set_image_metadata(res, dict(attrs["image_metadata"] or {}))
         return self.fetch(id)
 
+    def _set_image_metadata(self, res: SdkObject, wanted: dict[str, str]) -> None:
+        bs = self.ctx.conn.block_storage
+        have = image_metadata(res)
+        if any(have.get(k) != v for k, v in wanted.items()):
+            self.ctx.call(
+                "block_storage.set_volume_image_metadata",
+                lambda: bs.set_volume_image_metadata(res, **wanted),
+            )
+        gone = sorted(set(have) - set(wanted))
+        if gone:
+            self.ctx.call(
+                "block_storage.delete_volume_image_metadata",
+                lambda: bs.delete_volume_image_metadata(res, keys=gone),
+            )
+
     def request_extras(self, params: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
-        # The bootable flag is an action on an existing volume: ``update_call`` sends it, and
-        # ``create`` calls ``update`` for it once the volume is available.
-        if creating or "is_bootable" not in params:
+        # Actions on an existing volume: ``update_call`` sends them, and ``create`` calls
+        # ``update`` for them once the volume is available.
+        if creating:
             return {}
-        return {"is_bootable": params["is_bootable"]}
+        return {k: params[k] for k in self.handled_fields if k in params}
 
     def delete_call(self, id: str) -> None:
         bs = self.ctx.conn.block_storage
