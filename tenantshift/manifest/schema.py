@@ -134,6 +134,14 @@ class Auth(_Model):
         has_user = self.username is not None or self.user_id is not None
         if has_password and not has_user:
             raise ValueError("password auth needs 'username' or 'user_id'")
+        # Fields the chosen method would not send: refused rather than silently dropped.
+        if has_password:
+            for name in ("application_credential_id", "application_credential_name"):
+                if getattr(self, name) is not None:
+                    raise ValueError(
+                        f"'{name}' is for application credential auth "
+                        "(with 'application_credential_secret'), not with 'password'"
+                    )
         if has_appcred:
             if self.application_credential_id is None:
                 if self.application_credential_name is None:
@@ -143,10 +151,11 @@ class Auth(_Model):
                     )
                 if not has_user:
                     raise ValueError("'application_credential_name' needs 'username' or 'user_id'")
-            if self.project_name is not None or self.project_id is not None:
+            project = ("project_name", "project_id", "project_domain_name", "project_domain_id")
+            if any(getattr(self, name) is not None for name in project):
                 raise ValueError(
                     "application credentials are bound to their project; "
-                    "remove 'project_name' / 'project_id'"
+                    "remove 'project_name' / 'project_id' / 'project_domain_*'"
                 )
         return self
 
