@@ -296,7 +296,7 @@ def _sshd(state: State) -> None:
             f"Port {PORTS['sshd-' + key]}",
             f"HostKey {d / 'ssh_host_ed25519_key'}",
             f"PidFile {d / 'sshd.pid'}",
-            f"AuthorizedKeysFile {state.ssh / 'authorized_keys'}",
+            f"AuthorizedKeysFile {state.ssh / 'users'}/%u/authorized_keys",
             "PermitRootLogin prohibit-password",
             "PubkeyAuthentication yes",
             "PasswordAuthentication no",

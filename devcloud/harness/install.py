@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,13 @@ APT_PACKAGES = {
     "/usr/lib/rabbitmq/bin/rabbitmq-server": "rabbitmq-server",
     "/usr/sbin/sshd": "openssh-server",
     "/usr/bin/ssh": "openssh-client",
+    "/usr/bin/sudo": "sudo",
 }
+
+#: The usual login of cloud images (RHEL's cloud-user, Ubuntu's ubuntu): not root, passwordless
+#: sudo. Both conversion hosts accept it besides root, so tests can migrate through it.
+SUDO_USER = "cloud-user"
+SUDOERS_FILE = Path("/etc/sudoers.d/devcloud-cloud-user")
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 
 
@@ -100,7 +107,9 @@ def venv_python_env(state: State) -> dict[str, str]:
 
 
 def ensure_ssh_keys(state: State) -> None:
-    """Client key (shared by both conversion hosts) and one host key per sshd."""
+    """Client key (shared by both conversion hosts), one host key per sshd, and each login
+    user's authorized_keys under ssh/users/<user>/ (sshd's ``AuthorizedKeysFile`` is
+    ``.../users/%u/authorized_keys``; ``ssh/authorized_keys`` links to root's)."""
     client = state.ssh / "id_ed25519"
     if not client.exists():
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "devcloud",
@@ -112,6 +121,34 @@ def ensure_ssh_keys(state: State) -> None:
         if not hk.exists():
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
                             f"devcloud-{key}", "-f", str(hk)], check=True)
-    auth = state.ssh / "authorized_keys"
-    auth.write_text((state.ssh / "id_ed25519.pub").read_text())
-    auth.chmod(0o600)
+    public = (state.ssh / "id_ed25519.pub").read_text()
+    for user in ("root", ensure_sudo_user()):
+        pw = pwd.getpwnam(user)
+        home = state.ssh / "users" / user
+        home.mkdir(parents=True, exist_ok=True)
+        # The login user edits its own file, by rename: it owns the directory too.
+        os.chown(home, pw.pw_uid, pw.pw_gid)
+        home.chmod(0o700)
+        auth = home / "authorized_keys"
+        auth.write_text(public)
+        os.chown(auth, pw.pw_uid, pw.pw_gid)
+        auth.chmod(0o600)
+    link = state.ssh / "authorized_keys"
+    if not link.is_symlink():
+        link.unlink(missing_ok=True)
+        link.symlink_to(Path("users") / "root" / "authorized_keys")
+
+
+def ensure_sudo_user() -> str:
+    """``cloud-user`` with passwordless sudo. Its password is ``*`` (no password login; ``!``
+    would make sshd without PAM refuse the account as locked)."""
+    try:
+        pwd.getpwnam(SUDO_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", "--password", "*",
+                        SUDO_USER], check=True)
+    rule = f"{SUDO_USER} ALL=(ALL) NOPASSWD: ALL\n"
+    if not SUDOERS_FILE.exists() or SUDOERS_FILE.read_text() != rule:
+        SUDOERS_FILE.write_text(rule)
+        SUDOERS_FILE.chmod(0o440)
+    return SUDO_USER

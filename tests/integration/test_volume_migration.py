@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pwd
+import re
 import signal
 import subprocess
 import time
@@ -135,20 +137,19 @@ def host_attachments(conn: Any, server_id: str) -> list[str]:
     return [a.volume_id for a in conn.compute.volume_attachments(server_id)]
 
 
-@pytest.fixture
-def source_volumes(devcloud: Devcloud, request: pytest.FixtureRequest) -> Iterator[list[Any]]:
-    """Two detached source volumes with known bytes (1 GiB and 2 GiB), deleted afterwards with
-    their destination copies."""
+def make_source_volumes(
+    devcloud: Devcloud, description: str, sizes: dict[str, int]
+) -> Iterator[list[Any]]:
+    """Detached source volumes (``name suffix -> GiB``), deleted afterwards with their
+    destination copies and whatever attachment a killed run left."""
     src, dst = devcloud.connect("devcloud-src"), devcloud.connect("devcloud-dst")
     tag = uuid.uuid4().hex[:6]
     volumes = []
-    for name, size in ((f"ts-{tag}-a", 1), (f"ts-{tag}-b", 2)):
+    for suffix, size in sizes.items():
         volume = src.block_storage.create_volume(
-            name=name, size=size, description=f"for {request.node.name}", metadata={"app": tag}
+            name=f"ts-{tag}-{suffix}", size=size, description=description, metadata={"app": tag}
         )
         volumes.append(wait_status(src, volume.id, "available"))
-    for volume in volumes:
-        write_regions(volume_file(devcloud, volume.id), volume.name)
     yield volumes
     for volume in volumes:
         copy = destination_copy(dst, volume.id)
@@ -159,6 +160,17 @@ def source_volumes(devcloud: Devcloud, request: pytest.FixtureRequest) -> Iterat
                 conn.compute.delete_volume_attachment(attachment["server_id"], vol.id)
             wait_status(conn, vol.id, "available")
             conn.block_storage.delete_volume(vol.id)
+
+
+@pytest.fixture
+def source_volumes(devcloud: Devcloud, request: pytest.FixtureRequest) -> Iterator[list[Any]]:
+    """Two detached source volumes with known bytes (1 GiB and 2 GiB)."""
+    made = make_source_volumes(devcloud, f"for {request.node.name}", {"a": 1, "b": 2})
+    volumes = next(made)
+    for volume in volumes:
+        write_regions(volume_file(devcloud, volume.id), volume.name)
+    yield volumes
+    next(made, None)
 
 
 # -- tests -------------------------------------------------------------------------------------
@@ -206,6 +218,79 @@ def test_detached_volumes_migrate_with_their_bytes(
 
     again = run_cli("plan", "-m", str(path), "--detailed-exitcode")
     assert again.returncode == 0, f"a second plan still has changes:\n{again.stdout}"
+
+
+def test_a_sudo_login_user_on_both_hosts_migrates_the_same_bytes(
+    tmp_path: Path, devcloud: Devcloud, source_volumes: list[Any]
+) -> None:
+    """``cloud-user`` (not root, passwordless sudo) on both conversion hosts: its own
+    authorized_keys gets and loses the run's keys, devices are read and written through sudo."""
+    dst = devcloud.connect("devcloud-dst")
+    path = manifest(tmp_path, devcloud, [v.name for v in source_volumes])
+    body = yaml.safe_load(path.read_text())
+    for side in ("source", "destination"):
+        body["conversion_hosts"][side]["user"] = "cloud-user"
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    keys = devcloud.state / "ssh" / "users" / "cloud-user" / "authorized_keys"
+    logs = {side: devcloud.state / "logs" / f"sshd-{side}.log" for side in ("src", "dst")}
+    logins_before = {s: log.read_text().count("for cloud-user") for s, log in logs.items()}
+    sha = {v.id: content_sha256(volume_file(devcloud, v.id)) for v in source_volumes}
+
+    applied = ok(run_cli("apply", "-m", str(path), "--auto-approve"))
+    assert "Apply complete!" in applied.stdout, applied.stdout
+
+    for volume in source_volumes:
+        copy = destination_copy(dst, volume.id)
+        assert copy is not None and copy.status == "available"
+        assert content_sha256(volume_file(devcloud, copy.id)) == sha[volume.id], volume.name
+    # Both hosts were reached as cloud-user (sshd logs each accepted key), and its
+    # authorized_keys is back to the devcloud's own key: no run or copy key left.
+    for side, log in logs.items():
+        assert log.read_text().count("for cloud-user") > logins_before[side], side
+    assert "tenantshift-transfer-" not in keys.read_text()
+    assert keys.stat().st_uid == pwd.getpwnam("cloud-user").pw_uid
+    left = [
+        p
+        for p in Path("/tmp").glob("tenantshift-transfer-*")
+        if p.stat().st_uid == keys.stat().st_uid
+    ]
+    assert left == []
+
+
+def test_a_kill_in_the_middle_of_a_copy_resumes_from_its_last_checkpoint(
+    tmp_path: Path, devcloud: Devcloud
+) -> None:
+    """Killed halfway through 2 GiB of incompressible data, the re-run sends only what was
+    not checkpointed (every 256 MiB or 10 s) and the result is byte-identical."""
+    made = make_source_volumes(devcloud, "killed mid-copy", {"big": 2})
+    (volume,) = next(made)
+    try:
+        path = volume_file(devcloud, volume.id)
+        block = os.urandom(64 * MiB)  # beyond any codec's window: nothing compresses
+        with path.open("r+b") as f:
+            for index in range(32):
+                f.write(block[index:] + block[:index])
+            os.fsync(f.fileno())
+        source_sha = content_sha256(path)
+        migration = manifest(tmp_path, devcloud, [volume.name])
+
+        killed = run_cli(
+            "apply", "-m", str(migration), "--auto-approve",
+            env={"TENANTSHIFT_FAULT_KILL_AT_BYTES": str(GiB)},
+        )  # fmt: skip
+        assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+
+        rerun = ok(run_cli("apply", "-m", str(migration), "--auto-approve"))
+        found = re.search(r"([0-9.]+) MiB of data, .* resumed at ([0-9]+) MiB", rerun.stdout)
+        assert found, rerun.stdout
+        sent, resumed = float(found[1]), int(found[2])
+        assert 0 < resumed < 2048, resumed
+        assert sent == 2048 - resumed, (sent, resumed)  # the rest, and only the rest
+        copy = destination_copy(devcloud.connect("devcloud-dst"), volume.id)
+        assert copy is not None
+        assert content_sha256(volume_file(devcloud, copy.id)) == source_sha
+    finally:
+        next(made, None)
 
 
 def volume_ids_of(volumes: list[Any]) -> set[str]:

@@ -55,6 +55,10 @@ def crafted_ssh(tmp_path: Path, stream: bytes) -> str:
 def request(
     ssh_command: str, device_dir: Path, state_dir: Path, **overrides: Any
 ) -> dict[str, Any]:
+    # The run directory the session would have made: the pull writes the copy's key there.
+    run_dir = state_dir.parent / "tenantshift-transfer-test"
+    run_dir.mkdir(mode=0o700, exist_ok=True)
+    (run_dir / "known_hosts").touch()
     req: dict[str, Any] = {
         "source_volume_id": SRC_ID,
         "destination_volume_id": DST_ID,
@@ -68,7 +72,7 @@ def request(
         "ssh": {
             "command": ssh_command,
             "key": "not a key: the fake ssh ignores it",
-            "known_hosts": "/dev/null",
+            "known_hosts": str(run_dir / "known_hosts"),
             "host_key_alias": "x",
             "ciphers": "aes128-gcm@openssh.com",
             "address": "127.0.0.1",

@@ -79,16 +79,30 @@ def test_state_files_are_never_followed(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
     victim = tmp_path / "sudoers"
     victim.write_text("root ALL=(ALL:ALL) ALL\n")
-    state = State(str(state_dir), KEY)
     name = f"{SRC_ID}--{DST_ID}.json"
+    state_dir.mkdir(mode=0o700)
     for planted in (name + ".tmp", name):
         (state_dir / planted).symlink_to(victim)
-    assert State(str(state_dir), KEY).offset == 0  # a symlinked state is not read
+    state = State(str(state_dir), KEY)
+    assert state.offset == 0  # a symlinked state is not read
     state.checkpoint(CHUNK, SIZE)
+    state.close()
     assert victim.read_text() == "root ALL=(ALL:ALL) ALL\n"
     assert json.loads((state_dir / name).read_text())["offset"] == CHUNK
     assert not (state_dir / name).is_symlink()
-    assert sorted(p.name for p in state_dir.iterdir()) == sorted([name, name + ".tmp"])
+    lock = f"{SRC_ID}--{DST_ID}.lock"
+    assert sorted(p.name for p in state_dir.iterdir()) == sorted([name, name + ".tmp", lock])
+
+
+def test_a_second_copy_of_the_same_pair_waits_for_the_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tenantshift.transfer.agent.state.LOCK_WAIT_SECONDS", 0.5)
+    first = State(str(tmp_path), KEY)
+    with pytest.raises(StateDirError, match=r"another copy to volume .* is still running"):
+        State(str(tmp_path), KEY)
+    first.close()
+    State(str(tmp_path), KEY).close()  # free again once the first copy let go
 
 
 def test_a_forged_resume_point_cannot_fake_a_copy(
@@ -97,7 +111,8 @@ def test_a_forged_resume_point_cannot_fake_a_copy(
     src_dir, dst_dir, src, dst = pair
     state_dir = tmp_path / "state"
     # the tampered state claims everything but the last chunk is already copied
-    State(str(state_dir), KEY).checkpoint(SIZE - CHUNK, SIZE)
+    with State(str(state_dir), KEY) as saved:
+        saved.checkpoint(SIZE - CHUNK, SIZE)
     status, lines = run_pull(request(serving_ssh(tmp_path, src_dir), dst_dir, state_dir))
     result = last(lines)
     assert status == 0 and result["type"] == "result", lines
@@ -131,11 +146,13 @@ def test_the_resume_point_is_keyed_by_the_source_generation(
 ) -> None:
     src_dir, dst_dir, src, dst = pair
     state_dir = tmp_path / "state"
-    State(str(state_dir), dict(KEY, source_generation="snap-1")).checkpoint(2 * CHUNK, SIZE)
+    with State(str(state_dir), dict(KEY, source_generation="snap-1")) as saved:
+        saved.checkpoint(2 * CHUNK, SIZE)
     ssh = serving_ssh(tmp_path, src_dir)
     status, lines = run_pull(request(ssh, dst_dir, state_dir, source_generation="snap-2"))
     assert status == 0 and last(lines)["resumed_from"] == 0
-    State(str(state_dir), dict(KEY, source_generation="snap-1")).checkpoint(2 * CHUNK, SIZE)
+    with State(str(state_dir), dict(KEY, source_generation="snap-1")) as saved:
+        saved.checkpoint(2 * CHUNK, SIZE)
     status, lines = run_pull(request(ssh, dst_dir, state_dir, source_generation="snap-1"))
     assert status == 0 and last(lines)["verified"]
     assert sha256_file(dst) == sha256_file(src)
@@ -150,7 +167,8 @@ def test_a_resume_after_the_source_changed_is_verified_against_the_source_now(
     assert run_pull(req)[0] == 0
     # an interrupted second copy: the state says 3 chunks are done, then the source changes
     # inside them (no generation given)
-    State(str(state_dir), KEY).checkpoint(3 * CHUNK, SIZE)
+    with State(str(state_dir), KEY) as saved:
+        saved.checkpoint(3 * CHUNK, SIZE)
     with open(src, "r+b") as f:
         os.pwrite(f.fileno(), b"\x01" * 4096, CHUNK + 4096)
     status, lines = run_pull(req)

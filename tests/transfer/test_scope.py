@@ -16,7 +16,7 @@ from tenantshift.transfer import VolumeCopy
 from tenantshift.transfer.agent import extents, framing, source
 from tenantshift.transfer.keyline import forced_command
 
-from .fakes import DST_ID, SRC_ID, conversion_host, last, request, run_pull, zip_path
+from .fakes import DST_ID, SRC_ID, conversion_host, last, request, run_pull, script, zip_path
 from .helpers import MiB, make_volume
 
 OTHER = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
@@ -123,4 +123,25 @@ def test_the_pull_agent_refuses_path_like_ids_before_touching_files(tmp_path: Pa
     assert status == 2 and last(lines)["kind"] == "protocol"
     assert not state_dir.exists()
     assert not [p for p in tmp_path.rglob("*evil*")]
-    assert os.listdir(tmp_path) == []
+    assert os.listdir(tmp_path) == ["tenantshift-transfer-test"]  # made by the fake session
+    assert os.listdir(tmp_path / "tenantshift-transfer-test") == ["known_hosts"]
+
+
+def test_the_copy_key_lives_in_the_run_directory_only_while_the_copy_runs(
+    tmp_path: Path,
+) -> None:
+    # Where a killed pull leaves the key matters: the engine journals and sweeps run
+    # directories, not arbitrary temporary directories.
+    make_volume(tmp_path / extents.by_id_names(DST_ID)[0], MiB, [])
+    seen = tmp_path / "seen"
+    fake_ssh = (
+        'prev=; for a; do [ "$prev" = -i ] && { echo "$a" > ' + str(seen) + "; "
+        'cp "$a" ' + str(seen) + ".key; }; prev=$a; done; exit 255"
+    )
+    req = request(script(tmp_path, fake_ssh), tmp_path, tmp_path / "state")
+    status, lines = run_pull(req)
+    assert status != 0 and last(lines)["type"] == "error"
+    key_path = Path(seen.read_text().strip())
+    assert key_path.parent == tmp_path / "tenantshift-transfer-test"
+    assert (Path(str(seen) + ".key")).read_text() == req["ssh"]["key"]
+    assert not key_path.exists()

@@ -91,9 +91,12 @@ def lo_received() -> int:
 
 
 def private_keys() -> set[Path]:
-    """Private keys of transfer runs: run directories, and the pull agents' key directories."""
+    """Private keys of transfer runs in their run directories: the session's, and each pull's."""
     tmp = Path("/tmp")
-    return {*tmp.glob("tenantshift-transfer-*/id_ed25519"), *tmp.glob("tenantshift-pull-*")}
+    return {
+        *tmp.glob("tenantshift-transfer-*/id_ed25519"),
+        *tmp.glob("tenantshift-transfer-*/pull-*.key"),
+    }
 
 
 def marker_lines(devcloud: Any, marker: str = "tenantshift-transfer-") -> list[str]:

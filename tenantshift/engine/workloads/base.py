@@ -36,6 +36,8 @@ DEVICE_WAIT_SECONDS = 120.0
 #: Fault injection for the kill-and-resume tests: SIGKILL this process right after the named
 #: phase is journaled, exactly as a crash or ``kill -9`` would land there.
 FAULT_KILL_AFTER = "TENANTSHIFT_FAULT_KILL_AFTER"
+#: ... or as soon as a copy reports this many bytes done (a kill in the middle of a copy).
+FAULT_KILL_AT_BYTES = "TENANTSHIFT_FAULT_KILL_AT_BYTES"
 
 Cloud = str  # "source" | "destination"
 Data = dict[str, Any]
@@ -57,6 +59,12 @@ def ops_of(ctx: ApplyContext, cloud: Cloud) -> VolumeOps:
 
 def _fault_point(phase: str) -> None:
     if os.environ.get(FAULT_KILL_AFTER) == phase:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _fault_at_bytes(done: int) -> None:
+    limit = os.environ.get(FAULT_KILL_AT_BYTES)
+    if limit and done >= int(limit):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -148,6 +156,7 @@ class Migration:
         copy = VolumeCopy(source_volume, destination_volume, source_generation=generation)
 
         def progress(report: Progress) -> None:
+            _fault_at_bytes(report.bytes_done)
             self.ctx.listener.progress(self.node, report.bytes_done, report.bytes_total)
 
         deadline = time.monotonic() + DEVICE_WAIT_SECONDS
@@ -179,7 +188,11 @@ class Migration:
 def copied_line(results: list[Data]) -> str:
     data = sum(int(r["data_bytes"]) for r in results)
     wire = sum(int(r["wire_bytes"]) for r in results)
+    # What an interrupted run had already copied and this one did not send again.
+    resumed = sum(int(r.get("resumed_from") or 0) for r in results)
     return (
         f"{len(results)} volume{'s' if len(results) != 1 else ''}, "
-        f"{data / 2**20:.1f} MiB of data, {wire / 2**20:.1f} MiB on the wire, verified"
+        f"{data / 2**20:.1f} MiB of data, {wire / 2**20:.1f} MiB on the wire"
+        + (f", resumed at {resumed / 2**20:.0f} MiB" if resumed else "")
+        + ", verified"
     )

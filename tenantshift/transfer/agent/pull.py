@@ -13,16 +13,15 @@ import contextlib
 import fcntl
 import json
 import os
-import shutil
+import secrets
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from typing import IO, Any
 
-from . import codecs, extents, validate
+from . import codecs, extents, keys, validate
 from .codecs import CodecError
 from .framing import FramingError, Reader
 from .sink import RemoteError, Sink, VerifyError
@@ -288,7 +287,7 @@ def pull(request: Any, out: IO[str]) -> int:
     except extents.DeviceNotFound as exc:
         _emit(out, _error("device_not_found", str(exc), "destination", volume_id))
         return 2
-    key_dir = None
+    key_path = None
     state = None
     try:
         state = State(
@@ -301,7 +300,7 @@ def pull(request: Any, out: IO[str]) -> int:
                 "hash": req["hash"],
             },
         )
-        key_dir = _write_key(req["ssh"])
+        key_path = _write_key(req["ssh"])
         _emit(out, _copy(req, fd, state, out))
         return 0
     except RemoteError as exc:
@@ -323,23 +322,27 @@ def pull(request: Any, out: IO[str]) -> int:
         _emit(out, _error("io", str(exc), "destination", volume_id))
         return 1
     finally:
-        if key_dir is not None:
-            shutil.rmtree(key_dir, ignore_errors=True)
+        if key_path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(key_path)
         if state is not None:
             state.close()
         os.close(fd)
 
 
 def _write_key(ssh: dict[str, Any]) -> str:
-    """The copy's private key into a fresh 0700 directory (removed after the copy); the ssh
-    client reads it from there."""
-    key_dir = tempfile.mkdtemp(prefix="tenantshift-pull-")
-    path = os.path.join(key_dir, "id_ed25519")
+    """The copy's private key, for the ssh client, into the run directory beside the pinned
+    known_hosts (removed after the copy). Never a directory of its own: the run directory is
+    journaled by the orchestrator, so a pull killed before its ``finally`` leaves the key only
+    where the next run's sweep removes it."""
+    run_dir = os.path.dirname(str(ssh["known_hosts"]))
+    keys.check_run_dir(run_dir)
+    path = os.path.join(run_dir, f"pull-{os.getpid()}-{secrets.token_hex(8)}.key")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(str(ssh["key"]))
     ssh["identity"] = path
-    return key_dir
+    return path
 
 
 def main(stdin: IO[bytes], out: IO[str]) -> int:

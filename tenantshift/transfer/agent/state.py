@@ -17,15 +17,20 @@ so a later copy of the same pair starts from the beginning.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import secrets
 import stat
+import time
 from typing import Any
 
 from . import validate
 
 MAX_STATE_BYTES = 64 * 1024
+#: How long a copy waits for an earlier copy of the same pair to let go of it: an orchestrator
+#: killed mid-copy leaves its pull agent running until its next progress write fails.
+LOCK_WAIT_SECONDS = 30.0
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -62,10 +67,42 @@ class State:
         dst = validate.volume_id(key["destination_volume_id"], "destination_volume_id")
         self.dir_fd = open_state_dir(state_dir)
         self.name = f"{src}--{dst}.json"
+        try:
+            self.lock_fd = self._lock(f"{src}--{dst}.lock", dst)
+        except BaseException:
+            os.close(self.dir_fd)
+            raise
         self.key = dict(key)
         self.offset = 0
         self.size: int | None = None
         self._load()
+
+    def _lock(self, name: str, volume_id: str) -> int:
+        """One copy per pair at a time: two writers on one target would interleave. A finished
+        copy removes the lock file, so a waiter that locked a removed file tries again."""
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            fd = os.open(name, flags, 0o600, dir_fd=self.dir_fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                if time.monotonic() > deadline:
+                    raise StateDirError(
+                        f"another copy to volume {volume_id} is still running on this host"
+                    ) from None
+                time.sleep(0.2)
+                continue
+            held = os.fstat(fd)
+            try:
+                now = os.stat(name, dir_fd=self.dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                now = None
+            if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+                self.lock_name = name
+                return fd
+            os.close(fd)
 
     def _load(self) -> None:
         saved = self._read()
@@ -97,14 +134,17 @@ class State:
             os.close(fd)
 
     def reset(self) -> None:
+        """Start this copy from the beginning (the pair stays locked)."""
         self.offset = 0
         self.size = None
-        self.complete()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.name, dir_fd=self.dir_fd)
 
     def complete(self) -> None:
         """Forget the pair: the next copy starts from the beginning."""
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.name, dir_fd=self.dir_fd)
+        self.reset()
+        with contextlib.suppress(FileNotFoundError):  # still held: waiters will try again
+            os.unlink(self.lock_name, dir_fd=self.dir_fd)
 
     def checkpoint(self, offset: int, size: int) -> None:
         """Record ``offset`` as the resume point. The caller has fsynced the device."""
@@ -128,4 +168,11 @@ class State:
         os.fsync(self.dir_fd)
 
     def close(self) -> None:
+        os.close(self.lock_fd)
         os.close(self.dir_fd)
+
+    def __enter__(self) -> State:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
