@@ -113,13 +113,29 @@ def assert_migrated_equal(manifest: Manifest) -> None:
     assert not different, different
 
 
+def wipe_destination(conn: Connection, keep_server: str) -> None:
+    """Servers (but the conversion host), their volumes, then the network resources."""
+    servers = [s for s in conn.compute.servers() if s.id != keep_server]
+    for server in servers:
+        conn.compute.delete_server(server)
+    for server in servers:
+        conn.compute.wait_for_delete(server, wait=300)
+    for volume in conn.block_storage.volumes(details=True):
+        for attachment in volume.attachments or []:
+            conn.compute.delete_volume_attachment(attachment["server_id"], volume.id)
+        conn.block_storage.wait_for_status(volume, "available", wait=300)
+        conn.block_storage.delete_volume(volume)
+    wipe_network_resources(conn)
+
+
 # -- fixtures ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def clouds(devcloud: Any) -> Iterator[dict[str, Connection]]:
     pair = {side: openstack.connect(cloud=f"devcloud-{side}") for side in ("src", "dst")}
-    wipe_network_resources(pair["dst"])
+    # Servers first: Neutron refuses a non-admin the deletion of a port bound to a server.
+    wipe_destination(pair["dst"], devcloud.destination_host.server_id)
     yield pair
-    wipe_network_resources(pair["dst"])
+    wipe_destination(pair["dst"], devcloud.destination_host.server_id)
 
 
 @pytest.fixture(scope="module")

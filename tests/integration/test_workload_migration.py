@@ -22,7 +22,7 @@ from openstack.connection import Connection
 
 from tenantshift.resources.marker import split_marker
 from tests.integration.conftest import Devcloud, run_cli
-from tests.integration.test_network_migration import wipe_network_resources
+from tests.integration.test_network_migration import wipe_destination
 
 pytestmark = pytest.mark.devcloud
 
@@ -48,21 +48,6 @@ def volume_file(devcloud: Devcloud, volume_id: str) -> Path:
 def source_of(resource: Any) -> str | None:
     marker = (resource.metadata or {}).get("tenantshift-src")
     return split_marker(str(marker))[1] if marker else None
-
-
-def wipe_destination(conn: Connection, keep_server: str) -> None:
-    """Servers (but the conversion host), their volumes, then the network resources."""
-    servers = [s for s in conn.compute.servers() if s.id != keep_server]
-    for server in servers:
-        conn.compute.delete_server(server)
-    for server in servers:
-        conn.compute.wait_for_delete(server, wait=300)
-    for volume in conn.block_storage.volumes(details=True):
-        for attachment in volume.attachments or []:
-            conn.compute.delete_volume_attachment(attachment["server_id"], volume.id)
-        conn.block_storage.wait_for_status(volume, "available", wait=300)
-        conn.block_storage.delete_volume(volume)
-    wipe_network_resources(conn)
 
 
 def manifest_text(
