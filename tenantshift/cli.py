@@ -20,7 +20,7 @@ from rich.markup import escape
 from tenantshift.engine import commands
 from tenantshift.engine.apply import ApplyResult
 from tenantshift.engine.connect import open_provider
-from tenantshift.engine.graph import GraphCycleError, build_graph
+from tenantshift.engine.graph import GraphCycleError
 from tenantshift.engine.journal import JournalError
 from tenantshift.engine.lock import LockedError
 from tenantshift.engine.planning import PlanError, plan_manifest
@@ -34,8 +34,16 @@ from tenantshift.providers import ProviderError
 from tenantshift.providers.snapshot_file import save_snapshot
 from tenantshift.transfer import TransferError
 from tenantshift.views.events import JsonEvents
-from tenantshift.views.graph import render_dot
+from tenantshift.views.graphviz import (
+    HINT,
+    GraphvizError,
+    GraphvizMissing,
+    output_format,
+)
+from tenantshift.views.graphviz import render as render_graphviz
 from tenantshift.views.plan import render_human
+from tenantshift.views.plangraph import changes_only as changes_only_graph
+from tenantshift.views.plangraph import plan_graph, render_plan_dot
 from tenantshift.views.progress import ApplyProgress
 from tenantshift.views.status import render_status
 
@@ -158,12 +166,63 @@ def show(
 
 
 @app.command()
-def graph(manifest: ManifestOpt, var: VarOpt = None, env: EnvOpt = None) -> None:
-    """Print the apply graph of the current plan as DOT (pipe it into ``dot -Tsvg``)."""
+def graph(
+    plan_file: Annotated[
+        Path | None, typer.Argument(help="A saved plan (no cloud is read); else -m plans now.")
+    ] = None,
+    manifest: Annotated[Path | None, typer.Option("--manifest", "-m")] = None,
+    var: VarOpt = None,
+    env: EnvOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write FILE.svg or FILE.png (Graphviz) or FILE.dot."),
+    ] = None,
+    changes_only: Annotated[
+        bool, typer.Option("--changes-only", help="Hide no-ops; their edges are joined up.")
+    ] = False,
+    cluster: Annotated[
+        str, typer.Option("--cluster", help="Group nodes by kind, network or none.")
+    ] = "kind",
+) -> None:
+    """Draw the plan: each address coloured and shaped by its action, with a legend (DOT, or a
+    picture with -o)."""
     with user_errors():
-        loaded = _load(manifest, var, env)
-        apply_graph = build_graph(commands.plan(loaded).plan)
-    sys.stdout.write(render_dot(apply_graph))
+        fmt = output_format(out) if out is not None else None
+        document = plan_document(_plan_for_picture(plan_file, manifest, var, env))
+        shown = plan_graph(document)
+        if changes_only:
+            shown = changes_only_graph(shown)
+        text = render_plan_dot(shown, cluster=cluster)
+        if out is None or fmt is None:
+            if out is None:
+                sys.stdout.write(text)
+            else:
+                out.write_text(text)
+            return
+        try:
+            picture = render_graphviz(text, fmt)
+        except GraphvizMissing:
+            sys.stdout.write(text)
+            errors.print(HINT.format(name=out))
+            raise typer.Exit(1) from None
+        except GraphvizError as exc:
+            raise ValueError(str(exc)) from None
+        out.write_bytes(picture)
+    console.print(f"Wrote {out}", highlight=False)
+
+
+def _plan_for_picture(
+    plan_file: Path | None,
+    manifest: Path | None,
+    var: list[str] | None,
+    env: list[str] | None,
+) -> Plan:
+    """A saved plan as it is (no cloud read), or a fresh plan of the manifest."""
+    if plan_file is not None:
+        return load_plan(plan_file)
+    if manifest is None:
+        raise ValueError("give a saved plan or --manifest")
+    return commands.plan(_load(manifest, var, env)).plan
 
 
 @app.command()
