@@ -7,6 +7,7 @@ exit code 1 at this edge; no traceback reaches the user for an expected failure.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,8 +25,10 @@ from tenantshift.engine.graph import GraphCycleError
 from tenantshift.engine.journal import JournalError
 from tenantshift.engine.lock import LockedError
 from tenantshift.engine.planning import PlanError, plan_manifest
+from tenantshift.engine.report import ReportError, plan_report
 from tenantshift.engine.walker import Status
 from tenantshift.engine.workloads import WorkloadError
+from tenantshift.fileio import write_private
 from tenantshift.manifest import CloudRef, Manifest, ManifestError, load_manifest, parse_vars
 from tenantshift.plans import Plan
 from tenantshift.plans.planfile import PlanFileError, load_plan, save_plan
@@ -45,6 +48,7 @@ from tenantshift.views.plan import render_human
 from tenantshift.views.plangraph import changes_only as changes_only_graph
 from tenantshift.views.plangraph import plan_graph, render_plan_dot
 from tenantshift.views.progress import ApplyProgress
+from tenantshift.views.report_html import render_html
 from tenantshift.views.status import render_status
 
 app = typer.Typer(
@@ -84,6 +88,7 @@ USER_ERRORS = (
     WorkloadError,
     TransferError,
     JournalError,
+    ReportError,
     ValueError,
     OSError,
 )
@@ -197,7 +202,7 @@ def graph(
             if out is None:
                 sys.stdout.write(text)
             else:
-                out.write_text(text)
+                write_private(out, text)
             return
         try:
             picture = render_graphviz(text, fmt)
@@ -207,7 +212,7 @@ def graph(
             raise typer.Exit(1) from None
         except GraphvizError as exc:
             raise ValueError(str(exc)) from None
-        out.write_bytes(picture)
+        write_private(out, picture)
     console.print(f"Wrote {out}", highlight=False)
 
 
@@ -223,6 +228,70 @@ def _plan_for_picture(
     if manifest is None:
         raise ValueError("give a saved plan or --manifest")
     return commands.plan(_load(manifest, var, env)).plan
+
+
+@app.command()
+def report(
+    plan_file: Annotated[
+        Path | None, typer.Argument(help="A saved plan (no cloud is read).")
+    ] = None,
+    manifest: Annotated[Path | None, typer.Option("--manifest", "-m")] = None,
+    run: Annotated[
+        str | None,
+        typer.Option("--run", help="Report an applied run from the journal: latest or a run id."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write FILE.html, or FILE.json (the JSON twin)."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="The JSON twin (on stdout without -o).")
+    ] = False,
+    var: VarOpt = None,
+    env: EnvOpt = None,
+) -> None:
+    """Write a migration report to hand over: one self-contained HTML file (or its JSON twin)
+    of a fresh plan (-m), a saved plan, or an applied run (-m --run latest)."""
+    with user_errors():
+        fmt = _report_format(out, as_json)
+        if run is not None:
+            if plan_file is not None:
+                raise ValueError("--run reports what the journal holds: give -m, not a plan")
+            if manifest is None:
+                raise ValueError("--run needs the manifest (-m): the journal is in its state dir")
+            document = commands.report_run(
+                _load(manifest, var, env), run, manifest_path=str(manifest.resolve())
+            )
+        elif plan_file is not None:
+            document = plan_report(plan_document(load_plan(plan_file)), origin="saved-plan")
+        elif manifest is not None:
+            fresh = commands.plan(_load(manifest, var, env)).plan
+            document = plan_report(plan_document(fresh), origin="plan")
+        else:
+            raise ValueError("give a saved plan or --manifest")
+        text = (
+            json.dumps(document, indent=2, sort_keys=True) + "\n"
+            if fmt == "json"
+            else render_html(document)
+        )
+        if out is None:
+            sys.stdout.write(text)
+            return
+        write_private(out, text)
+    console.print(f"Wrote {out}")
+
+
+def _report_format(out: Path | None, as_json: bool) -> str:
+    if out is None:
+        if not as_json:
+            raise ValueError("give -o report.html (or report.json), or --json for stdout")
+        return "json"
+    suffix = out.suffix.lower()
+    if suffix in (".html", ".htm") and not as_json:
+        return "html"
+    if suffix == ".json":
+        return "json"
+    raise ValueError(f"{out}: a report is written as .html or .json (--json: .json only)")
 
 
 @app.command()
@@ -260,7 +329,7 @@ def apply(
     target: TargetOpt = None,
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Do not ask.")] = False,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print progress as JSON lines (docs/workflow.md).")
+        bool, typer.Option("--json", help="Print progress as JSON lines (docs/report.md).")
     ] = False,
 ) -> None:
     """Apply a saved plan, or plan and apply a manifest after confirmation."""
