@@ -347,21 +347,16 @@ def apply(
         else:
             raise ValueError("give a saved plan or --manifest")
         progress = ApplyProgress(console)
-        with progress.bar:
-            try:
-                if plan_file is not None:
-                    result: ApplyResult | None = commands.apply_saved(
-                        saved, loaded, listener=progress
-                    )
-                else:
-                    fresh, result = commands.apply_manifest(
-                        loaded,
-                        confirm=lambda fresh: _show_and_confirm(fresh, auto_approve, progress),
-                        targets=tuple(target or ()),
-                        listener=progress,
-                    )
-            finally:
-                progress.close()
+        with progress:
+            if plan_file is not None:
+                result: ApplyResult | None = commands.apply_saved(saved, loaded, listener=progress)
+            else:
+                fresh, result = commands.apply_manifest(
+                    loaded,
+                    confirm=lambda fresh: _show_and_confirm(fresh, auto_approve, progress),
+                    targets=tuple(target or ()),
+                    listener=progress,
+                )
         if plan_file is None and not fresh.has_changes:
             console.print(render_human(plan_document(fresh)), end="")
     if result is not None:
@@ -377,24 +372,26 @@ def _apply_json(
     auto_approve: bool,
 ) -> None:
     """The same apply, as JSON lines on stdout; errors still go to stderr."""
-    events = JsonEvents(sys.stdout)
     with user_errors():
+        events = JsonEvents(sys.stdout)
         if plan_file is not None:
             if target:
                 raise ValueError("--target goes with --manifest; a saved plan has its targets")
             saved = load_plan(plan_file)
-            result: ApplyResult | None = commands.apply_saved(
-                saved, _load(plan_manifest(saved, manifest), var, env), listener=events
-            )
+            loaded = _load(plan_manifest(saved, manifest), var, env)
+            with events:
+                result: ApplyResult | None = commands.apply_saved(saved, loaded, listener=events)
         elif manifest is not None:
             if not auto_approve:
                 raise ValueError("--json cannot ask for confirmation: add --auto-approve")
-            _, result = commands.apply_manifest(
-                _load(manifest, var, env),
-                confirm=lambda _: True,
-                targets=tuple(target or ()),
-                listener=events,
-            )
+            loaded = _load(manifest, var, env)
+            with events:
+                _, result = commands.apply_manifest(
+                    loaded,
+                    confirm=lambda _: True,
+                    targets=tuple(target or ()),
+                    listener=events,
+                )
         else:
             raise ValueError("give a saved plan or --manifest")
     if result is None:
@@ -406,10 +403,10 @@ def _apply_json(
 
 
 def _show_and_confirm(fresh: Plan, auto_approve: bool, progress: ApplyProgress) -> bool:
-    progress.bar.stop()  # the plan and the prompt print without the live bar
+    progress.stop()  # the plan and the prompt print without the live display
     console.print(render_human(plan_document(fresh)), end="")
     if auto_approve or _confirm():
-        progress.bar.start()
+        progress.start()
         return True
     console.print("Apply cancelled.")
     raise typer.Exit(1)
