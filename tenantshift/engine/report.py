@@ -223,7 +223,7 @@ def run_report(journal: Journal, wanted: str = "latest", *, manifest_path: str =
                     {
                         "run_id": p["run_id"],
                         "phase": p["phase"],
-                        "status": p["status"],
+                        "status": _phase_status(p, runs),
                         "started_at": p["started_at"],
                         "finished_at": p["finished_at"],
                         "duration_seconds": _seconds(p["started_at"], p["finished_at"]),
@@ -273,6 +273,14 @@ def run_report(journal: Journal, wanted: str = "latest", *, manifest_path: str =
                 else status_of.get(change["address"], "not run")
             )
     return doc
+
+
+def _phase_status(phase: Doc, runs: list[RunInfo]) -> str:
+    """A phase left ``running`` by a run that is no longer running was interrupted."""
+    if phase["status"] != "running":
+        return str(phase["status"])
+    alive = any(r.run_id == phase["run_id"] and r.status == "running" for r in runs)
+    return "running" if alive else "interrupted"
 
 
 def _status_by_address(final: dict[str, Doc]) -> dict[str, str]:

@@ -214,8 +214,13 @@ def test_a_journal_from_before_reports_still_reads(tmp_path: Path) -> None:
     journal = Journal(path)
     try:
         doc = run_report(journal)
+        # Opened, it gained what reports need: a killed run's phase reads as interrupted.
+        journal.run_id = "r1"
+        journal.phase_started("volume.v", "copied")
+        phases = run_report(journal)["run"]["workloads"][0]["phases"]
     finally:
         journal.close()
+    assert [(p["phase"], p["status"]) for p in phases] == [("copied", "interrupted")]
     assert doc["plan"] is None and doc["run"]["plan_recorded"] is False
     (step,) = doc["run"]["steps"]
     assert step["duration_seconds"] == 2.5 and step["status"] == "done"
