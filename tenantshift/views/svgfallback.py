@@ -52,9 +52,10 @@ def layered_svg(graph: nx.DiGraph) -> str:
         label = f"{symbol} {node}".strip()
         if data.get("size"):
             label += f" ({data['size']})"
+        why = f": {data['detail']}" if data.get("detail") else ""
         parts.append(
-            f'<g class="node"><title>{escape(data["category"])}: '
-            f"{escape(data.get('detail') or node)}</title>"
+            f'<g class="node" data-address="{escape(node)}">'
+            f"<title>{escape(node)} ({escape(data['category'])}){escape(why)}</title>"
             f'<rect x="{x}" y="{y}" width="{_BOX_W}" height="{_BOX_H}" rx="{rx}" fill="{fill}" '
             f'stroke="{border}" stroke-width="1.4"{dash}/>'
             f'<text x="{x + 8}" y="{y + 18}">{escape(label[:46])}</text></g>'

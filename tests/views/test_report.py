@@ -270,3 +270,24 @@ def test_the_report_escapes_what_the_plan_holds() -> None:
 def test_report_needs_a_source(args: list[str]) -> None:
     code, text = run("report", *args, "-o", "x.html")
     assert code == 1 and ("-m" in text or "manifest" in text)
+
+
+def test_without_graphviz_the_report_still_draws_every_change(
+    manifest: Path,  # noqa: F811
+    clouds: dict[str, MemoryProvider],  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plan_file = tmp_path / "p.plan"
+    assert run("plan", "-m", str(manifest), "-o", str(plan_file))[0] == 0
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    out = tmp_path / "r.html"
+    code, text = run("report", str(plan_file), "-o", str(out))
+    assert code == 0, text
+    html = out.read_text()
+    assert "Drawn without Graphviz" in html
+    svg = html[html.index("<svg") : html.index("</svg>")]
+    drawn = set(re.findall(r'<g class="node" data-address="([^"]+)"><title>', svg))
+    changes = json.loads(plan_file.read_text())["changes"]
+    assert drawn == {c["address"] for c in changes}
+    assert_self_contained(html)
