@@ -38,6 +38,7 @@ demo: setup
 	  sed -e '/^#/d' -e 's/^/  /' .devcloud/conversion-hosts.yaml; } > $(DEMO)
 	$(BIN)/tenantshift plan -m $(DEMO) -o .devcloud/demo.plan
 	$(BIN)/tenantshift apply -m $(DEMO) .devcloud/demo.plan
+	$(BIN)/tenantshift report -m $(DEMO) --run latest -o .devcloud/demo-report.html
 	@echo "== a second plan: nothing left to do =="
 	$(BIN)/tenantshift plan -m $(DEMO) --detailed-exitcode
 

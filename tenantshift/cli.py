@@ -7,6 +7,7 @@ exit code 1 at this edge; no traceback reaches the user for an expected failure.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,12 +21,14 @@ from rich.markup import escape
 from tenantshift.engine import commands
 from tenantshift.engine.apply import ApplyResult
 from tenantshift.engine.connect import open_provider
-from tenantshift.engine.graph import GraphCycleError, build_graph
+from tenantshift.engine.graph import GraphCycleError
 from tenantshift.engine.journal import JournalError
 from tenantshift.engine.lock import LockedError
 from tenantshift.engine.planning import PlanError, plan_manifest
+from tenantshift.engine.report import ReportError, plan_report
 from tenantshift.engine.walker import Status
 from tenantshift.engine.workloads import WorkloadError
+from tenantshift.fileio import write_private
 from tenantshift.manifest import CloudRef, Manifest, ManifestError, load_manifest, parse_vars
 from tenantshift.plans import Plan
 from tenantshift.plans.planfile import PlanFileError, load_plan, save_plan
@@ -34,9 +37,18 @@ from tenantshift.providers import ProviderError
 from tenantshift.providers.snapshot_file import save_snapshot
 from tenantshift.transfer import TransferError
 from tenantshift.views.events import JsonEvents
-from tenantshift.views.graph import render_dot
+from tenantshift.views.graphviz import (
+    HINT,
+    GraphvizError,
+    GraphvizMissing,
+    output_format,
+)
+from tenantshift.views.graphviz import render as render_graphviz
 from tenantshift.views.plan import render_human
+from tenantshift.views.plangraph import changes_only as changes_only_graph
+from tenantshift.views.plangraph import plan_graph, render_plan_dot
 from tenantshift.views.progress import ApplyProgress
+from tenantshift.views.report_html import render_html
 from tenantshift.views.status import render_status
 
 app = typer.Typer(
@@ -76,6 +88,7 @@ USER_ERRORS = (
     WorkloadError,
     TransferError,
     JournalError,
+    ReportError,
     ValueError,
     OSError,
 )
@@ -158,12 +171,127 @@ def show(
 
 
 @app.command()
-def graph(manifest: ManifestOpt, var: VarOpt = None, env: EnvOpt = None) -> None:
-    """Print the apply graph of the current plan as DOT (pipe it into ``dot -Tsvg``)."""
+def graph(
+    plan_file: Annotated[
+        Path | None, typer.Argument(help="A saved plan (no cloud is read); else -m plans now.")
+    ] = None,
+    manifest: Annotated[Path | None, typer.Option("--manifest", "-m")] = None,
+    var: VarOpt = None,
+    env: EnvOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write FILE.svg or FILE.png (Graphviz) or FILE.dot."),
+    ] = None,
+    changes_only: Annotated[
+        bool, typer.Option("--changes-only", help="Hide no-ops; their edges are joined up.")
+    ] = False,
+    cluster: Annotated[
+        str, typer.Option("--cluster", help="Group nodes by kind, network or none.")
+    ] = "kind",
+) -> None:
+    """Draw the plan: each address coloured and shaped by its action, with a legend (DOT, or a
+    picture with -o)."""
     with user_errors():
-        loaded = _load(manifest, var, env)
-        apply_graph = build_graph(commands.plan(loaded).plan)
-    sys.stdout.write(render_dot(apply_graph))
+        fmt = output_format(out) if out is not None else None
+        document = plan_document(_plan_for_picture(plan_file, manifest, var, env))
+        shown = plan_graph(document)
+        if changes_only:
+            shown = changes_only_graph(shown)
+        text = render_plan_dot(shown, cluster=cluster)
+        if out is None or fmt is None:
+            if out is None:
+                sys.stdout.write(text)
+            else:
+                write_private(out, text)
+            return
+        try:
+            picture = render_graphviz(text, fmt)
+        except GraphvizMissing:
+            sys.stdout.write(text)
+            errors.print(HINT.format(name=out))
+            raise typer.Exit(1) from None
+        except GraphvizError as exc:
+            raise ValueError(str(exc)) from None
+        write_private(out, picture)
+    console.print(f"Wrote {out}", highlight=False)
+
+
+def _plan_for_picture(
+    plan_file: Path | None,
+    manifest: Path | None,
+    var: list[str] | None,
+    env: list[str] | None,
+) -> Plan:
+    """A saved plan as it is (no cloud read), or a fresh plan of the manifest."""
+    if plan_file is not None:
+        return load_plan(plan_file)
+    if manifest is None:
+        raise ValueError("give a saved plan or --manifest")
+    return commands.plan(_load(manifest, var, env)).plan
+
+
+@app.command()
+def report(
+    plan_file: Annotated[
+        Path | None, typer.Argument(help="A saved plan (no cloud is read).")
+    ] = None,
+    manifest: Annotated[Path | None, typer.Option("--manifest", "-m")] = None,
+    run: Annotated[
+        str | None,
+        typer.Option("--run", help="Report an applied run from the journal: latest or a run id."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write FILE.html, or FILE.json (the JSON twin)."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="The JSON twin (on stdout without -o).")
+    ] = False,
+    var: VarOpt = None,
+    env: EnvOpt = None,
+) -> None:
+    """Write a migration report to hand over: one self-contained HTML file (or its JSON twin)
+    of a fresh plan (-m), a saved plan, or an applied run (-m --run latest)."""
+    with user_errors():
+        fmt = _report_format(out, as_json)
+        if run is not None:
+            if plan_file is not None:
+                raise ValueError("--run reports what the journal holds: give -m, not a plan")
+            if manifest is None:
+                raise ValueError("--run needs the manifest (-m): the journal is in its state dir")
+            document = commands.report_run(
+                _load(manifest, var, env), run, manifest_path=str(manifest.resolve())
+            )
+        elif plan_file is not None:
+            document = plan_report(plan_document(load_plan(plan_file)), origin="saved-plan")
+        elif manifest is not None:
+            fresh = commands.plan(_load(manifest, var, env)).plan
+            document = plan_report(plan_document(fresh), origin="plan")
+        else:
+            raise ValueError("give a saved plan or --manifest")
+        text = (
+            json.dumps(document, indent=2, sort_keys=True) + "\n"
+            if fmt == "json"
+            else render_html(document)
+        )
+        if out is None:
+            sys.stdout.write(text)
+            return
+        write_private(out, text)
+    console.print(f"Wrote {out}")
+
+
+def _report_format(out: Path | None, as_json: bool) -> str:
+    if out is None:
+        if not as_json:
+            raise ValueError("give -o report.html (or report.json), or --json for stdout")
+        return "json"
+    suffix = out.suffix.lower()
+    if suffix in (".html", ".htm") and not as_json:
+        return "html"
+    if suffix == ".json":
+        return "json"
+    raise ValueError(f"{out}: a report is written as .html or .json (--json: .json only)")
 
 
 @app.command()
@@ -201,7 +329,7 @@ def apply(
     target: TargetOpt = None,
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Do not ask.")] = False,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print progress as JSON lines (docs/workflow.md).")
+        bool, typer.Option("--json", help="Print progress as JSON lines (docs/report.md).")
     ] = False,
 ) -> None:
     """Apply a saved plan, or plan and apply a manifest after confirmation."""
@@ -219,21 +347,16 @@ def apply(
         else:
             raise ValueError("give a saved plan or --manifest")
         progress = ApplyProgress(console)
-        with progress.bar:
-            try:
-                if plan_file is not None:
-                    result: ApplyResult | None = commands.apply_saved(
-                        saved, loaded, listener=progress
-                    )
-                else:
-                    fresh, result = commands.apply_manifest(
-                        loaded,
-                        confirm=lambda fresh: _show_and_confirm(fresh, auto_approve, progress),
-                        targets=tuple(target or ()),
-                        listener=progress,
-                    )
-            finally:
-                progress.close()
+        with progress:
+            if plan_file is not None:
+                result: ApplyResult | None = commands.apply_saved(saved, loaded, listener=progress)
+            else:
+                fresh, result = commands.apply_manifest(
+                    loaded,
+                    confirm=lambda fresh: _show_and_confirm(fresh, auto_approve, progress),
+                    targets=tuple(target or ()),
+                    listener=progress,
+                )
         if plan_file is None and not fresh.has_changes:
             console.print(render_human(plan_document(fresh)), end="")
     if result is not None:
@@ -249,24 +372,26 @@ def _apply_json(
     auto_approve: bool,
 ) -> None:
     """The same apply, as JSON lines on stdout; errors still go to stderr."""
-    events = JsonEvents(sys.stdout)
     with user_errors():
+        events = JsonEvents(sys.stdout)
         if plan_file is not None:
             if target:
                 raise ValueError("--target goes with --manifest; a saved plan has its targets")
             saved = load_plan(plan_file)
-            result: ApplyResult | None = commands.apply_saved(
-                saved, _load(plan_manifest(saved, manifest), var, env), listener=events
-            )
+            loaded = _load(plan_manifest(saved, manifest), var, env)
+            with events:
+                result: ApplyResult | None = commands.apply_saved(saved, loaded, listener=events)
         elif manifest is not None:
             if not auto_approve:
                 raise ValueError("--json cannot ask for confirmation: add --auto-approve")
-            _, result = commands.apply_manifest(
-                _load(manifest, var, env),
-                confirm=lambda _: True,
-                targets=tuple(target or ()),
-                listener=events,
-            )
+            loaded = _load(manifest, var, env)
+            with events:
+                _, result = commands.apply_manifest(
+                    loaded,
+                    confirm=lambda _: True,
+                    targets=tuple(target or ()),
+                    listener=events,
+                )
         else:
             raise ValueError("give a saved plan or --manifest")
     if result is None:
@@ -278,10 +403,10 @@ def _apply_json(
 
 
 def _show_and_confirm(fresh: Plan, auto_approve: bool, progress: ApplyProgress) -> bool:
-    progress.bar.stop()  # the plan and the prompt print without the live bar
+    progress.stop()  # the plan and the prompt print without the live display
     console.print(render_human(plan_document(fresh)), end="")
     if auto_approve or _confirm():
-        progress.bar.start()
+        progress.start()
         return True
     console.print("Apply cancelled.")
     raise typer.Exit(1)

@@ -16,8 +16,8 @@ FILE_MODE = 0o600
 DIR_MODE = 0o700
 
 
-def write_private(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` atomically, mode 0600.
+def write_private(path: Path, text: str | bytes) -> None:
+    """Replace ``path`` with ``text`` (or bytes: a picture) atomically, mode 0600.
 
     The temporary comes from ``mkstemp`` (random name, ``O_EXCL``, mode 0600) in the target's
     directory, so ``os.replace`` is a rename on one filesystem: a reader sees the old file or
@@ -28,8 +28,9 @@ def write_private(path: Path, text: str) -> None:
         directory.mkdir(parents=True, mode=DIR_MODE)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
+        data = text if isinstance(text, bytes) else text.encode("utf-8")
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)

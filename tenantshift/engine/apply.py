@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,11 +20,14 @@ from tenantshift.engine.executor import IdMap
 from tenantshift.engine.graph import build_graph
 from tenantshift.engine.journal import JOURNAL_FILE, Journal
 from tenantshift.engine.lock import ApplyLock
-from tenantshift.engine.nodes import Node, WorkloadNode
+from tenantshift.engine.nodes import Node, ResourceNode, WorkloadNode
 from tenantshift.engine.walker import Listener, Outcome, Status, walk
 from tenantshift.engine.workloads import sweep
 from tenantshift.plans import Plan
+from tenantshift.plans.render import plan_document
 from tenantshift.providers import Provider
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,7 @@ def apply_plan(
     with lock or ApplyLock(state_dir):
         journal = Journal(state_dir / JOURNAL_FILE)
         try:
-            run_id = journal.start_run(plan_digest(plan))
+            run_id = journal.start_run(plan_digest(plan), plan_document(plan))
             ctx = ApplyContext(
                 destination=destination,
                 source=source,
@@ -112,8 +116,27 @@ async def _run(ctx: ApplyContext, graph: nx.DiGraph) -> tuple[dict[str, Outcome]
         ctx.journal.record(node.id, node.step.value, "skipped", detail=outcome.message)
 
     async def run(node: Node) -> str:
-        return await node.execute(ctx)
+        if isinstance(node, ResourceNode):
+            return await node.execute(ctx)  # the executor journals its own steps
+        # Workloads and their cleanups: begin and end journaled here, for status and reports.
+        ctx.journal.record(node.id, node.step.value, "begin", target_id=node.change.target_id)
+        try:
+            message = await node.execute(ctx)
+        except Exception as exc:
+            ctx.journal.record(node.id, node.step.value, "failed", detail=str(exc))
+            raise
+        ctx.journal.record(node.id, node.step.value, "done", detail=message)
+        return message
 
+    planned = sum(
+        data["node"].change.bytes_to_move or 0
+        for _, data in graph.nodes(data=True)
+        if isinstance(data["node"], WorkloadNode)
+    )
+    try:
+        ctx.listener.planned_bytes(planned)
+    except Exception:  # a broken display must not stop an apply
+        log.exception("progress listener failed")
     try:
         swept = await sweep(ctx, resuming)
         outcomes = await walk(

@@ -19,6 +19,7 @@ from tenantshift.engine.executor import IdMap
 from tenantshift.engine.journal import Journal, RunInfo
 from tenantshift.engine.lock import ApplyLock
 from tenantshift.engine.planning import PlanResult, check_fresh, make_plan
+from tenantshift.engine.report import ReportError, run_report
 from tenantshift.engine.walker import Listener
 from tenantshift.engine.workloads import sweep
 from tenantshift.manifest import Manifest
@@ -152,3 +153,15 @@ def cleanup(manifest: Manifest) -> tuple[str, ...]:
             return swept
         finally:
             journal.close()
+
+
+def report_run(manifest: Manifest, run: str = "latest", *, manifest_path: str = "") -> Any:
+    """The report document of an applied run (``latest`` or a run id), from the journal alone."""
+    path = manifest.state_dir / JOURNAL_FILE
+    if not path.exists():
+        raise ReportError("no apply has run for this manifest yet: report a plan instead")
+    journal = Journal(path)
+    try:
+        return run_report(journal, run, manifest_path=manifest_path)
+    finally:
+        journal.close()

@@ -50,6 +50,27 @@ CREATE TABLE IF NOT EXISTS temporaries (
 );
 -- Where a long node (a workload migration) is: its last completed phase and the ids it needs
 -- to go on. Kept across runs, so a re-run resumes; cleared when the node completes.
+-- Timings of a workload's phases, per run (node_state keeps only the last phase, and is
+-- cleared when the node completes; reports need every phase, start and end).
+CREATE TABLE IF NOT EXISTS phases (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    node TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    status TEXT NOT NULL,            -- running | done | failed
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    detail TEXT
+);
+-- One row per verified volume copy: the transfer's figures (bytes logical, allocated, data,
+-- wire; seconds; codec; digest; verified), as JSON.
+CREATE TABLE IF NOT EXISTS copies (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    node TEXT NOT NULL,
+    data TEXT NOT NULL,
+    at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS node_state (
     node TEXT PRIMARY KEY,
     phase TEXT NOT NULL,
@@ -59,7 +80,11 @@ CREATE TABLE IF NOT EXISTS node_state (
 """
 
 #: Columns added after the first release, for journals made before them: (table, column, type).
-_ADDED_COLUMNS = (("temporaries", "data", "TEXT"),)
+_ADDED_COLUMNS = (
+    ("temporaries", "data", "TEXT"),
+    # The plan document a run applied (JSON), for reports; NULL in runs recorded before it.
+    ("runs", "plan", "TEXT"),
+)
 
 
 def _now() -> str:
@@ -73,6 +98,8 @@ class RunInfo:
     finished_at: str | None
     status: str
     resumed_from: str | None
+    #: ``cleanup`` for the runs of ``tenantshift cleanup``.
+    plan_digest: str | None = None
 
 
 #: The journal's file name in a manifest's state directory.
@@ -139,8 +166,9 @@ class Journal:
         self._db.close()
 
     # -- runs ------------------------------------------------------------------------------
-    def start_run(self, plan_digest: str) -> str:
-        """Open a run; an earlier run still marked running died: it is marked interrupted."""
+    def start_run(self, plan_digest: str, plan: dict[str, Any] | None = None) -> str:
+        """Open a run; an earlier run still marked running died: it is marked interrupted.
+        ``plan`` is the plan document applied (kept for ``tenantshift report``)."""
         row = self._db.execute(
             "SELECT run_id FROM runs WHERE status = 'running' ORDER BY started_at DESC LIMIT 1"
         ).fetchone()
@@ -150,8 +178,16 @@ class Journal:
             self._db.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
         self.run_id = uuid.uuid4().hex[:12]
         self._db.execute(
-            "INSERT INTO runs VALUES (?, ?, NULL, 'running', ?, ?, ?)",
-            (self.run_id, _now(), os.getpid(), plan_digest, self.resumed_from),
+            "INSERT INTO runs (run_id, started_at, finished_at, status, pid, plan_digest, "
+            "resumed_from, plan) VALUES (?, ?, NULL, 'running', ?, ?, ?, ?)",
+            (
+                self.run_id,
+                _now(),
+                os.getpid(),
+                plan_digest,
+                self.resumed_from,
+                None if plan is None else json.dumps(plan, sort_keys=True),
+            ),
         )
         return self.run_id
 
@@ -163,10 +199,53 @@ class Journal:
 
     def runs(self) -> list[RunInfo]:
         rows = self._db.execute(
-            "SELECT run_id, started_at, finished_at, status, resumed_from FROM runs "
+            "SELECT run_id, started_at, finished_at, status, resumed_from, plan_digest FROM runs "
             "ORDER BY started_at"
         ).fetchall()
         return [RunInfo(*row) for row in rows]
+
+    def run_plan(self, run_id: str) -> dict[str, Any] | None:
+        """The plan document ``run_id`` applied; None for runs recorded before plans were."""
+        row = self._db.execute("SELECT plan FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return None if row is None or row[0] is None else dict(json.loads(row[0]))
+
+    # -- workload phases and copies (for reports) ------------------------------------------
+    def phase_started(self, node: str, phase: str) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO phases (run_id, node, phase, status, started_at) "
+            "VALUES (?, ?, ?, 'running', ?)",
+            (self.run_id, node, phase, _now()),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def phase_finished(self, seq: int, status: str, detail: str | None = None) -> None:
+        self._db.execute(
+            "UPDATE phases SET status = ?, finished_at = ?, detail = ? WHERE seq = ?",
+            (status, _now(), detail, seq),
+        )
+
+    def phases(self, run_ids: list[str]) -> list[dict[str, Any]]:
+        return self._rows("phases", run_ids)
+
+    def record_copy(self, node: str, data: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT INTO copies (run_id, node, data, at) VALUES (?, ?, ?, ?)",
+            (self.run_id, node, json.dumps(data, sort_keys=True), _now()),
+        )
+
+    def copies(self, run_ids: list[str]) -> list[dict[str, Any]]:
+        rows = self._rows("copies", run_ids)
+        for row in rows:
+            row["data"] = json.loads(row["data"])
+        return rows
+
+    def _rows(self, table: str, run_ids: list[str]) -> list[dict[str, Any]]:
+        marks = ", ".join("?" for _ in run_ids) or "NULL"
+        cursor = self._db.execute(
+            f"SELECT * FROM {table} WHERE run_id IN ({marks}) ORDER BY seq", tuple(run_ids)
+        )
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     # -- steps -----------------------------------------------------------------------------
     def record(

@@ -44,6 +44,9 @@ class Listener:
     def planned(self, total: int) -> None:  # pragma: no cover - default does nothing
         pass
 
+    def planned_bytes(self, total: int) -> None:  # pragma: no cover - default does nothing
+        """The bytes the plan's workloads will copy (their ``bytes_to_move``), before the walk."""
+
     def started(self, node: Node) -> None:  # pragma: no cover - default does nothing
         pass
 

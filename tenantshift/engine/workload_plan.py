@@ -37,19 +37,29 @@ def check_workloads(
     updated: dict[str, Change] = {}
     for change in migrating:
         info = infos[change.address]
+        # What the copies will read: the reviewer's "how big", the progress bar's total.
+        moves = {"bytes_to_move": _gib_to_move(change, info, sizes) * 2**30}
         if change.address in over:
             updated[change.address] = change.model_copy(
-                update={"reason": Reason.BLOCKED_QUOTA, "detail": over[change.address]}
+                update={"reason": Reason.BLOCKED_QUOTA, "detail": over[change.address], **moves}
             )
             continue
         problem = host_problem or _source_problem(change, info, manifest)
         if problem is not None:
             updated[change.address] = change.model_copy(
-                update={"reason": Reason.BLOCKED_PREREQUISITE, "detail": problem}
+                update={"reason": Reason.BLOCKED_PREREQUISITE, "detail": problem, **moves}
             )
-        elif not change.detail:
-            updated[change.address] = change.model_copy(update={"detail": _describe(change, info)})
+        else:
+            detail = change.detail or _describe(change, info)
+            updated[change.address] = change.model_copy(update={"detail": detail, **moves})
     return [updated.get(c.address, c) for c in changes]
+
+
+def _gib_to_move(change: Change, info: dict[str, object], sizes: dict[str | None, int]) -> int:
+    if change.kind == "volume":
+        return int((change.after or {}).get("size") or 0)
+    need = _needs(change.model_copy(update={"target_id": None}), info, sizes)
+    return need.get(("destination", "gigabytes"), 0)
 
 
 Needs = dict[tuple[str, str], int]  # (cloud, quota name) -> amount

@@ -85,6 +85,8 @@ class Change(BaseModel):
     target_id: str | None = None
     #: Address of the destination resource this change acts on, when it differs (a rename).
     target_address: str | None = None
+    #: For a migrate: the logical bytes its disks hold (what the copies read), when known.
+    bytes_to_move: int | None = None
 
     @property
     def blocked(self) -> bool:

@@ -14,6 +14,7 @@ of the next apply can always find it (``temporaries.py`` undoes them).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -101,8 +102,14 @@ class Migration:
             self.step(f"resuming after {done_phase}")
         for phase in self.PHASES[start:]:
             self.step(phase)
-            await self.phase(phase)(data)
+            seq = journal.phase_started(self.node.id, phase)
+            try:
+                await self.phase(phase)(data)
+            except BaseException as exc:
+                journal.phase_finished(seq, "failed", str(exc) or type(exc).__name__)
+                raise
             journal.advance(self.node.id, phase, data)
+            journal.phase_finished(seq, "done")
             _fault_point(phase)
         message = await self.finish(data)
         journal.clear_state(self.node.id)
@@ -169,6 +176,8 @@ class Migration:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(2)
+        # Every figure of the copy, for reports (node_state forgets them once the node is done).
+        self.ctx.journal.record_copy(self.node.id, dataclasses.asdict(result))
         if not result.verified:
             raise WorkloadError(
                 f"{self.change.address}: the copy of {source_volume} failed to verify"
