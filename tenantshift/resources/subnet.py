@@ -20,6 +20,8 @@ SUBNET = REGISTRY.register(
             Field("is_dhcp_enabled", default=True),
             Field("ipv6_ra_mode", replace=True),
             Field("ipv6_address_mode", replace=True),
+            # The user's Neutron tags (our marker is ``provenance``, never among them).
+            Field("tags", default=[], unordered=True),
         ),
         key=lambda p, key_of: f"{key_of(p['network'])}/{p['name']}",
     )

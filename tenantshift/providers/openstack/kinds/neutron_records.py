@@ -11,7 +11,12 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
-from tenantshift.providers.openstack.records import markers_in_tags, pairs, provenance_fields
+from tenantshift.providers.openstack.records import (
+    labels_in_tags,
+    markers_in_tags,
+    pairs,
+    provenance_fields,
+)
 from tenantshift.resources import Record
 
 #: Neutron's own protocol table (neutron_lib.constants.IP_PROTOCOL_MAP), reversed: a rule
@@ -73,7 +78,9 @@ def info(res: Any, *extra: str) -> dict[str, Any]:
 
 
 def _marker(res: Any) -> dict[str, Any]:
-    return provenance_fields(markers_in_tags(res.tags))
+    """The user's tags as ``tags``, ours as ``provenance``: copies compare their tags without
+    our marker, and the marker never migrates as a tag."""
+    return {"tags": labels_in_tags(res.tags), **provenance_fields(markers_in_tags(res.tags))}
 
 
 def network_record(res: Any) -> Record:
