@@ -143,16 +143,11 @@ class Routers(MemoryBehaviour):
 
 
 class RouterInterfaces(MemoryBehaviour):
+    """A leg made without an address stays without one here (Neutron would put it at the
+    gateway): memory subnets are edited in place by tests, and an address would go stale."""
+
     kind = "router_interface"
     unique = True
-
-    def after_create(self, cloud: MemoryCloud, record: Record) -> None:
-        """A leg added without an address takes the subnet's gateway address, as in Neutron.
-        (Memory subnets made without ``gateway_ip`` stand for Neutron's default gateway, so a
-        subnet without one is not refused here as Neutron would.)"""
-        if record.get("ip_address") is None:
-            subnet = cloud.records_of("subnet").get(record["subnet"]) or {}
-            record["ip_address"] = subnet.get("gateway_ip")
 
     def check_delete(self, cloud: MemoryCloud, record: Record) -> None:
         """Neutron keeps an interface while a static route's nexthop lies in its subnet."""

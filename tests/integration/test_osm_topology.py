@@ -96,6 +96,13 @@ def seed(conn: Connection) -> None:
         cidr="192.168.30.0/24",
         gateway_ip=None,
     )
+    net.create_subnet(  # os-migrate carries service_types too: addresses for servers only
+        network_id=osm_net.id,
+        name="osm_servers_subnet",
+        ip_version=4,
+        cidr="192.168.40.0/24",
+        service_types=["compute:nova"],
+    )
 
     group = net.create_security_group(name="osm_security_group", description="OSM security group")
     net.set_tags(group, ["test_tag_1"])
@@ -111,6 +118,12 @@ def seed(conn: Connection) -> None:
     net.create_security_group_rule(
         security_group_id=group.id, direction="ingress", protocol="icmp", ether_type="IPv4"
     )
+    # A stateless group (no connection tracking) must not come out stateful.
+    stateless = net.create_security_group(name="osm_stateless_group", stateful=False)
+    net.create_security_group_rule(
+        security_group_id=stateless.id, direction="ingress", protocol="udp", port_range_min=53,
+        port_range_max=53, remote_group_id=group.id,
+    )  # fmt: skip
 
     public = net.find_network("public")
     assert public is not None
@@ -334,6 +347,8 @@ def test_os_migrate_topology_migrates_with_every_attribute_equal(
     assert icmp and "None" in icmp[0] and "0.0.0.0/0" not in icmp[0]
     for res in ("network osm_net", "subnet osm_subnet", "router osm_router"):
         assert destination[res]["tags"] == TAGS, res
+    assert destination["security_group osm_stateless_group"]["stateful"] is False
+    assert destination["subnet osm_servers_subnet"]["service_types"] == ["compute:nova"]
     # Our marker is on every tagged copy, beside the user's tags.
     dst = clouds["dst"].network
     marked = dst.networks(project_id=clouds["dst"].current_project_id, name="osm_net")

@@ -445,3 +445,39 @@ def test_two_markers_are_a_warning_in_the_snapshot_and_a_conflict_for_find() -> 
     assert any("n1 carries the markers of 2 source resources (a, b)" in w for w in snap.warnings)
     with pytest.raises(ProviderError, match=r"markers of 2 source resources \(a, b\)"):
         provider(conn).find("network", "a", {"name": "X"})
+
+
+def test_optional_extension_attributes_are_sent_only_when_they_matter() -> None:
+    """``stateful`` and ``service_types`` come from extensions a cloud may lack: a create sends
+    them only when they differ from the default; an update sends the change either way."""
+    conn = fake_conn()
+    conn.network.create_security_group.side_effect = lambda **a: generate_fake_resource(
+        security_group.SecurityGroup, id="g1", tags=[], stateful=a.get("stateful", True), **{
+            k: v for k, v in a.items() if k == "name"
+        }
+    )  # fmt: skip
+    cloud = provider(conn)
+    cloud.create("security_group", {"name": "a", "stateful": True}, "s")
+    assert "stateful" not in conn.network.create_security_group.call_args.kwargs
+    record = cloud.create("security_group", {"name": "b", "stateful": False}, "s")
+    assert conn.network.create_security_group.call_args.kwargs["stateful"] is False
+    assert record["stateful"] is False
+    conn.network.update_security_group.return_value = generate_fake_resource(
+        security_group.SecurityGroup, id="g1", tags=[], stateful=True
+    )
+    cloud.update("security_group", "g1", {"stateful": True})
+    conn.network.update_security_group.assert_called_once_with("g1", stateful=True)
+
+    conn.network.create_subnet.side_effect = lambda **a: generate_fake_resource(
+        subnet.Subnet,
+        id="s1",
+        tags=[],
+        allocation_pools=[],
+        host_routes=[],
+        dns_nameservers=[],
+        service_types=a.get("service_types", []),
+    )
+    cloud.create("subnet", {"network": "n1", "name": "x", "service_types": []}, "s")
+    assert "service_types" not in conn.network.create_subnet.call_args.kwargs
+    cloud.create("subnet", {"network": "n1", "name": "x", "service_types": ["b", "a"]}, "s")
+    assert conn.network.create_subnet.call_args.kwargs["service_types"] == ["a", "b"]

@@ -107,6 +107,7 @@ def subnet_record(res: Any) -> Record:
         "host_routes": pairs(res.host_routes, "destination", "nexthop"),
         "dns_nameservers": list(res.dns_nameservers or []),
         "is_dhcp_enabled": res.is_dhcp_enabled,
+        "service_types": sorted(getattr(res, "service_types", None) or []),
         "ipv6_ra_mode": res.ipv6_ra_mode,
         "ipv6_address_mode": res.ipv6_address_mode,
         **_marker(res),
@@ -134,11 +135,14 @@ def router_record(res: Any, external_names: Mapping[str, str]) -> Record:
 
 
 def security_group_record(res: Any) -> Record:
+    stateful = getattr(res, "stateful", None)
     return {
         "name": res.name,
         "description": res.description or "",
+        # Absent where the extension is not loaded: every group is then stateful.
+        "stateful": True if stateful is None else bool(stateful),
         **_marker(res),
-        **info(res, "stateful"),
+        **info(res),
     }
 
 
