@@ -402,8 +402,8 @@ def test_a_refused_tagged_post_is_retried_without_tags_and_stamped_after() -> No
 
 
 def test_find_waits_for_a_create_to_stamp_its_marker() -> None:
-    """Without tag-creation a network exists unmarked until set_tags: a ``find`` for another
-    source's same-named network must not adopt it in that window (issue 8)."""
+    """A network exists unmarked until set_tags (Neutron takes no tags in its POST): a
+    ``find`` for another source's same-named network must not adopt it in that window (issue 8)."""
     import threading
     import time
 

@@ -145,7 +145,8 @@ class OpenStackProvider:
         return self._project_id
 
     def has_extension(self, alias: str) -> bool:
-        """A Neutron extension is loaded (``tag-creation``: tags in the POST, atomic marker)."""
+        """A Neutron extension is loaded (``tag-ports-during-bulk-creation``: a port's tags in its
+        POST, an atomic marker)."""
         if self._extensions is None:
             self._extensions = self.call(
                 "network.extensions",
