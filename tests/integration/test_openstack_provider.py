@@ -93,8 +93,16 @@ def test_network_and_subnet_lifecycle(
     dst: OpenStackProvider, made: list[tuple[str, str]], name: Callable[[str], str]
 ) -> None:
     src_id = uuid.uuid4().hex
-    net = create(dst, made, "network", {"name": name("net"), "description": "d1"}, src_id)
-    assert net["provenance"] == src_id
+    assert dst.project_id and dst.get("network", uuid.uuid4().hex) is None  # token, discovery
+    before = dst.api_calls
+    params = {"name": name("net"), "description": "d1", "tags": ["team-b", "team-a"]}
+    net = create(dst, made, "network", params, src_id)
+    # Neutron takes no tags in a network's POST: the POST, then one PUT of marker and tags.
+    assert dst.api_calls - before == 2
+    assert net["provenance"] == src_id and net["tags"] == ["team-a", "team-b"]
+    assert sorted(raw_tags(dst, "network", net["id"])) == sorted(
+        [f"{PROVENANCE_PREFIX}{src_id}", "team-a", "team-b"]
+    )
     assert net["project_id"] == dst.project_id
     # The record comes from the create's own responses (no re-read after tagging): the same as
     # a fresh read but for what changes without the resource changing (revision, timestamps).
@@ -115,6 +123,12 @@ def test_network_and_subnet_lifecycle(
         "owner-team",
         f"{PROVENANCE_PREFIX}other-source",
     ]
+    # The user's tags alone change: ours stays.
+    retagged = dst.update("network", net["id"], {"tags": ["x"]})
+    assert retagged["tags"] == ["x"] and retagged["provenance"] == "other-source"
+    assert sorted(raw_tags(dst, "network", net["id"])) == sorted(
+        [f"{PROVENANCE_PREFIX}other-source", "x"]
+    )
 
     sub_params = {
         "network": net["id"],
