@@ -59,6 +59,7 @@ def make_plan(
     targets: tuple[str, ...] = (),
     snapshots: tuple[Snapshot, Snapshot] | None = None,
 ) -> PlanResult:
+    refuse_same_project(source, destination)
     src, dst = snapshots or take_snapshots(source, destination)
     hosts = conversion_host_ids(manifest, source)
     desired = derive_desired(
@@ -86,6 +87,35 @@ def make_plan(
         targets=list(targets),
     )
     return PlanResult(plan=plan, source=src, destination=dst, desired=desired)
+
+
+def refuse_same_project(source: Provider, destination: Provider) -> None:
+    """A migration into its own source project is refused before anything is read.
+
+    The diff would find every source resource "already in the destination" and plan to adopt
+    it, which stamps our markers on the source itself. Two projects are the same when their
+    identities (Keystone URL and project id) are equal, or when the project ids are equal and
+    both ends reach the same Neutron: two spellings of one Keystone (``localhost`` and
+    ``127.0.0.1``) are still one cloud. The same project id behind two different clouds (an
+    identity database copied to a new cloud) is a real migration and is allowed.
+    """
+    ids = [getattr(p, "identity", None) for p in (source, destination)]
+    if not all(ids):
+        return  # a snapshot file or a test double without identity: nothing to compare
+    same = ids[0] == ids[1]
+    projects = [getattr(p, "project_id", None) for p in (source, destination)]
+    if not same and projects[0] is not None and projects[0] == projects[1]:
+        endpoints: list[frozenset[str]] = [
+            frozenset(getattr(p, "service_endpoints", frozenset())) for p in (source, destination)
+        ]
+        same = bool(set(endpoints[0]) & set(endpoints[1]))
+    if same:
+        raise PlanError(
+            f"source ({source.label}) and destination ({destination.label}) are the same "
+            f"project ({ids[1]}): a migration needs two projects, and planning this one would "
+            "stamp tenantshift's markers on the source's own resources. Point destination at "
+            "another project"
+        )
 
 
 def held_by_migrations(state_dir: Path) -> dict[str, str]:

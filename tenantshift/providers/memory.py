@@ -85,7 +85,7 @@ class MemoryProvider:
             self._check_refs(kind, params)
             rules = behaviour(kind)
             rules.check_create(self, params)
-            # The marker goes in with the resource (like Neutron's tag-creation): there is no
+            # The marker goes in with the resource (like a port's tags in Neutron's POST): no
             # moment at which another source's ``find`` could see it unmarked.
             marker = source_id if REGISTRY[kind].provenance else None
             record = self.insert(kind, dict(params), provenance=marker)

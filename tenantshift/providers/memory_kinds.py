@@ -143,6 +143,9 @@ class Routers(MemoryBehaviour):
 
 
 class RouterInterfaces(MemoryBehaviour):
+    """A leg made without an address stays without one here (Neutron would put it at the
+    gateway): memory subnets are edited in place by tests, and an address would go stale."""
+
     kind = "router_interface"
     unique = True
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 from tenantshift.fileio import write_private
 from tenantshift.providers.base import ReadOnlyError
-from tenantshift.resources import Record, Snapshot
+from tenantshift.resources import REGISTRY, Record, Snapshot
 
 SNAPSHOT_FORMAT = 1
 
@@ -33,7 +34,24 @@ def load_snapshot(path: Path) -> Snapshot:
     version = body.pop("format_version", None)
     if version != SNAPSHOT_FORMAT:
         raise ReadOnlyError(f"{path}: snapshot format {version!r}, expected {SNAPSHOT_FORMAT}")
-    return Snapshot.model_validate(body)
+    return with_declared_fields(Snapshot.model_validate(body))
+
+
+def with_declared_fields(snapshot: Snapshot) -> Snapshot:
+    """A snapshot saved before a field was declared (a network's ``tags``) gets that field's
+    default, as a fresh snapshot would read it: otherwise "absent" and "empty" would differ."""
+    resources = {}
+    for address, res in snapshot.resources.items():
+        missing = (
+            [f for f in REGISTRY[res.kind].fields if f.name not in res.params]
+            if res.kind in REGISTRY
+            else []
+        )
+        if missing:
+            params = {**res.params, **{f.name: copy.deepcopy(f.default) for f in missing}}
+            res = res.model_copy(update={"params": params})
+        resources[address] = res
+    return snapshot.model_copy(update={"resources": resources})
 
 
 class SnapshotFileProvider:

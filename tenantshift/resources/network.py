@@ -12,6 +12,8 @@ NETWORK = REGISTRY.register(
             Field("is_admin_state_up", default=True),
             Field("is_port_security_enabled", default=True),
             Field("mtu"),
+            # The user's Neutron tags (our marker is ``provenance``, never among them).
+            Field("tags", default=[], unordered=True),
         ),
         key=lambda p, _: str(p["name"]),
     )

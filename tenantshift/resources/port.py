@@ -44,6 +44,8 @@ PORT = REGISTRY.register(
             Field("allowed_address_pairs", unordered=True, default=[]),
             Field("is_port_security_enabled", default=True),
             Field("is_admin_state_up", default=True),
+            # The user's Neutron tags (our marker is ``provenance``, never among them).
+            Field("tags", default=[], unordered=True),
         ),
         key=_port_key,
     )

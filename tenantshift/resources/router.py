@@ -12,6 +12,8 @@ ROUTER = REGISTRY.register(
             Field("is_admin_state_up", default=True),
             Field("external_network", external="external_network", mapping="external_networks"),
             Field("routes", default=[], unordered=True, late=True),
+            # The user's Neutron tags (our marker is ``provenance``, never among them).
+            Field("tags", default=[], unordered=True),
         ),
         key=lambda p, _: str(p["name"]),
     )

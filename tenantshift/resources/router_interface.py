@@ -1,4 +1,10 @@
-"""A router's interface on a subnet (a port Neutron owns; it has no tags, so no provenance)."""
+"""A router's interface on a subnet (a port Neutron owns; it has no tags, so no provenance).
+
+A router has at most one leg per subnet (Neutron refuses a second), so ``router/subnet`` is the
+key; several routers on one subnet, or one router on several subnets of one network, are
+several interfaces. The leg's address is part of it: a router at ``.10`` instead of the
+gateway address, or on a subnet without a gateway, keeps that address in the copy.
+"""
 
 from tenantshift.resources.base import REGISTRY, Field, Kind
 
@@ -9,6 +15,10 @@ ROUTER_INTERFACE = REGISTRY.register(
         fields=(
             Field("router", ref="router", replace=True),
             Field("subnet", ref="subnet", replace=True),
+            # The router's address on the subnet (the port's fixed IP there). None lets the
+            # cloud choose (the gateway address), and is then not compared: plans and snapshot
+            # files made before the address was modelled still read as no change.
+            Field("ip_address", replace=True, computed=True),
         ),
         key=lambda p, key_of: f"{key_of(p['router'])}/{key_of(p['subnet'])}",
         provenance=False,

@@ -21,6 +21,10 @@ SECURITY_GROUP = REGISTRY.register(
         fields=(
             Field("name", is_name=True),
             Field("description", default=""),
+            # A stateless group (no connection tracking) copied stateful would filter otherwise.
+            Field("stateful", default=True),
+            # The user's Neutron tags (our marker is ``provenance``, never among them).
+            Field("tags", default=[], unordered=True),
         ),
         key=lambda p, _: str(p["name"]),
         builtin_names=frozenset({"default"}),

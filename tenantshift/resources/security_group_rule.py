@@ -5,10 +5,17 @@ from typing import Any
 
 from tenantshift.resources.base import REGISTRY, Field, KeyResolver, Kind
 
+ALL_ADDRESSES = {"IPv4": "0.0.0.0/0", "IPv6": "::/0"}
+
 
 def _rule_key(p: Mapping[str, Any], key_of: KeyResolver) -> str:
     """``web/ingress/IPv4/tcp/443/0.0.0.0/0``: group, direction, ethertype, protocol, ports,
-    remote (a CIDR, ``group:<key>`` or ``any``)."""
+    remote (a CIDR, ``group:<key>`` or ``any``).
+
+    A rule without a remote prefix is keyed like one with the all-addresses prefix of its
+    ethertype: Neutron treats the two as one rule (creating both is a 409), so they share an
+    address, and the exact ``remote_ip_prefix`` (None or the prefix) is then compared like any
+    other field: a difference is a replacement, never a second rule."""
     low, high = p.get("port_range_min"), p.get("port_range_max")
     if low is None and high is None:
         ports = "any"
@@ -19,24 +26,11 @@ def _rule_key(p: Mapping[str, Any], key_of: KeyResolver) -> str:
     if p.get("remote_group"):
         remote = f"group:{key_of(p['remote_group'])}"
     else:
-        remote = p.get("remote_ip_prefix") or "any"
+        remote = p.get("remote_ip_prefix") or ALL_ADDRESSES.get(str(p.get("ethertype"))) or "any"
     protocol = p.get("protocol") or "any"
     return "/".join(
         [key_of(p["security_group"]), p["direction"], p["ethertype"], str(protocol), ports, remote]
     )
-
-
-ALL_ADDRESSES = {"IPv4": "0.0.0.0/0", "IPv6": "::/0"}
-
-
-def _canonical(p: dict[str, Any]) -> dict[str, Any]:
-    """Neutron treats "no remote" and the all-addresses prefix of the rule's ethertype as the
-    same rule (creating both is a 409): write the prefix, so both compare and key alike."""
-    if not p.get("remote_group") and not p.get("remote_ip_prefix"):
-        prefix = ALL_ADDRESSES.get(str(p.get("ethertype")))
-        if prefix is not None:
-            return {**p, "remote_ip_prefix": prefix}
-    return p
 
 
 SECURITY_GROUP_RULE = REGISTRY.register(
@@ -55,7 +49,6 @@ SECURITY_GROUP_RULE = REGISTRY.register(
             Field("description", replace=True, default=""),
         ),
         key=_rule_key,
-        canonical=_canonical,
         owner="security_group",
         # A rule's key is its whole content, and Neutron rules take no tags: matched by key.
         provenance=False,

@@ -18,8 +18,12 @@ SUBNET = REGISTRY.register(
             # Resolver order matters to clients, so DNS servers keep the order they were given.
             Field("dns_nameservers", default=[]),
             Field("is_dhcp_enabled", default=True),
+            # Which ports may take addresses here (e.g. only floating IPs, routers' gateways).
+            Field("service_types", default=[], unordered=True),
             Field("ipv6_ra_mode", replace=True),
             Field("ipv6_address_mode", replace=True),
+            # The user's Neutron tags (our marker is ``provenance``, never among them).
+            Field("tags", default=[], unordered=True),
         ),
         key=lambda p, key_of: f"{key_of(p['network'])}/{p['name']}",
     )

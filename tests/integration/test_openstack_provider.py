@@ -19,6 +19,7 @@ from tenantshift.manifest.schema import CloudRef
 from tenantshift.providers import NotFoundError, ProviderError
 from tenantshift.providers.openstack import ConflictError, OpenStackProvider, RetryPolicy
 from tenantshift.providers.openstack.records import PROVENANCE_PREFIX
+from tenantshift.resources.snapshot import VOLATILE_INFO
 
 pytestmark = pytest.mark.devcloud
 
@@ -77,6 +78,10 @@ def create(
     return record
 
 
+def stable(record: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (record or {}).items() if k not in VOLATILE_INFO}
+
+
 def raw_tags(dst: OpenStackProvider, kind: str, id: str) -> list[str]:
     return list(getattr(dst.conn.network, f"get_{kind}")(id).tags or [])
 
@@ -88,10 +93,20 @@ def test_network_and_subnet_lifecycle(
     dst: OpenStackProvider, made: list[tuple[str, str]], name: Callable[[str], str]
 ) -> None:
     src_id = uuid.uuid4().hex
-    net = create(dst, made, "network", {"name": name("net"), "description": "d1"}, src_id)
-    assert net["provenance"] == src_id
+    assert dst.project_id and dst.get("network", uuid.uuid4().hex) is None  # token, discovery
+    before = dst.api_calls
+    params = {"name": name("net"), "description": "d1", "tags": ["team-b", "team-a"]}
+    net = create(dst, made, "network", params, src_id)
+    # Neutron takes no tags in a network's POST: the POST, then one PUT of marker and tags.
+    assert dst.api_calls - before == 2
+    assert net["provenance"] == src_id and net["tags"] == ["team-a", "team-b"]
+    assert sorted(raw_tags(dst, "network", net["id"])) == sorted(
+        [f"{PROVENANCE_PREFIX}{src_id}", "team-a", "team-b"]
+    )
     assert net["project_id"] == dst.project_id
-    assert dst.get("network", net["id"]) == net
+    # The record comes from the create's own responses (no re-read after tagging): the same as
+    # a fresh read but for what changes without the resource changing (revision, timestamps).
+    assert stable(dst.get("network", net["id"])) == stable(net)
 
     # Renamed behind our back: the tag still finds it; the name alone would not.
     dst.update("network", net["id"], {"name": name("renamed"), "mtu": 1400})
@@ -108,6 +123,12 @@ def test_network_and_subnet_lifecycle(
         "owner-team",
         f"{PROVENANCE_PREFIX}other-source",
     ]
+    # The user's tags alone change: ours stays.
+    retagged = dst.update("network", net["id"], {"tags": ["x"]})
+    assert retagged["tags"] == ["x"] and retagged["provenance"] == "other-source"
+    assert sorted(raw_tags(dst, "network", net["id"])) == sorted(
+        [f"{PROVENANCE_PREFIX}other-source", "x"]
+    )
 
     sub_params = {
         "network": net["id"],

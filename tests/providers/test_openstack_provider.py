@@ -37,7 +37,12 @@ def fake_conn() -> mock.MagicMock:
     conn = mock.MagicMock()
     conn.session.session.hooks = {"response": []}
     conn.current_project_id = "p1"
-    conn.network.extensions.return_value = [mock.Mock(alias="tag-creation")]
+    # tag-creation is POST .../{id}/tags; only ports take tags in their own POST (ML2's
+    # tag-ports-during-bulk-creation), as Neutron 29's API definitions say.
+    conn.network.extensions.return_value = [
+        mock.Mock(alias="tag-creation"),
+        mock.Mock(alias="tag-ports-during-bulk-creation"),
+    ]
     conn.network.networks.return_value = []
     return conn
 
@@ -215,30 +220,49 @@ def test_find_falls_back_to_the_name_but_not_onto_another_sources_copy() -> None
     assert found is not None and found["id"] == "n4"
 
 
-def test_create_stamps_the_marker_in_the_same_request() -> None:
+def test_a_network_is_tagged_right_after_its_create_in_one_call() -> None:
+    """Neutron refuses tags in a network's POST (whatever ``tag-creation`` says): none are sent,
+    and the marker and the user's tags follow in one PUT, with no re-read: two calls."""
     conn = fake_conn()
-    conn.network.create_network.side_effect = lambda **a: net("n9", a["name"], a["tags"])
-    record = provider(conn).create("network", {"name": "osm_net", "mtu": None}, "src-1")
-    assert conn.network.create_network.call_args.kwargs == {
-        "name": "osm_net",
-        "tags": ["tenantshift-src:src-1"],
-    }
-    assert record["provenance"] == "src-1"
-    conn.network.set_tags.assert_not_called()
-
-
-def test_create_without_tag_creation_tags_afterwards() -> None:
-    conn = fake_conn()
-    conn.network.extensions.return_value = []
     conn.network.create_network.side_effect = lambda **a: net("n9", a["name"])
-    conn.network.get_network.side_effect = [
-        net("n9", "osm_net", ["keep-me"]),  # read before replacing the tag list
-        net("n9", "osm_net", ["keep-me", "tenantshift-src:src-1"]),  # read after
+    params = {"name": "osm_net", "mtu": None, "tags": ["test_tag_2", "test_tag_1"]}
+    record = provider(conn).create("network", params, "src-1")
+    assert conn.network.create_network.call_args.kwargs == {"name": "osm_net"}
+    assert conn.network.set_tags.call_args.args[1] == [
+        "tenantshift-src:src-1",
+        "test_tag_1",
+        "test_tag_2",
     ]
-    record = provider(conn).create("network", {"name": "osm_net"}, "src-1")
-    assert "tags" not in conn.network.create_network.call_args.kwargs
-    assert conn.network.set_tags.call_args.args[1] == ["keep-me", "tenantshift-src:src-1"]
+    conn.network.get_network.assert_not_called()
     assert record["provenance"] == "src-1"
+    assert record["tags"] == ["test_tag_1", "test_tag_2"]
+
+
+def test_a_port_takes_its_tags_in_the_post_where_ml2_allows() -> None:
+    from tests.providers.test_openstack_port import fake_port
+
+    conn = fake_conn()
+    conn.network.create_port.side_effect = lambda **a: fake_port(tags=a["tags"])
+    params = {"network": "n1", "fixed_ips": [], "tags": ["x"]}
+    record = provider(conn).create("port", params, "src-p1")
+    assert conn.network.create_port.call_args.kwargs["tags"] == ["tenantshift-src:src-p1", "x"]
+    conn.network.set_tags.assert_not_called()
+    assert record["tags"] == ["x"] and record["provenance"] == "src-p1"
+
+    conn.network.extensions.return_value = []  # another cloud: no such driver
+    conn.network.create_port.side_effect = lambda **a: fake_port(tags=[])
+    record = provider(conn).create("port", params, "src-p1")
+    assert "tags" not in conn.network.create_port.call_args.kwargs
+    assert conn.network.set_tags.call_args.args[1] == ["tenantshift-src:src-p1", "x"]
+
+
+def test_only_the_tags_change_in_one_call_keeping_our_marker() -> None:
+    conn = fake_conn()
+    conn.network.get_network.return_value = net("n1", "osm_net", ["old", "tenantshift-src:s"])
+    record = provider(conn).update("network", "n1", {"tags": ["new"]})
+    conn.network.update_network.assert_not_called()
+    assert conn.network.set_tags.call_args.args[1] == ["new", "tenantshift-src:s"]
+    assert record["tags"] == ["new"] and record["provenance"] == "s"
 
 
 def test_lost_create_response_adopts_instead_of_duplicating() -> None:
@@ -260,7 +284,7 @@ def test_router_gateway_resolves_the_external_name() -> None:
         router.Router,
         id="r1",
         name=a["name"],
-        tags=a["tags"],
+        tags=a.get("tags", []),
         routes=[],
         external_gateway_info=a["external_gateway_info"],
     )
@@ -359,25 +383,27 @@ def test_get_returns_none_when_gone_and_keypairs_by_name() -> None:
     assert not isinstance(ProviderError("x"), NotFoundError)
 
 
-def test_a_kind_refusing_tags_in_the_post_keeps_the_others_atomic() -> None:
+def test_a_refused_tagged_post_is_retried_without_tags_and_stamped_after() -> None:
+    """The extension is announced but the POST refuses tags: the handler stops sending them."""
+    from tests.providers.test_openstack_port import fake_port
+
     conn = fake_conn()
-    group = generate_fake_resource(security_group.SecurityGroup, id="g1", name="web", tags=[])
-    conn.network.create_security_group.side_effect = [
+    conn.network.create_port.side_effect = [
         http_error(400, "Attribute 'tags' not allowed in POST"),
-        group,
+        fake_port(tags=[]),
+        fake_port(tags=[]),
     ]
-    conn.network.get_security_group.return_value = group
-    conn.network.create_network.side_effect = lambda **a: net("n9", a["name"], a.get("tags"))
     cloud = provider(conn)
-    cloud.create("security_group", {"name": "web"}, "src-g")
-    assert "tags" not in conn.network.create_security_group.call_args.kwargs
-    cloud.create("network", {"name": "osm_net"}, "src-n")
-    assert conn.network.create_network.call_args.kwargs["tags"] == ["tenantshift-src:src-n"]
+    cloud.create("port", {"network": "n1", "fixed_ips": []}, "src-p")
+    assert "tags" not in conn.network.create_port.call_args.kwargs
+    assert conn.network.set_tags.call_args.args[1] == ["tenantshift-src:src-p"]
+    cloud.create("port", {"network": "n1", "fixed_ips": []}, "src-q")
+    assert conn.network.create_port.call_count == 3  # no second refused attempt
 
 
 def test_find_waits_for_a_create_to_stamp_its_marker() -> None:
-    """Without tag-creation a network exists unmarked until set_tags: a ``find`` for another
-    source's same-named network must not adopt it in that window (issue 8)."""
+    """A network exists unmarked until set_tags (Neutron takes no tags in its POST): a
+    ``find`` for another source's same-named network must not adopt it in that window (issue 8)."""
     import threading
     import time
 
@@ -419,3 +445,39 @@ def test_two_markers_are_a_warning_in_the_snapshot_and_a_conflict_for_find() -> 
     assert any("n1 carries the markers of 2 source resources (a, b)" in w for w in snap.warnings)
     with pytest.raises(ProviderError, match=r"markers of 2 source resources \(a, b\)"):
         provider(conn).find("network", "a", {"name": "X"})
+
+
+def test_optional_extension_attributes_are_sent_only_when_they_matter() -> None:
+    """``stateful`` and ``service_types`` come from extensions a cloud may lack: a create sends
+    them only when they differ from the default; an update sends the change either way."""
+    conn = fake_conn()
+    conn.network.create_security_group.side_effect = lambda **a: generate_fake_resource(
+        security_group.SecurityGroup, id="g1", tags=[], stateful=a.get("stateful", True), **{
+            k: v for k, v in a.items() if k == "name"
+        }
+    )  # fmt: skip
+    cloud = provider(conn)
+    cloud.create("security_group", {"name": "a", "stateful": True}, "s")
+    assert "stateful" not in conn.network.create_security_group.call_args.kwargs
+    record = cloud.create("security_group", {"name": "b", "stateful": False}, "s")
+    assert conn.network.create_security_group.call_args.kwargs["stateful"] is False
+    assert record["stateful"] is False
+    conn.network.update_security_group.return_value = generate_fake_resource(
+        security_group.SecurityGroup, id="g1", tags=[], stateful=True
+    )
+    cloud.update("security_group", "g1", {"stateful": True})
+    conn.network.update_security_group.assert_called_once_with("g1", stateful=True)
+
+    conn.network.create_subnet.side_effect = lambda **a: generate_fake_resource(
+        subnet.Subnet,
+        id="s1",
+        tags=[],
+        allocation_pools=[],
+        host_routes=[],
+        dns_nameservers=[],
+        service_types=a.get("service_types", []),
+    )
+    cloud.create("subnet", {"network": "n1", "name": "x", "service_types": []}, "s")
+    assert "service_types" not in conn.network.create_subnet.call_args.kwargs
+    cloud.create("subnet", {"network": "n1", "name": "x", "service_types": ["b", "a"]}, "s")
+    assert conn.network.create_subnet.call_args.kwargs["service_types"] == ["a", "b"]

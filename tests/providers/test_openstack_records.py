@@ -93,9 +93,21 @@ def test_router_interface_records_one_per_subnet_of_the_port() -> None:
         ("r1", "s1", "r1:s1"),
         ("r1", "s2", "r1:s2"),
     ]
+    assert [r["ip_address"] for r in records] == ["fd01::1", "fd00::1"]
     assert ri.split_interface_id("r1:s1") == ("r1", "s1")
     with pytest.raises(ValueError):
         ri.split_interface_id("r1")
+
+
+def test_a_leg_not_attached_to_a_router_is_no_interface() -> None:
+    """What an interrupted create leaves: a port made to be a leg, never attached."""
+    res = generate_fake_resource(
+        port.Port,
+        device_id="",
+        device_owner="network:router_interface",
+        fixed_ips=[{"subnet_id": "s1", "ip_address": "10.0.0.10"}],
+    )
+    assert ri.router_interface_records(res) == []
 
 
 @pytest.mark.parametrize(

@@ -37,3 +37,21 @@ def test_snapshot_written_private_without_following_a_planted_temporary(tmp_path
     assert victim.read_text() == "precious"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert load_snapshot(path) == snapshot
+
+
+def test_a_snapshot_saved_before_a_field_existed_reads_it_as_its_default(tmp_path: Path) -> None:
+    """A network's ``tags`` (issue 12) absent from an older file is ``[]``, as a fresh snapshot
+    reads it, so a plan against the file shows no tags change."""
+    import json
+
+    cloud = MemoryProvider("old")
+    cloud.create("network", {"name": "n", "tags": []}, None)
+    path = tmp_path / "old.json"
+    save_snapshot(cloud.snapshot(), path)
+    body = json.loads(path.read_text())
+    for res in body["resources"].values():
+        res["params"].pop("tags", None)
+    path.write_text(json.dumps(body))
+    loaded = load_snapshot(path)
+    assert loaded.resources["network.n"].params["tags"] == []
+    assert loaded.resources == cloud.snapshot().resources

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import openstack.connection
 
@@ -36,6 +37,17 @@ from tenantshift.resources.snapshot import params_from_record
 
 #: Kinds this provider reads and writes (those with a registered handler), in reference order.
 KINDS = tuple(name for name in REGISTRY.names() if name in handler_classes())
+
+
+def normalized_url(url: str) -> str:
+    """One spelling of an API URL: scheme and host lowercased, no trailing slash or version
+    (Keystone is given as ``.../v3``, ``.../v3/`` or bare)."""
+    parts = urlsplit(url.strip())
+    path = parts.path.rstrip("/")
+    for suffix in ("/v3", "/v2.0", "/v2.1"):
+        if path.endswith(suffix):
+            path = path[: -len(suffix)]
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{path}"
 
 
 class OpenStackProvider:
@@ -104,7 +116,21 @@ class OpenStackProvider:
     def identity(self) -> str:
         """The project this provider writes to, whatever clouds.yaml entry named it."""
         auth_url = str((self.conn.config.config.get("auth") or {}).get("auth_url") or "")
-        return f"{auth_url.rstrip('/')}#{self.project_id}"
+        return f"{normalized_url(auth_url)}#{self.project_id}"
+
+    @property
+    def service_endpoints(self) -> frozenset[str]:
+        """The project's network and compute endpoints, from the token's catalog (no request
+        beyond authentication): two connections reaching one Neutron are one cloud."""
+        found = set()
+        for service in ("network", "compute"):
+            try:
+                url = getattr(self.conn, service).get_endpoint()
+            except Exception:  # a service missing from the catalog: not compared
+                continue
+            if url:
+                found.add(f"{service} {normalized_url(str(url))}")
+        return frozenset(found)
 
     @property
     def project_id(self) -> str:
@@ -119,7 +145,8 @@ class OpenStackProvider:
         return self._project_id
 
     def has_extension(self, alias: str) -> bool:
-        """A Neutron extension is loaded (``tag-creation``: tags in the POST, atomic marker)."""
+        """A Neutron extension is loaded (``tag-ports-during-bulk-creation``: a port's tags in its
+        POST, an atomic marker)."""
         if self._extensions is None:
             self._extensions = self.call(
                 "network.extensions",

@@ -30,6 +30,23 @@ def markers_in_tags(tags: Iterable[str] | None) -> list[str]:
     return sorted({t[len(prefix) :] for t in tags or () if t.startswith(prefix)})
 
 
+def is_marker_tag(tag: str) -> bool:
+    return tag.startswith(PROVENANCE_PREFIX)
+
+
+def labels_in_tags(tags: Iterable[str] | None) -> list[str]:
+    """The user's own tags, sorted: every tag but our markers (they are ``provenance``)."""
+    return sorted({t for t in tags or () if not is_marker_tag(t)})
+
+
+def with_marker(labels: Iterable[str], source_id: str | None) -> list[str]:
+    """The whole tag list: the user's tags plus our marker (none for ``None``), sorted."""
+    tags = set(labels_in_tags(labels))
+    if source_id is not None:
+        tags.add(provenance_tag(source_id))
+    return sorted(tags)
+
+
 def provenance_of(tags: Iterable[str] | None) -> str | None:
     """The source id stamped on a resource; the lowest one wins if somebody stamped several."""
     found = markers_in_tags(tags)

@@ -91,16 +91,32 @@ class QuotaSource:
 
 
 class ProvenanceStore(ABC):
-    """Where a kind keeps our marker: Neutron tags, or Cinder/Nova metadata."""
+    """Where a kind keeps our marker: Neutron tags, or Cinder/Nova metadata.
+
+    A store that ``holds_labels`` also holds the kind's own ``tags`` field (Neutron tags: the
+    user's tags and our marker are one list), so both are written together, in one call.
+    """
+
+    #: The kind's ``tags`` field lives here too (sent with the marker, never as a plain field).
+    holds_labels: ClassVar[bool] = False
+
+    def labels(self, params: Mapping[str, Any]) -> Names | None:
+        """The user's tags wanted by ``params`` (None: the params do not say, or no such field)."""
+        if not self.holds_labels or params.get("tags") is None:
+            return None
+        return sorted(set(params["tags"]))
 
     @abstractmethod
     def markers(self, res: SdkObject) -> list[str]:
         """Every source id stamped on the resource, sorted (pure: no API call)."""
 
     @abstractmethod
-    def create_attrs(self, handler: KindHandler, source_id: str) -> dict[str, Any]:
-        """Attributes that stamp the marker in the create request itself, so the resource never
-        exists unmarked; ``{}`` when the API cannot take it (then ``stamp`` follows)."""
+    def create_attrs(
+        self, handler: KindHandler, source_id: str | None, labels: Names | None
+    ) -> dict[str, Any]:
+        """Attributes that stamp the marker (and the labels) in the create request itself, so
+        the resource never exists unmarked; ``{}`` when the API cannot take them (then
+        ``stamp`` follows)."""
 
     def refused(self, handler: KindHandler, exc: ProviderError) -> bool:
         """The create request was refused *because of* the marker attributes: the handler then
@@ -108,9 +124,22 @@ class ProvenanceStore(ABC):
         return False
 
     @abstractmethod
-    def stamp(self, handler: KindHandler, res: SdkObject, source_id: str | None) -> SdkObject:
-        """Replace our marker (remove it for ``None``), keep everything else; return the
-        resource as read back afterwards."""
+    def stamp(
+        self,
+        handler: KindHandler,
+        res: SdkObject,
+        source_id: str | None,
+        *,
+        labels: Names | None = None,
+        keep_marker: bool = False,
+    ) -> SdkObject:
+        """Replace our marker (remove it for ``None``; leave it as it is with ``keep_marker``)
+        and, given ``labels``, the user's tags (else keep them); return the resource as it is
+        afterwards."""
+
+    def complete(self, res: SdkObject, source_id: str | None, labels: Names | None) -> bool:
+        """Whether a fresh resource carries the marker and labels it was created for."""
+        return self.markers(res) == ([source_id] if source_id else [])
 
     def fields(self, res: SdkObject) -> dict[str, Any]:
         """The record's ``provenance`` (plus ``provenance_markers`` when several)."""
@@ -118,16 +147,30 @@ class ProvenanceStore(ABC):
 
 
 class NeutronTags(ProvenanceStore):
-    """``tenantshift-src:<id>`` among the resource's Neutron tags."""
+    """``tenantshift-src:<id>`` among the resource's Neutron tags, beside the user's own."""
+
+    holds_labels = True
 
     def markers(self, res: SdkObject) -> list[str]:
         return rec.markers_in_tags(getattr(res, "tags", None))
 
-    def create_attrs(self, handler: KindHandler, source_id: str) -> dict[str, Any]:
-        # The ``tag-creation`` extension takes tags in the POST: the marker is atomic.
-        if handler.marker_in_create and handler.ctx.has_extension("tag-creation"):
-            return {"tags": [rec.provenance_tag(source_id)]}
-        return {}
+    def create_attrs(
+        self, handler: KindHandler, source_id: str | None, labels: Names | None
+    ) -> dict[str, Any]:
+        # Neutron takes tags in the POST body only where an extension says so (ports, with
+        # ``tag-ports-during-bulk-creation``); ``tag-creation`` is POST .../{id}/tags, after.
+        # Elsewhere a POST with tags is a 400: never sent, so it costs no round trip.
+        extension = handler.tags_in_create
+        if not (extension and handler.marker_in_create and handler.ctx.has_extension(extension)):
+            return {}
+        tags = rec.with_marker(labels or [], source_id)
+        return {"tags": tags} if tags else {}
+
+    def complete(self, res: SdkObject, source_id: str | None, labels: Names | None) -> bool:
+        have = sorted(getattr(res, "tags", None) or [])
+        if labels is None:
+            return super().complete(res, source_id, labels)
+        return have == rec.with_marker(labels, source_id)
 
     def refused(self, handler: KindHandler, exc: ProviderError) -> bool:
         # The extension is announced but the POST refuses tags (seen on Neutron 29 with the tag
@@ -135,15 +178,30 @@ class NeutronTags(ProvenanceStore):
         # every other kind lose its atomic marker.
         return "'tags' not allowed" in str(exc)
 
-    def stamp(self, handler: KindHandler, res: SdkObject, source_id: str | None) -> SdkObject:
-        tags = rec.retag(res.tags, source_id)
-        if sorted(res.tags or []) == tags:
+    def stamp(
+        self,
+        handler: KindHandler,
+        res: SdkObject,
+        source_id: str | None,
+        *,
+        labels: Names | None = None,
+        keep_marker: bool = False,
+    ) -> SdkObject:
+        current = sorted(res.tags or [])
+        others = rec.labels_in_tags(current) if labels is None else labels
+        if keep_marker:
+            tags = sorted(set(others) | {t for t in current if rec.is_marker_tag(t)})
+        else:
+            tags = rec.with_marker(others, source_id)
+        if current == tags:
             return res
         net = handler.ctx.conn.network
         # set_tags replaces the whole list: the other tags were read with ``res`` and are kept.
         handler.ctx.call(f"network.set_tags({handler.kind})", lambda: net.set_tags(res, tags))
-        # The PUT answers with the tags only: re-read for revision and timestamps.
-        return handler.fetch(str(res.id))
+        # The PUT answers with the tags only, and the SDK keeps them on ``res``: no re-read
+        # (revision and timestamps are info, never compared), so a create costs two calls.
+        res.tags = tags
+        return res
 
 
 class MetadataProvenance(ProvenanceStore):
@@ -162,11 +220,21 @@ class MetadataProvenance(ProvenanceStore):
         value = (getattr(res, "metadata", None) or {}).get(self.key)
         return [str(value)] if value else []
 
-    def create_attrs(self, handler: KindHandler, source_id: str) -> dict[str, Any]:
-        return {"metadata": {self.key: source_id}}
+    def create_attrs(
+        self, handler: KindHandler, source_id: str | None, labels: Names | None
+    ) -> dict[str, Any]:
+        return {"metadata": {self.key: source_id}} if source_id is not None else {}
 
-    def stamp(self, handler: KindHandler, res: SdkObject, source_id: str | None) -> SdkObject:
-        if self.markers(res) == ([source_id] if source_id else []):
+    def stamp(
+        self,
+        handler: KindHandler,
+        res: SdkObject,
+        source_id: str | None,
+        *,
+        labels: Names | None = None,
+        keep_marker: bool = False,
+    ) -> SdkObject:
+        if keep_marker or self.markers(res) == ([source_id] if source_id else []):
             return res
         if source_id is None:
             handler.delete_metadata(res, [self.key])
@@ -240,6 +308,8 @@ class KindHandler(ABC):
     drop_none: ClassVar[frozenset[str]] = frozenset()
     #: Fields ``to_request`` leaves out because the handler sends them itself (after lookups).
     handled_fields: ClassVar[frozenset[str]] = frozenset()
+    #: The API extension that lets the create request carry tags (None: it never can).
+    tags_in_create: ClassVar[str | None] = None
     #: Asynchronous APIs (Cinder, Nova servers) set these; ``None``: the call returns when done.
     create_wait: ClassVar[Wait | None] = None
     ready_status: ClassVar[str] = "available"
@@ -304,6 +374,8 @@ class KindHandler(ABC):
     def to_request(cls, params: Mapping[str, Any]) -> dict[str, Any]:
         """Record fields -> keyword arguments of the SDK's create/update calls."""
         skip = frozenset({"provenance", "id"}) | cls.handled_fields
+        if cls.provenance_store is not None and cls.provenance_store.holds_labels:
+            skip |= {"tags"}  # written with the marker by the store
         return rec.to_sdk(params, cls.sdk_names, cls.drop_none, skip)
 
     def request_extras(self, params: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
@@ -330,9 +402,10 @@ class KindHandler(ABC):
         """Create and wait until usable, with the marker in the request where the API allows."""
         attrs = self.to_request(params) | self.request_extras(params, creating=True)
         store = self.provenance_store
+        labels = store.labels(params) if store is not None else None
         marked = {}
-        if marker is not None and store is not None:
-            marked = store.create_attrs(self, marker)
+        if store is not None and (marker is not None or labels):
+            marked = store.create_attrs(self, marker, labels)
         try:
             res = self.create_call(_merge(attrs, marked), recover)
         except ProviderError as exc:
@@ -344,21 +417,29 @@ class KindHandler(ABC):
         if isinstance(res, Resource):
             if self.create_wait is not None:
                 res = self.wait_for_status(res, self.ready_status, wait=self.create_wait)
-            record = self.to_record(res)
-        else:
-            # Found after a lost response, possibly by key and still unmarked: stamp below
-            # (and, for an asynchronous kind, wait for it like for a fresh one).
-            record = dict(res)
-            if self.create_wait is not None:
-                fresh = self.fetch(str(record["id"]))
-                record = self.to_record(
-                    self.wait_for_status(fresh, self.ready_status, wait=self.create_wait)
-                )
-        if marker is not None and store is not None and record.get("provenance") != marker:
-            # No atomic marker: stamp right after (re-reading first, so tags someone added
-            # meanwhile are kept). A crash in between leaves an unmarked copy that ``find``
-            # still matches by key; within this run the provider's key lock hides the window.
-            record = self.update(str(record["id"]), {"provenance": marker})
+            if store is not None and not store.complete(res, marker, labels):
+                # No atomic marker: stamp it (and the labels) right away, one call, on the
+                # resource just returned. A crash in between leaves an unmarked copy that
+                # ``find`` still matches by key; within this run the provider's key lock hides
+                # the window.
+                res = store.stamp(self, res, marker, labels=labels)
+            return self.to_record(res)
+        # Found after a lost response, possibly by key and still unmarked: stamp below
+        # (and, for an asynchronous kind, wait for it like for a fresh one).
+        record = dict(res)
+        if self.create_wait is not None:
+            fresh = self.fetch(str(record["id"]))
+            record = self.to_record(
+                self.wait_for_status(fresh, self.ready_status, wait=self.create_wait)
+            )
+        changes: dict[str, Any] = {}
+        if store is not None and marker is not None and record.get("provenance") != marker:
+            changes["provenance"] = marker
+        if labels is not None and sorted(record.get("tags") or []) != labels:
+            changes["tags"] = labels
+        if changes:
+            # Found rather than made: stamp what it lacks (the update re-reads it first).
+            record = self.update(str(record["id"]), changes)
         return record
 
     def update(self, id: str, changes: Mapping[str, Any]) -> Record:
@@ -366,6 +447,10 @@ class KindHandler(ABC):
         changes = dict(changes)
         stamp = "provenance" in changes
         marker = changes.pop("provenance", None)
+        store = self.provenance_store
+        labels: Names | None = None
+        if store is not None and store.holds_labels and "tags" in changes:
+            labels = sorted(set(changes.pop("tags") or []))
         # Replace-only fields are declared in the Kind: refuse them here rather than let the
         # cloud half-apply a change (a rule has no update call at all).
         fixed = sorted(k for k in changes if self._replace_only(k))
@@ -376,11 +461,11 @@ class KindHandler(ABC):
                 call=f"update {self.kind}",
             )
         attrs = self.to_request(changes) | self.request_extras(changes, creating=False)
-        store = self.provenance_store
         stamp = stamp and store is not None  # kinds without a marker have nothing to stamp
+        retag = stamp or labels is not None
         if attrs:
             res = self.update_call(id, attrs)
-        elif stamp:
+        elif retag:
             res = self.fetch_or_missing(id, "update")
         else:
             current = self.get(id)
@@ -389,8 +474,8 @@ class KindHandler(ABC):
                     f"{self.ctx.label}: {self.kind} {id} not found", call=f"update {self.kind}"
                 )
             return current
-        if stamp and store is not None:
-            res = store.stamp(self, res, marker)
+        if retag and store is not None:
+            res = store.stamp(self, res, marker, labels=labels, keep_marker=not stamp)
         return self.to_record(res)
 
     def delete(self, id: str) -> None:

@@ -54,6 +54,21 @@ def _read_neutron_quota(
 #: One ``get_quota(details=True)`` answers for every Neutron kind.
 NEUTRON_QUOTA = QuotaSource("neutron", _read_neutron_quota)
 
+
+def _unless_default(
+    params: Mapping[str, Any], field: str, default: Any, *, creating: bool
+) -> dict[str, Any]:
+    """An attribute of an optional extension (``stateful``, ``service_types``): a create sends
+    it only when it is not the default, so a cloud without the extension still takes the
+    create; an update sends it whenever it changes (clearing it is a change)."""
+    if field not in params:
+        return {}
+    value = params[field]
+    if value is None or (creating and value == default):
+        return {}
+    return {field: sorted(value) if isinstance(value, list) else value}
+
+
 #: Shared by every tagged Neutron kind (stateless: per-kind state lives on the handler).
 TAGS = NeutronTags()
 
@@ -147,6 +162,10 @@ class SubnetHandler(NeutronHandler):
     sdk_names = {"network": "network_id"}
     drop_none = frozenset({"description", "ipv6_ra_mode", "ipv6_address_mode", "is_dhcp_enabled"})
     key_filters = {"network": "network_id"}
+    handled_fields = frozenset({"service_types"})
+
+    def request_extras(self, params: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
+        return _unless_default(params, "service_types", [], creating=creating)
 
     def to_record(self, res: SdkObject) -> Record:
         return nrec.subnet_record(res)
@@ -196,6 +215,10 @@ class SecurityGroupHandler(NeutronHandler):
     kind = "security_group"
     plural = "security_groups"
     drop_none = frozenset({"description"})
+    handled_fields = frozenset({"stateful"})
+
+    def request_extras(self, params: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
+        return _unless_default(params, "stateful", True, creating=creating)
 
     def to_record(self, res: SdkObject) -> Record:
         return nrec.security_group_record(res)

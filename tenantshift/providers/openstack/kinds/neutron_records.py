@@ -11,7 +11,12 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
-from tenantshift.providers.openstack.records import markers_in_tags, pairs, provenance_fields
+from tenantshift.providers.openstack.records import (
+    labels_in_tags,
+    markers_in_tags,
+    pairs,
+    provenance_fields,
+)
 from tenantshift.resources import Record
 
 #: Neutron's own protocol table (neutron_lib.constants.IP_PROTOCOL_MAP), reversed: a rule
@@ -73,7 +78,9 @@ def info(res: Any, *extra: str) -> dict[str, Any]:
 
 
 def _marker(res: Any) -> dict[str, Any]:
-    return provenance_fields(markers_in_tags(res.tags))
+    """The user's tags as ``tags``, ours as ``provenance``: copies compare their tags without
+    our marker, and the marker never migrates as a tag."""
+    return {"tags": labels_in_tags(res.tags), **provenance_fields(markers_in_tags(res.tags))}
 
 
 def network_record(res: Any) -> Record:
@@ -100,6 +107,7 @@ def subnet_record(res: Any) -> Record:
         "host_routes": pairs(res.host_routes, "destination", "nexthop"),
         "dns_nameservers": list(res.dns_nameservers or []),
         "is_dhcp_enabled": res.is_dhcp_enabled,
+        "service_types": sorted(getattr(res, "service_types", None) or []),
         "ipv6_ra_mode": res.ipv6_ra_mode,
         "ipv6_address_mode": res.ipv6_address_mode,
         **_marker(res),
@@ -127,11 +135,14 @@ def router_record(res: Any, external_names: Mapping[str, str]) -> Record:
 
 
 def security_group_record(res: Any) -> Record:
+    stateful = getattr(res, "stateful", None)
     return {
         "name": res.name,
         "description": res.description or "",
+        # Absent where the extension is not loaded: every group is then stateful.
+        "stateful": True if stateful is None else bool(stateful),
         **_marker(res),
-        **info(res, "stateful"),
+        **info(res),
     }
 
 

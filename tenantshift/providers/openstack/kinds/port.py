@@ -53,6 +53,8 @@ class PortHandler(NeutronHandler):
         {"description", "mac_address", "is_port_security_enabled", "is_admin_state_up"}
     )
     handled_fields = frozenset({"fixed_ips", "allowed_address_pairs"})
+    #: The ML2 extension driver that takes a port's tags in its POST (marker and user tags).
+    tags_in_create = "tag-ports-during-bulk-creation"
 
     def to_record(self, res: SdkObject) -> Record:
         return nrec.port_record(res)

@@ -3,10 +3,18 @@
 There is no interface resource in the API: an interface is added and removed through its router,
 listed as ports by device owner, and addressed here by the opaque id ``<router>:<subnet>``.
 Ports take no tags of ours, so interfaces are matched by key.
+
+A leg at the subnet's gateway address is added by subnet (one call). Any other address (a
+router at ``.10``, a second router on the subnet, a subnet without a gateway, which Neutron
+refuses by subnet) goes through a port made with that fixed IP, then attached by port id (as
+os-migrate does). The port is made with the router-interface device owner, which the network's
+owner may set: Neutron then gives it no automatic IPv6 (SLAAC) address, so the router gets no
+leg the source router did not have; an attach that fails deletes it again.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,6 +28,7 @@ from tenantshift.providers.openstack.kinds.base import (
     SdkObjects,
     register_handler,
 )
+from tenantshift.providers.openstack.kinds.neutron_records import derived_from_mac
 from tenantshift.resources import Record
 
 #: Ports that are a router's leg on a subnet (legacy, DVR and HA routers).
@@ -30,13 +39,28 @@ ROUTER_INTERFACE_OWNERS = (
 )
 
 
+#: The device owner of a leg Neutron makes itself (legacy routers); what our ports are made with.
+LEG_OWNER = "network:router_interface"
+
+
 def router_interface_records(port: Any) -> Records:
-    """One record per subnet the port sits on (IPv6 subnets of one network share a port)."""
-    subnets = sorted({ip["subnet_id"] for ip in port.fixed_ips or () if ip.get("subnet_id")})
+    """One record per subnet the port sits on (IPv6 subnets of one network share a port), with
+    the port's address there. A leg not attached to any router (made by an interrupted create)
+    is no interface."""
+    if not port.device_id:
+        return []
+    addresses: dict[str, str | None] = {}
+    for ip in sorted(port.fixed_ips or (), key=lambda i: str(i.get("ip_address"))):
+        subnet = ip.get("subnet_id")
+        if subnet and subnet not in addresses:
+            address = ip.get("ip_address")
+            # An address derived from the MAC is not chosen, and cannot be asked for.
+            addresses[subnet] = None if derived_from_mac(address, port.mac_address) else address
     return [
         {
             "router": port.device_id,
             "subnet": subnet,
+            "ip_address": addresses[subnet],
             "id": interface_id(port.device_id, subnet),
             "provenance": None,
             "port_id": port.id,
@@ -44,7 +68,7 @@ def router_interface_records(port: Any) -> Records:
             "created_at": port.created_at,
             "status": port.status,
         }
-        for subnet in subnets
+        for subnet in sorted(addresses)
     ]
 
 
@@ -96,11 +120,22 @@ class RouterInterfaceHandler(KindHandler):
 
     def create_call(self, attrs: dict[str, Any], recover: Recover) -> SdkObject | Record:
         router, subnet = str(attrs["router"]), str(attrs["subnet"])
+        address = attrs.get("ip_address")
         net = self.ctx.conn.network
+        leg: SdkObject | None = None
+        if address:
+            sub = self.ctx.call("network.get_subnet", lambda: net.get_subnet(subnet))
+            if address != sub.gateway_ip:
+                leg = self._leg(sub, str(address))
+        port = None if leg is None else str(leg.id)
         try:
             self.ctx.call(
                 "network.add_interface_to_router",
-                lambda: net.add_interface_to_router(router, subnet=subnet),
+                lambda: (
+                    net.add_interface_to_router(router, subnet=subnet)
+                    if port is None
+                    else net.add_interface_to_router(router, port=port)
+                ),
                 recover=lambda: None if recover() is None else {},
             )
         except ProviderError:
@@ -108,6 +143,8 @@ class RouterInterfaceHandler(KindHandler):
             found = recover()
             if found is not None:
                 return found
+            if leg is not None:
+                self._drop_leg(leg)
             raise
         found = recover()
         if found is None:
@@ -116,6 +153,41 @@ class RouterInterfaceHandler(KindHandler):
                 call="network.add_interface_to_router",
             )
         return found
+
+    def _leg(self, subnet: SdkObject, address: str) -> SdkObject:
+        """The port that will be the router's leg at ``address``: one an interrupted create
+        left unattached, else a new one (looked for again if its response is lost)."""
+        net = self.ctx.conn.network
+        wanted = {"subnet_id": str(subnet.id), "ip_address": address}
+
+        def left_over() -> SdkObject | None:
+            ports = net.ports(network_id=subnet.network_id, device_owner=LEG_OWNER)
+            for port in ports:
+                ips = [
+                    {"subnet_id": i.get("subnet_id"), "ip_address": i.get("ip_address")}
+                    for i in port.fixed_ips or ()
+                ]
+                if not port.device_id and ips == [wanted]:
+                    return port
+            return None
+
+        found = self.ctx.call("network.ports(unattached legs)", left_over)
+        if found is not None:
+            return found
+        return self.ctx.call(
+            "network.create_port(router leg)",
+            lambda: net.create_port(
+                network_id=subnet.network_id, device_owner=LEG_OWNER, fixed_ips=[wanted]
+            ),
+            recover=left_over,
+        )
+
+    def _drop_leg(self, leg: SdkObject) -> None:
+        """The attach failed: the port made for it goes (it would hold the address)."""
+        net = self.ctx.conn.network
+        # Best effort: if it stays, the next create finds it and reuses it.
+        with contextlib.suppress(ProviderError):
+            self.ctx.call("network.delete_port(router leg)", lambda: net.delete_port(leg.id))
 
     def delete_call(self, id: str) -> None:
         router, subnet = split_interface_id(id)
