@@ -183,8 +183,8 @@ def chunk_windows(
 def read_chunk(fd: int, buf: bytearray, offset: int, length: int, pieces: list[Extent]) -> None:
     """Fill ``buf[:length]`` with the chunk at ``offset``: the pieces read, the rest zeros."""
     view = memoryview(buf)
-    if not (len(pieces) == 1 and pieces[0] == (0, length)):
-        view[:length] = _zero(length)
+    for rel, n in gaps(pieces, length):  # only what is not read over (memset costs too)
+        view[rel : rel + n] = _zero(n)
     for rel, n in pieces:
         got = read_full(fd, view[rel : rel + n], offset + rel)
         if got != n:

@@ -241,7 +241,7 @@ def _replace(fd: int, real: str, seen: bytes, new: bytes) -> bool:
 def put_pull_key(run_dir: str, data: dict[str, str]) -> dict[str, str]:
     """Write the pinned source host key into the run dir (each copy's private key comes with
     its pull request and lives only as long as that copy)."""
-    _check_run_dir(run_dir)
+    check_run_dir(run_dir)
     path = os.path.join(run_dir, "known_hosts")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -249,14 +249,14 @@ def put_pull_key(run_dir: str, data: dict[str, str]) -> dict[str, str]:
     return {"known_hosts": path}
 
 
-def _check_run_dir(run_dir: str) -> None:
+def check_run_dir(run_dir: str) -> None:
     # Cleanup deletes a whole directory: make sure it is one of ours.
     if not os.path.basename(os.path.normpath(run_dir)).startswith(RUN_DIR_PREFIX):
         raise ValueError(f"{run_dir} is not a tenantshift transfer run directory")
 
 
 def cleanup(run_dir: str) -> dict[str, object]:
-    _check_run_dir(run_dir)
+    check_run_dir(run_dir)
     existed = os.path.isdir(run_dir)
     shutil.rmtree(run_dir, ignore_errors=True)
     return {"removed": existed}
