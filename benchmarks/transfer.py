@@ -352,6 +352,7 @@ def main() -> int:
         src.backing, dst.backing = src.link, dst.link
     blob = work / "nonzero"
     rows: list[Row] = []
+    failures: list[str] = []
     try:
         t = time.monotonic()
         info = build_volume(src.backing, size, target)
@@ -374,7 +375,13 @@ def main() -> int:
             for method in methods:
                 if round_ and method in ONCE:
                     continue
-                row = one_run(method, hosts, src, dst, ids, blob, state, want, tag)
+                try:
+                    row = one_run(method, hosts, src, dst, ids, blob, state, want, tag)
+                except Exception as exc:  # reported and counted, not fatal
+                    detail = [str(e) for e in getattr(exc, "exceptions", [])] or [str(exc)]
+                    print(f"  [{round_ + 1}] {method}: FAILED: {detail}", flush=True)
+                    failures.append(f"{method}: {detail}")
+                    continue
                 rows.append(row)
                 split = " ".join(f"{k}={v:.2f}" for k, v in row.split.items())
                 print(
@@ -398,7 +405,9 @@ def main() -> int:
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
     if args.json:
         print(json.dumps([r.__dict__ for r in rows], indent=2))
-    return 0 if all(r.identical for r in rows) else 1
+    for failure in failures:
+        print(f"FAILED run: {failure}")
+    return 0 if all(r.identical for r in rows) and not failures else 1
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ class TransferOptions:
     streams: int = 0
     """SSH connections (and source/destination processes) per volume copy, each streaming
     its own part of the volume (parts of equal allocated size, computed by the source).
-    0: automatic, one per GiB of volume size, at most 4. Separate connections are what
+    0: automatic, one per 2 GiB of volume size, at most 4. Separate connections are what
     parallelise: one sshd process serves all channels of a connection."""
     checkpoint_bytes: int = 256 * MiB
     """Data written between resume points (each costs an fsync)."""

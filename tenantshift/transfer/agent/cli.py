@@ -12,7 +12,12 @@ import os
 import sys
 from typing import IO
 
-from . import PROTOCOL_VERSION, codecs, extents, hashes, keys, pull, sink, source
+from . import PROTOCOL_VERSION
+
+# Each command imports only what it uses (below): starting the agent is on the critical
+# path of every copy, on both hosts.
+
+F_SETPIPE_SZ = 1031
 
 
 def _print(obj: object) -> None:
@@ -55,10 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         _print(_info())
         return 0
     if args.command == "serve":
+        from . import source
+
         try:  # a bigger pipe to sshd, when stdout is one
             import fcntl
 
-            fcntl.fcntl(1, pull.F_SETPIPE_SZ, 1024 * 1024)
+            fcntl.fcntl(1, F_SETPIPE_SZ, 1024 * 1024)
         except OSError:
             pass
         out = os.fdopen(1, "wb", buffering=1024 * 1024, closefd=False)
@@ -67,8 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         except BrokenPipeError:
             return 3
     if args.command == "pull":
+        from . import pull
+
         return pull.main(sys.stdin.buffer, sys.stdout)
     if args.command == "digest":
+        from . import extents, sink
+
         try:
             fd = extents.open_device(args.device_dir, args.volume_id, os.O_RDONLY)
         except extents.DeviceNotFound as exc:
@@ -81,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             os.close(fd)
         return 0
+    from . import keys
+
     if args.command == "authorize":
         _print(keys.authorize(sys.stdin.read(16384), args.marker, args.file, args.ttl))
         return 0
@@ -99,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _info() -> dict[str, object]:
+    from . import codecs, hashes
+
     return {
         "protocol": PROTOCOL_VERSION,
         "codecs": codecs.available(),
@@ -114,6 +129,8 @@ def control(run_dir: str, stdin: IO[bytes]) -> int:
     on a busy host). Runs as the login user, like those commands did. The first line out
     says where it runs (run dir, uid) and what it can do (codecs, hashes). EOF (the
     orchestrator went away) ends it and leaves the run dir for the engine's sweep."""
+    from . import keys
+
     keys.check_run_dir(run_dir)
     _print({"run_dir": run_dir, "uid": os.getuid(), **_info()})
     for raw in iter(lambda: stdin.readline(65536), b""):

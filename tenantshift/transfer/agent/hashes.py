@@ -15,7 +15,6 @@ missing, sha256 is used (``TransferOptions.hash_algorithm: auto``).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import hashlib
 import threading
 from typing import Any
@@ -39,7 +38,9 @@ def _libxxhash() -> Any:
         if _loaded:
             return _lib
         _loaded = True
-        for name in ("libxxhash.so.0", ctypes.util.find_library("xxhash")):
+        # find_library runs ldconfig (a process): only if the soname fails to load
+        for find in (lambda: "libxxhash.so.0", lambda: _find_library("xxhash")):
+            name = find()
             if not name:
                 continue
             try:
@@ -111,3 +112,9 @@ def new(name: str) -> Any:
     if name == "sha256":
         return hashlib.sha256()
     raise ValueError(f"unknown hash {name!r}")
+
+
+def _find_library(name: str) -> str | None:
+    import ctypes.util  # imports tempfile, shutil...: only when the soname did not load
+
+    return ctypes.util.find_library(name)

@@ -269,7 +269,7 @@ def _attempt(request: dict[str, Any], fd: int, state: State, out: IO[str]) -> li
 
 
 #: ``streams: 0`` (auto): one stream per this much of the target's size, at most AUTO_MAX.
-AUTO_BYTES_PER_STREAM = 1024 * 1024 * 1024
+AUTO_BYTES_PER_STREAM = 2 * 1024 * 1024 * 1024
 AUTO_MAX = 4
 
 
