@@ -2,7 +2,7 @@
 hosts' by-id names, as on a cloud where an attached Cinder volume is a block device. Block
 devices report no holes (everything is "allocated"), so zero-chunk detection is what keeps
 zeros off the wire, and a destination that is not known to be zeroed must be zeroed
-explicitly (BLKZEROOUT): these volumes start full of garbage."""
+explicitly: these destinations start full of garbage."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import yaml
 from tenantshift.manifest.schema import ConversionHosts
 from tenantshift.transfer import TransferOptions, VolumeCopy, copy_volumes
 
-from .helpers import MiB, make_volume, sha256_file
+from .helpers import MiB, allocated, make_volume, sha256_file
 
 pytestmark = pytest.mark.devcloud
 
@@ -86,6 +86,9 @@ def test_copy_between_block_devices(
     [result] = asyncio.run(copy_volumes(hosts, [VolumeCopy(src_id, dst_id)], options=options))
     # bit-identical, the garbage included: every range the source did not send was zeroed
     assert sha256_file(destination) == sha256_file(source)
+    # ...by unmapping (a loop device guarantees that an unmapped range reads as zeros: it
+    # punches a hole in its file), so the thin destination holds only the data
+    assert allocated(destination) <= result.bytes_data + MiB
     assert result.verified and result.bytes_logical == SIZE
     # a block device has no holes: the source reports all of it allocated...
     assert result.bytes_allocated == SIZE

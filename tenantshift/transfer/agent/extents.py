@@ -254,9 +254,14 @@ def _fallocate(fd: int, mode: int, offset: int, length: int) -> bool:
 
 def zero_range(fd: int, offset: int, length: int, block_device: bool) -> None:
     """Make [offset, offset+length) read as zeros without writing zeros where the target can
-    do better: BLKZEROOUT on a block device (thin targets unmap), a punched hole in a file
-    (the file stays sparse). Falls back to writing zeros."""
+    do better. A file: a punched hole (it stays sparse). A block device: first a punched
+    hole, which the kernel turns into an unmapping write-zeroes and refuses (EOPNOTSUPP)
+    unless the device guarantees that the range then reads back as zeros, so a thin
+    volume stays thin; a plain discard is never used, since it may leave old data
+    readable. Then BLKZEROOUT (zeroes, allocating on a thin device). Writing zeros last."""
     if length <= 0:
+        return
+    if _fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length):
         return
     if block_device:
         try:
@@ -264,8 +269,6 @@ def zero_range(fd: int, offset: int, length: int, block_device: bool) -> None:
             return
         except OSError:
             pass
-    elif _fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length):
-        return
     step = 1024 * 1024
     end = offset + length
     while offset < end:
