@@ -48,8 +48,6 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--marker")
     which.add_argument("--every-run", action="store_true", help="the lines of every run")
     rev.add_argument("--file")
-    put = sub.add_parser("put-key", help="store the pinned source host key (JSON on stdin)")
-    put.add_argument("run_dir")
     clean = sub.add_parser("cleanup", help="remove the run dir")
     clean.add_argument("run_dir")
     ctl = sub.add_parser("control", help="answer authorize/revoke/cleanup lines on stdin")
@@ -99,9 +97,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "revoke":
         _print(keys.revoke(args.marker, args.file, every_run=args.every_run))
-        return 0
-    if args.command == "put-key":
-        _print(keys.put_pull_key(args.run_dir, json.loads(sys.stdin.read(65536))))
         return 0
     if args.command == "cleanup":
         _print(keys.cleanup(args.run_dir))
