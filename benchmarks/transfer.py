@@ -1,16 +1,24 @@
-"""Benchmark the transfer layer against plain dd pipelines, between the devcloud's conversion
-hosts (real sshd processes on 127.0.0.1; both "hosts" share this machine's cores).
+"""Benchmark the transfer layer against the pipelines a user would otherwise pick, between the
+devcloud's conversion hosts (real sshd processes on 127.0.0.1; both "hosts" share this
+machine's cores, so ratios within one run are what counts, not absolute figures).
 
-    .venv/bin/python benchmarks/transfer.py --size 4G --allocated 1G
+    export DEVCLOUD_STATE=... DEVCLOUD_PORT_OFFSET=...   # a running devcloud
+    .venv/bin/python benchmarks/transfer.py --size 4G --allocated 1G --runs 3
+    .venv/bin/python benchmarks/transfer.py --block     # loop devices instead of files
 
 Builds a sparse test volume like shared/notes/datapath.md describes (about 40% random, 40%
-text-like and 20% explicit zeros, in ~3 MiB extents spread over the volume) in the source
-host's device directory, then, for each method, pulls it into a fresh sparse file in the
-destination host's device directory, every method run *on the destination host* over SSH
-(aes128-gcm for all). Prints wall seconds, bytes on the wire and whether the result is sparse
-and identical. Wire bytes are measured on the loopback interface (/proc/net/dev: SSH and TCP
-overhead included, and whatever else talks on lo meanwhile), and for our streamer also as the
-stream bytes the destination agent received.
+text-like and 20% allocated zeros, in 0.5-6 MiB extents spread over the volume) in the source
+host's device directory, then runs every method ``--runs`` times, interleaved (round 1 of
+every method, then round 2, ...) so that a burst of load from elsewhere hits all of them.
+Every method pulls into a fresh, empty destination on the destination host over SSH with
+aes128-gcm and ends with an fsync; ``benchmarks/transfer_pipelines.py`` has the others.
+
+Prints each run, then a table: wall seconds min/median (ours split into set-up, copy and
+verify), wire bytes (the loopback interface's count: SSH and TCP framing included, and
+whatever else talked on lo meanwhile), our agent's stream bytes, destination allocation,
+whether the result is identical (content digest of the whole logical volume), and each
+method's median as a multiple of the reference's (``--reference``, ours with default
+options).
 """
 
 from __future__ import annotations
@@ -21,9 +29,12 @@ import json
 import os
 import random
 import shlex
+import statistics
+import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +43,34 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import transfer_pipelines as pipelines  # noqa: E402
+
 from tenantshift.manifest.schema import ConversionHosts  # noqa: E402
 from tenantshift.transfer import TransferOptions, VolumeCopy, copy_volumes  # noqa: E402
+from tenantshift.transfer.agent import extents  # noqa: E402
 from tenantshift.transfer.agent.sink import device_digest  # noqa: E402
 from tenantshift.transfer.ssh import CIPHERS, connect  # noqa: E402
 
 MiB = 1024 * 1024
 CHUNK = 4 * MiB
+
+#: Our methods: TransferOptions for each (``ours`` is the default configuration).
+OURS: dict[str, dict[str, Any]] = {
+    "ours": {},
+    "ours-none": {"compression": "none"},
+    "ours-zstd": {"compression": "zstd"},
+    "ours-zlib": {"compression": "zlib"},
+    "ours-reread": {"reread": True},
+    "ours-sha256": {"hash_algorithm": "sha256"},
+    "ours-1stream": {"streams": 1},
+    "ours-2streams": {"streams": 2},
+}
+DEFAULT_METHODS = (
+    "ours,ours-none,ours-zstd,ours-zlib,ours-reread,naive,sparse-dd,nbdkit-qemu-img,"
+    "nbdkit-nbdcopy,qemu-nbd-nbdcopy,floor"
+)
+#: Slow methods that teach nothing new after one run.
+ONCE = {"naive", "ours-zlib"}
 
 
 def parse_size(text: str) -> int:
@@ -53,20 +85,8 @@ def text_block(n: int, seed: int) -> bytes:
     rng = random.Random(seed)
     words = [
         w.encode()
-        for w in (
-            "volume",
-            "tenant",
-            "server",
-            "extent",
-            "migrate",
-            "chunk",
-            "zero",
-            "hash",
-            "network",
-            "subnet",
-            "router",
-            "image",
-        )
+        for w in ("volume", "tenant", "server", "extent", "migrate", "chunk", "zero", "hash",
+                  "network", "subnet", "router", "image")
     ]
     parts: list[bytes] = []
     size = 0
@@ -96,6 +116,7 @@ def build_volume(path: Path, size: int, target: int, seed: int = 7) -> dict[str,
         placed.append((start_mib * MiB + rng.randrange(0, 256) * 4096, length))
         total += length
     kinds = {"random": 0, "text": 0, "zeros": 0}
+    path.unlink(missing_ok=True)
     with open(path, "wb") as f:
         f.truncate(size)
         for offset, length in sorted(placed):
@@ -113,18 +134,32 @@ def build_volume(path: Path, size: int, target: int, seed: int = 7) -> dict[str,
     return {"extents": len(placed), "allocated": total, **kinds}
 
 
+def write_nonzero_blob(src: Path, blob: Path) -> int:
+    """The volume's non-zero 64 KiB blocks, concatenated: what the floor has to move."""
+    fd = os.open(src, os.O_RDONLY)
+    size = extents.device_size(fd)
+    buf = bytearray(CHUNK)
+    total = 0
+    try:
+        with open(blob, "wb") as out:
+            for offset, length, pieces in extents.chunk_windows(
+                extents.data_extents(fd, 0, size), CHUNK, size
+            ):
+                extents.read_chunk(fd, buf, offset, length, pieces)
+                for rel, n in extents.nonzero_runs(buf, length):
+                    out.write(memoryview(buf)[rel : rel + n])
+                    total += n
+    finally:
+        os.close(fd)
+    return total
+
+
 def lo_bytes() -> int:
     for line in Path("/proc/net/dev").read_text().splitlines():
         name, _, rest = line.partition(":")
         if name.strip() == "lo":
             return int(rest.split()[0])
     return 0
-
-
-def fresh(path: Path, size: int) -> None:
-    path.unlink(missing_ok=True)
-    with open(path, "wb") as f:
-        f.truncate(size)
 
 
 def digest(path: Path, size: int) -> str:
@@ -135,110 +170,244 @@ def digest(path: Path, size: int) -> str:
         os.close(fd)
 
 
-async def dd_pipeline(hosts: ConversionHosts, src: Path, dst: Path, sparse: bool) -> float:
-    """``ssh src dd | dd`` run on the destination host (it pulls), with the devcloud's key."""
-    s = hosts.source
-    ssh = [
-        "ssh", "-F", "/dev/null", "-T", "-i", str(s.key_file),
-        "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={s.known_hosts}",
-        "-o", "BatchMode=yes", "-c", CIPHERS[0], "-p", str(s.port), f"{s.user}@{s.address}",
-        f"dd if={shlex.quote(str(src))} bs=4M status=none",
-    ]  # fmt: skip
-    of = shlex.quote(str(dst))
-    writer = f"dd of={of} bs=4M status=none conv=notrunc"
-    if sparse:  # fullblock: from a pipe, dd would otherwise test partial blocks for zeros
-        writer = f"dd of={of} bs=64K iflag=fullblock conv=sparse,notrunc status=none"
+@dataclass
+class Volume:
+    """One side's volume: a sparse file, optionally behind a loop device; the by-id name
+    points at whichever the copy should use."""
+
+    link: Path
+    backing: Path
+    size: int
+    loop: str | None = None
+
+    def attach(self, block: bool) -> None:
+        if not block:  # the by-id name is the file itself, as on the devcloud
+            return
+        # losetup -f: loop devices are global on the machine; take a free one, release it.
+        self.loop = subprocess.run(
+            ["losetup", "-f", "--show", str(self.backing)],
+            check=True, capture_output=True, text=True,
+        ).stdout.strip()  # fmt: skip
+        self.link.unlink(missing_ok=True)
+        self.link.symlink_to(self.loop)
+
+    @property
+    def device(self) -> str:
+        return self.loop or str(self.backing)
+
+    def empty(self) -> None:
+        """A fresh, thin, all-zero destination."""
+        if self.loop:
+            subprocess.run(["blkdiscard", self.loop], check=True)
+        else:
+            with open(self.backing, "r+b") as f:
+                f.truncate(0)
+                f.truncate(self.size)
+
+    def release(self) -> None:
+        self.link.unlink(missing_ok=True)
+        if self.loop:
+            subprocess.run(["losetup", "-d", self.loop], check=False)
+            self.loop = None
+        self.backing.unlink(missing_ok=True)
+
+
+@dataclass
+class Row:
+    method: str
+    wall: float
+    wire: int
+    allocated: int
+    identical: bool
+    stream: int | None = None
+    split: dict[str, float] = field(default_factory=dict)
+    codec: str = ""
+
+
+async def run_shell(hosts: ConversionHosts, script: str) -> str:
     conn = await connect(hosts.destination, "destination", 30)
     try:
-        started = time.monotonic()
-        result = await conn.run(f"{shlex.join(ssh)} | {writer}", check=True)
-        assert result.exit_status == 0
-        return time.monotonic() - started
+        result = await conn.run(shlex.join(["bash", "-c", script]), check=False)
+        if result.exit_status != 0:
+            raise RuntimeError(f"exit {result.exit_status}: {str(result.stderr)[-800:]}")
+        return str(result.stdout)
     finally:
         conn.close()
 
 
-async def ours(hosts: ConversionHosts, copy: VolumeCopy, compression: str, state: Path) -> Any:
-    options = TransferOptions(state_dir=str(state), compression=compression)  # type: ignore[arg-type]
+async def run_ours(hosts: ConversionHosts, copy: VolumeCopy, options: TransferOptions) -> Any:
     started = time.monotonic()
     [result] = await copy_volumes(hosts, [copy], options=options)
     return result, time.monotonic() - started
+
+
+def one_run(
+    method: str, hosts: ConversionHosts, src: Volume, dst: Volume, ids: tuple[str, str],
+    blob: Path, state: Path, want: str, tag: str,
+) -> Row:  # fmt: skip
+    dst.empty()
+    for leftover in state.glob("*"):
+        leftover.unlink()
+    before = lo_bytes()
+    stream: int | None = None
+    split: dict[str, float] = {}
+    codec = ""
+    if method in OURS:
+        options = TransferOptions(state_dir=str(state), **OURS[method])
+        result, wall = asyncio.run(run_ours(hosts, VolumeCopy(*ids), options))
+        stream, codec = result.bytes_wire, result.codec
+        split = {
+            "setup": wall - result.copy_seconds - result.verify_seconds,
+            "copy": result.copy_seconds,
+            "verify": result.verify_seconds,
+        }
+    else:
+        script = pipelines.script(
+            method, hosts.source, CIPHERS[0], src.device, dst.device, tag, str(blob)
+        )
+        started = time.monotonic()
+        asyncio.run(run_shell(hosts, script))
+        wall = time.monotonic() - started
+        if method == "floor":
+            scratch = str(Path(hosts.destination.device_dir) / f".floor-{tag}")
+            fsync = float(asyncio.run(run_shell(
+                hosts, pipelines.fsync_script(str(blob), hosts.source, CIPHERS[0], scratch)
+            )).strip())  # fmt: skip
+            split = {"cat": wall, "fsync": fsync}
+            wall += fsync
+    wire = lo_bytes() - before
+    if method == "floor":
+        return Row(method, wall, wire, 0, True, split=split)
+    return Row(
+        method,
+        wall,
+        wire,
+        os.stat(dst.backing).st_blocks * 512,
+        digest(dst.backing, dst.size) == want,
+        stream,
+        split,
+        codec,
+    )
+
+
+def summarize(rows: list[Row], reference: str) -> list[str]:
+    by: dict[str, list[Row]] = {}
+    for r in rows:
+        by.setdefault(r.method, []).append(r)
+    ref = statistics.median(r.wall for r in by[reference]) if reference in by else None
+    out = [
+        "| method | runs | wall s min | wall s median | split (median) | wire (lo) | stream "
+        "| destination allocated | identical | median / ours |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for method, runs in by.items():
+        walls = [r.wall for r in runs]
+        med = statistics.median(walls)
+        split = ""
+        if runs[0].split:
+            split = " + ".join(
+                f"{k} {statistics.median(r.split[k] for r in runs):.2f}" for k in runs[0].split
+            )
+        stream = runs[0].stream
+        name = method + (f" ({runs[0].codec})" if runs[0].codec else "")
+        out.append(
+            f"| {name} | {len(runs)} | {min(walls):.2f} | {med:.2f} | {split} "
+            f"| {statistics.median(r.wire for r in runs) / MiB:.0f} MiB "
+            f"| {'-' if stream is None else f'{stream / MiB:.0f} MiB'} "
+            f"| {'-' if method == 'floor' else f'{runs[0].allocated / MiB:.0f} MiB'} "
+            f"| {'yes' if all(r.identical for r in runs) else 'NO'} "
+            f"| {'-' if ref is None else f'{med / ref:.2f}x'} |"
+        )
+    return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="4G", help="logical size (default 4G)")
     parser.add_argument("--allocated", default="1G", help="allocated bytes (default 1G)")
-    parser.add_argument("--hosts", default=str(ROOT / ".devcloud" / "conversion-hosts.yaml"))
-    parser.add_argument("--methods", default="naive,sparse-dd,ours,ours-zstd,ours-zlib")
-    parser.add_argument("--json", action="store_true", help="also print the rows as JSON")
+    state_root = Path(os.environ.get("DEVCLOUD_STATE", ROOT / ".devcloud"))
+    parser.add_argument("--hosts", default=str(state_root / "conversion-hosts.yaml"))
+    parser.add_argument("--methods", default=DEFAULT_METHODS)
+    parser.add_argument("--runs", type=int, default=3, help="runs per method (default 3)")
+    parser.add_argument("--reference", default="ours", help="method the ratios divide by")
+    parser.add_argument("--block", action="store_true", help="loop devices, not files")
+    parser.add_argument("--json", action="store_true", help="also print the runs as JSON")
     args = parser.parse_args()
+    methods = args.methods.split(",")
+    unknown = [m for m in methods if m not in OURS and m not in pipelines.METHODS]
+    if unknown:
+        parser.error(f"unknown methods {unknown}; known: {[*OURS, *pipelines.METHODS]}")
+    if any(m in pipelines.NBD for m in methods):
+        pipelines.ensure_tools()
     size, target = parse_size(args.size), parse_size(args.allocated)
     hosts = ConversionHosts.model_validate(yaml.safe_load(Path(args.hosts).read_text()))
-    src_id, dst_id = str(uuid.uuid4()), str(uuid.uuid4())
-    src = Path(hosts.source.device_dir) / f"virtio-{src_id[:20]}"
-    dst = Path(hosts.destination.device_dir) / f"virtio-{dst_id[:20]}"
-    state = Path(f"/tmp/tenantshift-bench-state-{os.getpid()}")
-    rows: list[dict[str, Any]] = []
+    ids = (str(uuid.uuid4()), str(uuid.uuid4()))
+    tag = f"{os.getpid()}"
+    work = Path(f"/tmp/tenantshift-bench-{tag}")
+    work.mkdir(mode=0o700)
+    state = work / "state"
+    src = Volume(Path(hosts.source.device_dir) / f"virtio-{ids[0][:20]}", work / "src", size)
+    dst = Volume(Path(hosts.destination.device_dir) / f"virtio-{ids[1][:20]}", work / "dst", size)
+    if not args.block:  # the by-id names are the files themselves, as on the devcloud
+        src.backing, dst.backing = src.link, dst.link
+    blob = work / "nonzero"
+    rows: list[Row] = []
+    failures: list[str] = []
     try:
         t = time.monotonic()
-        info = build_volume(src, size, target)
+        info = build_volume(src.backing, size, target)
+        with open(dst.backing, "wb") as f:
+            f.truncate(size)
+        src.attach(args.block)
+        dst.attach(args.block)
+        nonzero = write_nonzero_blob(src.backing, blob)
+        want = digest(src.backing, size)
         print(
             f"volume: {size / MiB:.0f} MiB logical, {info['allocated'] / MiB:.0f} MiB allocated in "
             f"{info['extents']} extents ({info['random'] / MiB:.0f} random, "
-            f"{info['text'] / MiB:.0f} text, {info['zeros'] / MiB:.0f} zeros); "
-            f"built in {time.monotonic() - t:.1f}s",
+            f"{info['text'] / MiB:.0f} text, {info['zeros'] / MiB:.0f} zeros), "
+            f"{nonzero / MiB:.0f} MiB non-zero; "
+            f"{'loop devices ' + str(src.loop) + ' -> ' + str(dst.loop) if args.block else 'files'}"
+            f"; built in {time.monotonic() - t:.1f}s; load {os.getloadavg()[0]:.1f}",
             flush=True,
         )
-        want = digest(src, size)
-        for method in args.methods.split(","):
-            fresh(dst, size)
-            for leftover in state.glob("*"):
-                leftover.unlink()
-            before = lo_bytes()
-            stream = None
-            extra = ""
-            if method in ("naive", "sparse-dd"):
-                wall = asyncio.run(dd_pipeline(hosts, src, dst, sparse=method == "sparse-dd"))
-            else:
-                compression = {"ours": "none", "ours-zstd": "zstd", "ours-zlib": "zlib"}[method]
-                copy = VolumeCopy(src_id, dst_id)
-                result, wall = asyncio.run(ours(hosts, copy, compression, state))
-                stream = result.bytes_wire
-                extra = (
-                    f"copy {result.copy_seconds:.2f}s + verify "
-                    f"{result.seconds - result.copy_seconds:.2f}s + session set-up; "
-                    f"codec {result.codec}"
+        for round_ in range(args.runs):
+            for method in methods:
+                if round_ and method in ONCE:
+                    continue
+                try:
+                    row = one_run(method, hosts, src, dst, ids, blob, state, want, tag)
+                except Exception as exc:  # reported and counted, not fatal
+                    detail = [str(e) for e in getattr(exc, "exceptions", [])] or [str(exc)]
+                    print(f"  [{round_ + 1}] {method}: FAILED: {detail}", flush=True)
+                    failures.append(f"{method}: {detail}")
+                    continue
+                rows.append(row)
+                split = " ".join(f"{k}={v:.2f}" for k, v in row.split.items())
+                print(
+                    f"  [{round_ + 1}] {method}: {row.wall:.2f}s {split} wire "
+                    f"{row.wire / MiB:.0f} MiB stream "
+                    f"{'-' if row.stream is None else round(row.stream / MiB)} MiB allocated "
+                    f"{row.allocated / MiB:.0f} MiB identical {row.identical}",
+                    flush=True,
                 )
-            wire = lo_bytes() - before
-            row = {
-                "method": method,
-                "wall_s": round(wall, 2),
-                "wire_mib": round(wire / MiB),
-                "stream_mib": None if stream is None else round(stream / MiB),
-                "dst_allocated_mib": round(os.stat(dst).st_blocks * 512 / MiB),
-                "identical": digest(dst, size) == want,
-                "note": extra,
-            }
-            rows.append(row)
-            print(f"  {method}: {row}", flush=True)
     finally:
-        src.unlink(missing_ok=True)
-        dst.unlink(missing_ok=True)
+        src.release()
+        dst.release()
+        blob.unlink(missing_ok=True)
         for leftover in state.glob("*"):
             leftover.unlink()
         if state.exists():
             state.rmdir()
+        work.rmdir()
     print()
-    print("| method | wall s | wire (lo) | stream | destination allocated | identical |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        stream = "-" if r["stream_mib"] is None else f"{r['stream_mib']} MiB"
-        print(f"| {r['method']} | {r['wall_s']} | {r['wire_mib']} MiB | {stream} | "
-              f"{r['dst_allocated_mib']} MiB | {'yes' if r['identical'] else 'NO'} |")  # fmt: skip
+    print("\n".join(summarize(rows, args.reference)))
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
     if args.json:
-        print(json.dumps(rows, indent=2))
-    return 0 if all(r["identical"] for r in rows) else 1
+        print(json.dumps([r.__dict__ for r in rows], indent=2))
+    for failure in failures:
+        print(f"FAILED run: {failure}")
+    return 0 if all(r.identical for r in rows) and not failures else 1
 
 
 if __name__ == "__main__":

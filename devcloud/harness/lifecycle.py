@@ -9,7 +9,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import configs, install
-from .layout import ADMIN_PASSWORD, DEVCLOUD_DIR, HOST, REGION, TENANTS, State, keystone_url
+from .layout import (
+    ADMIN_PASSWORD,
+    DEVCLOUD_DIR,
+    EXT_DIR,
+    HOST,
+    REGION,
+    TENANTS,
+    State,
+    keystone_url,
+)
 from .proc import group_pids, pss_kib, run, running_pid, start, stop_many, wait_for
 from .services import Service, all_services
 
@@ -68,6 +77,19 @@ def down(state: State, only: list[str] | None = None) -> None:
     for phase in ([n for n in names if n not in infra], [n for n in names if n in infra]):
         for name in stop_many(state, phase):
             log(f"stopped {name}")
+    if not only:  # DEVCLOUD_LOOP_DEVICES: loop devices are global, release ours
+        released = _release_loops(state)
+        if released:
+            log(f"released {released} loop devices")
+
+
+def _release_loops(state: State) -> int:
+    import sys
+
+    sys.path.insert(0, str(EXT_DIR))
+    from devcloud_ext import loopdev  # stdlib only
+
+    return loopdev.release_all(str(state.root))
 
 
 def _start(state: State, svc: Service, timeout: float) -> None:

@@ -25,13 +25,13 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any
 
 import asyncssh
 
-from tenantshift.manifest.schema import ConversionHosts
+from tenantshift.manifest.schema import ConversionHost, ConversionHosts
 
 from . import ssh
 from .agent import codecs as agent_codecs  # stdlib only; the preference table is shared
@@ -77,7 +77,13 @@ class TransferSession:
         self._src: asyncssh.SSHClientConnection | None = None
         self._dst: asyncssh.SSHClientConnection | None = None
         self._authorized = False  # a key line may exist on the source
+        #: markers of copies whose key line may still be in authorized_keys
+        self._live_markers: set[str] = set()
         self._pull_ssh: dict[str, Any] = {}
+        self._src_ctl: ssh.Control | None = None
+        self._dst_ctl: ssh.Control | None = None
+        self.hash_algorithm: str = self.options.hash_algorithm
+        """The per-chunk hash copies use (``auto`` resolved when the session opens)."""
 
     async def __aenter__(self) -> TransferSession:
         try:
@@ -114,19 +120,54 @@ class TransferSession:
         # Keep whichever connected, so close() closes it even when the other failed.
         self._src = src if isinstance(src, asyncssh.SSHClientConnection) else None
         self._dst = dst if isinstance(dst, asyncssh.SSHClientConnection) else None
-        for outcome in (src, dst):
+        for connected in (src, dst):
+            if isinstance(connected, BaseException):
+                raise connected
+        assert self._src is not None and self._dst is not None
+        # The key the orchestrator verified (or, under insecure-skip, saw): the destination
+        # trusts exactly that one, under a fixed alias, with strict checking. It is written
+        # with the destination's agent, and both installs run at once (one round trip).
+        server_key = self._src.get_server_host_key()
+        if server_key is None:
+            raise HostKeyError("the source host presented no host key")
+        host_key = " ".join(server_key.export_public_key("openssh").decode().split()[:2])
+        bundle = agent_zip()
+        started = await asyncio.gather(
+            ssh.start_control(self._src, src_host, "source", bundle),
+            ssh.start_control(
+                self._dst, dst_host, "destination", bundle, f"{HOST_KEY_ALIAS} {host_key}\n"
+            ),
+            return_exceptions=True,
+        )
+        # Keep whichever agent started, so close() removes its run directory even when the
+        # other failed.
+        if isinstance(started[0], ssh.Control):
+            self._src_ctl = started[0]
+            self.source_run_dir = str(started[0].info["run_dir"])
+            self._source_uid = int(started[0].info["uid"])
+        if isinstance(started[1], ssh.Control):
+            self._dst_ctl = started[1]
+            self.destination_run_dir = str(started[1].info["run_dir"])
+        for outcome in started:
             if isinstance(outcome, BaseException):
                 raise outcome
-        assert self._src is not None and self._dst is not None
-        bundle = agent_zip()
-        # One after the other: a failed second install must not lose the first run dir.
-        self.source_run_dir, self._source_uid = await ssh.install_agent(
-            self._src, src_host, "source", bundle
-        )
-        self.destination_run_dir, _ = await ssh.install_agent(
-            self._dst, dst_host, "destination", bundle
-        )
-        await self._provision_destination()
+        assert self._src_ctl is not None and self._dst_ctl is not None
+        self.hash_algorithm = self.options.hash_algorithm
+        if self.hash_algorithm == "auto":
+            both = set(self._src_ctl.info.get("hashes", [])) & set(
+                self._dst_ctl.info.get("hashes", [])
+            )
+            self.hash_algorithm = "xxh3" if "xxh3" in both else "sha256"
+        assert self.destination_run_dir
+        self._pull_ssh = {
+            "address": src_host.address,
+            "port": src_host.port,
+            "user": src_host.user,
+            "known_hosts": f"{self.destination_run_dir}/known_hosts",
+            "host_key_alias": HOST_KEY_ALIAS,
+            "ciphers": ",".join(ssh.CIPHERS),
+            "connect_timeout": int(self.options.connect_timeout),
+        }
         log.info(
             "transfer session ready: %s pulls from %s",
             ssh.describe(dst_host, "destination"),
@@ -146,20 +187,36 @@ class TransferSession:
         command = forced_command(host, self.source_run_dir, self._source_uid, volume_ids)
         public = " ".join(key.export_public_key("openssh").decode().split()[:2])
         line = key_line(command, public, marker, self.options.source_from)
-        args = ["authorize", "--marker", marker, "--ttl", str(self.options.key_lifetime)]
         self._authorized = True  # before the call: a failure half-way is still revoked
-        answer = await ssh.run_json(
-            self._src,
-            ssh.agent_command(host, self.source_run_dir, *args, *self._keys_file_args()),
-            f"authorising a copy's key on the {ssh.describe(host, 'source')}",
-            line,
-        )
+        if self._src_ctl is not None:
+            answer = await self._src_ctl.request(
+                "authorising a copy's key",
+                op="authorize",
+                line=line,
+                marker=marker,
+                ttl=self.options.key_lifetime,
+                file=self.options.source_authorized_keys,
+            )
+        else:
+            args = ["authorize", "--marker", marker, "--ttl", str(self.options.key_lifetime)]
+            answer = await ssh.run_json(
+                self._src,
+                ssh.agent_command(host, self.source_run_dir, *args, *self._keys_file_args()),
+                f"authorising a copy's key on the {ssh.describe(host, 'source')}",
+                line,
+            )
         log.debug("ephemeral key authorised in %s", answer.get("file"))
 
     async def _revoke(self, marker: str) -> None:
         if self._src is None or not self.source_run_dir:
             raise TransferError("no connection to the source host")
         host = self.hosts.source
+        if self._src_ctl is not None:
+            await self._src_ctl.request(
+                "revoking a key", op="revoke", marker=marker,
+                file=self.options.source_authorized_keys,
+            )  # fmt: skip
+            return
         await ssh.run_json(
             self._src,
             ssh.agent_command(
@@ -167,33 +224,6 @@ class TransferSession:
             ),
             f"revoking a key on the {ssh.describe(host, 'source')}",
         )
-
-    async def _provision_destination(self) -> None:
-        assert self._src and self._dst and self.destination_run_dir
-        host = self.hosts.destination
-        # The key the orchestrator verified (or, under insecure-skip, saw): the destination
-        # trusts exactly that one, under a fixed alias, with strict checking.
-        server_key = self._src.get_server_host_key()
-        if server_key is None:
-            raise HostKeyError("the source host presented no host key")
-        host_key = " ".join(server_key.export_public_key("openssh").decode().split()[:2])
-        payload = json.dumps({"known_hosts": f"{HOST_KEY_ALIAS} {host_key}\n"})
-        answer = await ssh.run_json(
-            self._dst,
-            ssh.agent_command(host, self.destination_run_dir, "put-key", self.destination_run_dir),
-            f"provisioning the pinned host key on the {ssh.describe(host, 'destination')}",
-            payload,
-        )
-        src = self.hosts.source
-        self._pull_ssh = {
-            "address": src.address,
-            "port": src.port,
-            "user": src.user,
-            "known_hosts": answer["known_hosts"],
-            "host_key_alias": HOST_KEY_ALIAS,
-            "ciphers": ",".join(ssh.CIPHERS),
-            "connect_timeout": int(self.options.connect_timeout),
-        }
 
     async def close(self) -> None:
         """Revoke every key line of the session, remove both run directories, close the
@@ -204,32 +234,35 @@ class TransferSession:
     async def _close(self) -> None:
         src_host, dst_host = self.hosts.source, self.hosts.destination
         revoke_error: RevokeError | None = None
-        if self._authorized:
-            try:
-                await self._revoke(self.marker)  # the session's lines and every copy's
-            except (TransferError, OSError, asyncssh.Error) as exc:
-                where = ssh.describe(src_host, "source")
-                revoke_error = RevokeError(
-                    f"{where}: the session's key lines (marker {self.marker}) may still be in "
-                    f"authorized_keys: {exc}; they expire by themselves, or sweep them with "
-                    "sweep_leftover_keys",
-                    self.marker,
-                    where,
-                )
-                self.leftover_marker = self.marker
-        for conn, host, run_dir in (
-            (self._dst, dst_host, self.destination_run_dir),
-            (self._src, src_host, self.source_run_dir),
-        ):
-            if run_dir and conn is not None:
+
+        async def source_side() -> None:
+            nonlocal revoke_error
+            # Every copy revokes its own line; the session's marker covers any that failed.
+            if self._authorized and self._live_markers:
                 try:
-                    await ssh.run_json(
-                        conn,
-                        ssh.agent_command(host, run_dir, "cleanup", run_dir),
-                        "removing the run directory",
-                    )
+                    await self._revoke(self.marker)  # the session's lines and every copy's
+                    self._live_markers.clear()
                 except (TransferError, OSError, asyncssh.Error) as exc:
-                    log.warning("%s: removing the run directory failed: %s", host.address, exc)
+                    where = ssh.describe(src_host, "source")
+                    revoke_error = RevokeError(
+                        f"{where}: the session's key lines (marker {self.marker}) may still be "
+                        f"in authorized_keys: {exc}; they expire by themselves, or sweep them "
+                        "with sweep_leftover_keys",
+                        self.marker,
+                        where,
+                    )
+                    self.leftover_marker = self.marker
+            await self._remove_run_dir(self._src, self._src_ctl, src_host, self.source_run_dir)
+
+        # Both hosts at once: tear-down costs one round trip, not four.
+        await asyncio.gather(
+            source_side(),
+            self._remove_run_dir(self._dst, self._dst_ctl, dst_host, self.destination_run_dir),
+        )
+        for ctl in (self._src_ctl, self._dst_ctl):
+            if ctl is not None:
+                ctl.close()
+        self._src_ctl = self._dst_ctl = None
         self._authorized = False
         self.source_run_dir = self.destination_run_dir = None
         for conn in (self._src, self._dst):
@@ -240,6 +273,27 @@ class TransferSession:
         self._src = self._dst = None
         if revoke_error is not None:
             raise revoke_error
+
+    @staticmethod
+    async def _remove_run_dir(
+        conn: asyncssh.SSHClientConnection | None,
+        ctl: ssh.Control | None,
+        host: ConversionHost,
+        run_dir: str | None,
+    ) -> None:
+        if not run_dir or conn is None:
+            return
+        try:
+            if ctl is not None:
+                await ctl.request("removing the run directory", op="cleanup")
+                return
+            await ssh.run_json(
+                conn,
+                ssh.agent_command(host, run_dir, "cleanup", run_dir),
+                "removing the run directory",
+            )
+        except (TransferError, OSError, asyncssh.Error) as exc:
+            log.warning("%s: removing the run directory failed: %s", host.address, exc)
 
     # -- copies
 
@@ -252,10 +306,12 @@ class TransferSession:
             "device_dir": self.hosts.destination.device_dir,
             "state_dir": o.state_dir,
             "chunk_size": o.chunk_size,
-            "hash": o.hash_algorithm,
+            "hash": self.hash_algorithm,
             "codecs": agent_codecs.preference(o.compression),
             "target_zeroed": o.target_zeroed,
             "verify": o.verify,
+            "reread": o.reread,
+            "streams": o.streams,
             "checkpoint_bytes": o.checkpoint_bytes,
             "rate_limit": o.rate_limit,
             "progress_interval": o.progress_interval,
@@ -274,27 +330,44 @@ class TransferSession:
             raise TransferError("the transfer session is not open")
         key = asyncssh.generate_private_key("ssh-ed25519")
         marker = f"{self.marker}-{secrets.token_hex(8)}"
+        self._live_markers.add(marker)
         try:
-            await self._authorize(key, marker, [copy.source_volume_id])
-            return await self._pull(copy, key, progress)
+            authorized = self._authorize(key, marker, [copy.source_volume_id])
+            return await self._pull(copy, key, progress, authorized)
         finally:
             try:
                 await asyncio.shield(self._revoke(marker))
+                self._live_markers.discard(marker)
             except (TransferError, OSError, asyncssh.Error) as exc:
                 # close() revokes by the session's marker, and raises if that fails too.
                 log.warning("revoking the key of volume %s failed: %s", copy.source_volume_id, exc)
 
     async def _pull(
-        self, copy: VolumeCopy, key: asyncssh.SSHKey, progress: ProgressCallback | None
+        self,
+        copy: VolumeCopy,
+        key: asyncssh.SSHKey,
+        progress: ProgressCallback | None,
+        authorized: Awaitable[None],
     ) -> TransferResult:
+        """Start the pull agent while ``authorized`` puts the key line in place (the agent
+        sets up, then waits for "go"), then follow its progress to its result."""
         assert self._dst is not None and self.destination_run_dir
         host = self.hosts.destination
         started = time.monotonic()
         command = ssh.agent_command(host, self.destination_run_dir, "pull", root=True)
-        request = json.dumps(self._pull_request(copy, key)) + "\n"
+        request = json.dumps(dict(self._pull_request(copy, key), wait_for_go=True)) + "\n"
         async with self._dst.create_process(command, encoding="utf-8") as proc:
             proc.stdin.write(request)
-            proc.stdin.write_eof()
+            try:
+                await authorized
+            except BaseException:
+                proc.stdin.write_eof()  # no "go": the agent stops without connecting
+                raise
+            # The agent may have stopped already (a bad request, a missing device): its
+            # error line tells why.
+            with contextlib.suppress(BrokenPipeError, asyncssh.Error):
+                proc.stdin.write("go\n")
+                proc.stdin.write_eof()
             result: dict[str, Any] | None = None
             error: dict[str, Any] | None = None
             async for line in proc.stdout:
@@ -332,6 +405,7 @@ class TransferSession:
             chunks=int(result.get("chunks_total", result["chunks_sent"])),
             digest=result.get("digest"),
             verified=bool(result["verified"]),
+            verify_seconds=float(result.get("verify_seconds", 0.0)),
         )
 
 

@@ -8,6 +8,7 @@ empty trust list, so an empty list is never passed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import shlex
@@ -123,7 +124,100 @@ async def run_json(
 #: Writes the agent zip (stdin) into a fresh private directory and prints its path and the
 #: uid that owns it. mkdtemp makes the directory 0700, so other users on the host cannot swap
 #: the agent; the forced command checks that owner before it runs the agent as root.
+#: Reads the agent zip (its length on a first line, then the bytes; read with os.read, so no
+#: buffer swallows what follows) into a fresh private directory, optionally writes a
+#: known_hosts line (public: the argument) next to it, and becomes the agent's ``control``
+#: loop on the same channel. mkdtemp makes the directory 0700, so other users on the host
+#: cannot swap the agent; the forced command checks that owner before it runs it as root.
 _INSTALL = (
+    "import os,sys,tempfile\n"
+    "def rd(n):\n"
+    " b=b''\n"
+    " while len(b)<n:\n"
+    "  c=os.read(0,n-len(b))\n"
+    "  if not c: sys.exit('install: stdin ended early')\n"
+    "  b+=c\n"
+    " return b\n"
+    "n=b''\n"
+    "while not n.endswith(b'\\n'): n+=rd(1)\n"
+    "d=tempfile.mkdtemp(prefix='tenantshift-transfer-')\n"
+    "def w(name,data):\n"
+    " fd=os.open(os.path.join(d,name),os.O_WRONLY|os.O_CREAT|os.O_EXCL,0o600)\n"
+    " with os.fdopen(fd,'wb') as f: f.write(data)\n"
+    "w('agent.pyz',rd(int(n)))\n"
+    "if sys.argv[1:]: w('known_hosts',sys.argv[1].encode())\n"
+    "a=os.path.join(d,'agent.pyz')\n"
+    "os.execv(sys.executable,[sys.executable,a,'control',d])\n"
+)
+
+
+class Control:
+    """The agent's control loop on one host (see ``agent.cli.control``): one request line,
+    one JSON answer line, one request at a time."""
+
+    def __init__(
+        self, process: asyncssh.SSHClientProcess[bytes], host: ConversionHost, role: str
+    ) -> None:
+        self.process = process
+        self.where = describe(host, role)
+        self.info: dict[str, Any] = {}
+        self._lock = asyncio.Lock()
+
+    async def ready(self) -> dict[str, Any]:
+        self.info = await self._answer("installing the agent")
+        run_dir, uid = self.info.get("run_dir"), self.info.get("uid")
+        if not isinstance(run_dir, str) or not run_dir.startswith("/") or not isinstance(uid, int):
+            raise TransferError(f"installing the agent on the {self.where}: got {self.info!r}")
+        return self.info
+
+    async def _answer(self, what: str) -> dict[str, Any]:
+        line = (await self.process.stdout.readline()).decode("utf-8", "replace")
+        if not line:
+            err = (await self.process.stderr.read()).decode("utf-8", "replace")[-1500:].strip()
+            raise TransferError(f"{what} on the {self.where}: the agent stopped: {err}")
+        try:
+            value = json.loads(line)
+        except ValueError:
+            raise TransferError(f"{what} on the {self.where}: unexpected {line[:200]!r}") from None
+        if not isinstance(value, dict):
+            raise TransferError(f"{what} on the {self.where}: unexpected {line[:200]!r}")
+        if "error" in value:
+            raise TransferError(f"{what} on the {self.where} failed: {value['error']}")
+        return value
+
+    async def request(self, what: str, **request: Any) -> dict[str, Any]:
+        """The request may hold secrets: it is never part of a message."""
+        async with self._lock:
+            self.process.stdin.write((json.dumps(request) + "\n").encode("utf-8"))
+            return await self._answer(what)
+
+    def close(self) -> None:
+        self.process.close()
+
+
+async def start_control(
+    conn: asyncssh.SSHClientConnection,
+    host: ConversionHost,
+    role: str,
+    bundle: bytes,
+    known_hosts: str | None = None,
+) -> Control:
+    """Install the agent in a fresh run directory and start its control loop there."""
+    argv = [host.python, "-c", _INSTALL, *([known_hosts] if known_hosts else [])]
+    process = await conn.create_process(shlex.join(argv), encoding=None)
+    control = Control(process, host, role)
+    try:
+        process.stdin.write(f"{len(bundle)}\n".encode() + bundle)
+        await control.ready()
+    except BaseException:
+        process.close()
+        raise
+    return control
+
+
+#: Writes the agent zip (stdin) into a fresh private directory and prints its path and the
+#: uid that owns it (for one-off commands: the sweep of a later run).
+_INSTALL_ONLY = (
     "import json,os,sys,tempfile;"
     "d=tempfile.mkdtemp(prefix='tenantshift-transfer-');"
     "fd=os.open(os.path.join(d,'agent.pyz'),os.O_WRONLY|os.O_CREAT|os.O_EXCL,0o600);"
@@ -137,7 +231,7 @@ async def install_agent(
 ) -> tuple[str, int]:
     """The run directory and the uid owning it."""
     what = f"installing the agent on the {describe(host, role)}"
-    answer = await run_json(conn, shlex.join([host.python, "-c", _INSTALL]), what, bundle)
+    answer = await run_json(conn, shlex.join([host.python, "-c", _INSTALL_ONLY]), what, bundle)
     run_dir, uid = answer.get("run_dir"), answer.get("uid")
     if not isinstance(run_dir, str) or not run_dir.startswith("/") or not isinstance(uid, int):
         raise TransferError(f"{what}: got {answer!r}")

@@ -118,7 +118,8 @@ def test_a_failed_revocation_is_raised_with_the_marker(monkeypatch: pytest.Monke
     session = TransferSession(_hosts())
     session._src, session._dst = _Conn(), _Conn()  # type: ignore[assignment]
     session.source_run_dir = "/tmp/tenantshift-transfer-x"
-    session._authorized = True  # a copy's key line was added
+    session._authorized = True  # a copy's key line was added, its own revocation failed
+    session._live_markers.add(f"{session.marker}-00")
     with pytest.raises(RevokeError) as err:
         asyncio.run(session.close())
     assert err.value.marker == session.marker == session.leftover_marker

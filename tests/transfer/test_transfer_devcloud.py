@@ -152,6 +152,20 @@ def test_compression_is_negotiated_and_shrinks_the_wire(
     assert result.bytes_wire < result.bytes_data - 5 * MiB
 
 
+def test_several_streams_over_ssh_with_xxh3(
+    devcloud: Any, hosts: ConversionHosts, make_pair: Any, tmp_path: Path
+) -> None:
+    """Three SSH connections between the hosts, each over its part of the volume; the hash
+    negotiated from what both hosts have (libxxhash: apt links it on Debian)."""
+    pair = make_pair()
+    options = TransferOptions(state_dir=str(tmp_path / "state"), compression="none", streams=3)
+    [result] = asyncio.run(copy_volumes(hosts, [pair.copy], options=options))
+    assert sha256_file(pair.destination) == sha256_file(pair.source)
+    assert result.verified and NONZERO <= result.bytes_data <= NONZERO + 128 * 1024
+    assert len(result.digest or "") == 32  # XXH3-128
+    assert not marker_lines(devcloud), "the ephemeral key was not revoked"
+
+
 def _serve_pids(run_dir: str) -> list[int]:
     pids = []
     for proc in Path("/proc").iterdir():

@@ -6,7 +6,8 @@ data) keeps servers in memory only and uploads nothing on snapshot. This subclas
 - a root-disk file per image-booted server (`<state>/hosts/<id>/root.disk`, copied from its
   image at boot) that `createImage` uploads, so a server snapshot is an active image with bytes;
 - a by-id directory per server (`<state>/hosts/<id>/by-id/virtio-<volume id[:20]>` → the
-  volume's file), maintained on boot, attach, detach and delete: it plays /dev/disk/by-id;
+  volume's file, or with DEVCLOUD_LOOP_DEVICES=1 a loop device over it, see `loopdev`),
+  maintained on boot, attach, detach and delete: it plays /dev/disk/by-id;
 - the instance table persisted to `<state>/nova/fake-instances.json`, so restarting
   nova-compute does not turn every server into a ghost.
 """
@@ -27,7 +28,7 @@ from nova.virt import driver as virt_driver
 from nova.virt import fake
 from oslo_log import log as logging
 
-from . import paths
+from . import loopdev, paths
 
 LOG = logging.getLogger(__name__)
 
@@ -82,6 +83,9 @@ class DevcloudFakeDriver(fake.FakeDriverWithoutFakeNodes):
                 destroy_secrets: bool = True) -> None:
         super().destroy(context, instance, network_info, block_device_info, destroy_disks,
                         destroy_secrets)
+        by_id = paths.by_id_dir(instance.uuid)
+        for name in os.listdir(by_id) if os.path.isdir(by_id) else []:
+            loopdev.release_link(os.path.join(by_id, name), paths.state_dir())
         if destroy_disks:
             shutil.rmtree(paths.host_dir(instance.uuid), ignore_errors=True)
         self._save()
@@ -128,6 +132,7 @@ class DevcloudFakeDriver(fake.FakeDriverWithoutFakeNodes):
         volume_id = _volume_id(connection_info)
         if volume_id:
             link = os.path.join(paths.by_id_dir(instance.uuid), paths.by_id_name(volume_id))
+            loopdev.release_link(link, paths.state_dir())
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(link)
 
@@ -141,6 +146,9 @@ class DevcloudFakeDriver(fake.FakeDriverWithoutFakeNodes):
         d = paths.by_id_dir(instance.uuid)
         os.makedirs(d, exist_ok=True)
         link = os.path.join(d, paths.by_id_name(volume_id))
+        if loopdev.enabled():  # a real block device, as a cloud's attached volume is
+            loopdev.release_link(link, paths.state_dir())
+            target = loopdev.attach(target)
         tmp = link + ".tmp"
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

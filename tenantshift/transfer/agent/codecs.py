@@ -9,7 +9,6 @@ data (~40 MiB/s measured on random bytes), so it is only used when asked for.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import zlib
 from typing import Any
 
@@ -143,7 +142,9 @@ def _zstd() -> Codec | None:
         return _ModuleZstd(zstandard)
     except ImportError:
         pass
-    for name in ("libzstd.so.1", ctypes.util.find_library("zstd")):
+    # find_library runs ldconfig (a process: slow on a busy host): only if the soname fails
+    for find in (lambda: "libzstd.so.1", lambda: _find_library("zstd")):
+        name = find()
         if not name:
             continue
         try:
@@ -200,3 +201,9 @@ def negotiate(offered: list[str], local: list[str]) -> str:
         if name in local:
             return name
     return "none"
+
+
+def _find_library(name: str) -> str | None:
+    import ctypes.util  # imports tempfile, shutil...: only when the soname did not load
+
+    return ctypes.util.find_library(name)

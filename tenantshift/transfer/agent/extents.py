@@ -183,8 +183,8 @@ def chunk_windows(
 def read_chunk(fd: int, buf: bytearray, offset: int, length: int, pieces: list[Extent]) -> None:
     """Fill ``buf[:length]`` with the chunk at ``offset``: the pieces read, the rest zeros."""
     view = memoryview(buf)
-    if not (len(pieces) == 1 and pieces[0] == (0, length)):
-        view[:length] = _zero(length)
+    for rel, n in gaps(pieces, length):  # only what is not read over (memset costs too)
+        view[rel : rel + n] = _zero(n)
     for rel, n in pieces:
         got = read_full(fd, view[rel : rel + n], offset + rel)
         if got != n:
@@ -254,9 +254,14 @@ def _fallocate(fd: int, mode: int, offset: int, length: int) -> bool:
 
 def zero_range(fd: int, offset: int, length: int, block_device: bool) -> None:
     """Make [offset, offset+length) read as zeros without writing zeros where the target can
-    do better: BLKZEROOUT on a block device (thin targets unmap), a punched hole in a file
-    (the file stays sparse). Falls back to writing zeros."""
+    do better. A file: a punched hole (it stays sparse). A block device: first a punched
+    hole, which the kernel turns into an unmapping write-zeroes and refuses (EOPNOTSUPP)
+    unless the device guarantees that the range then reads back as zeros, so a thin
+    volume stays thin; a plain discard is never used, since it may leave old data
+    readable. Then BLKZEROOUT (zeroes, allocating on a thin device). Writing zeros last."""
     if length <= 0:
+        return
+    if _fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length):
         return
     if block_device:
         try:
@@ -264,8 +269,6 @@ def zero_range(fd: int, offset: int, length: int, block_device: bool) -> None:
             return
         except OSError:
             pass
-    elif _fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length):
-        return
     step = 1024 * 1024
     end = offset + length
     while offset < end:

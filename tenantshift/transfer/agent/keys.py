@@ -238,17 +238,6 @@ def _replace(fd: int, real: str, seen: bytes, new: bytes) -> bool:
     return True
 
 
-def put_pull_key(run_dir: str, data: dict[str, str]) -> dict[str, str]:
-    """Write the pinned source host key into the run dir (each copy's private key comes with
-    its pull request and lives only as long as that copy)."""
-    check_run_dir(run_dir)
-    path = os.path.join(run_dir, "known_hosts")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(data["known_hosts"])
-    return {"known_hosts": path}
-
-
 def check_run_dir(run_dir: str) -> None:
     # Cleanup deletes a whole directory: make sure it is one of ours.
     if not os.path.basename(os.path.normpath(run_dir)).startswith(RUN_DIR_PREFIX):

@@ -24,8 +24,8 @@ from typing import IO, Any
 from . import codecs, extents, keys, validate
 from .codecs import CodecError
 from .framing import FramingError, Reader
-from .sink import RemoteError, Sink, VerifyError
-from .state import State, StateDirError
+from .sink import RemoteError, Sink, VerifyError, verify_entries
+from .state import MAX_PARTS, State, StateDirError
 
 F_SETPIPE_SZ = 1031
 
@@ -120,6 +120,7 @@ def parse_request(request: Any) -> dict[str, Any]:
         "codecs": validate.codec_list(request.get("codecs")),
         "target_zeroed": validate.flag(request.get("target_zeroed", False), "target_zeroed"),
         "verify": validate.flag(request.get("verify", True), "verify"),
+        "reread": validate.flag(request.get("reread", False), "reread"),
         "checkpoint_bytes": validate.integer(
             request.get("checkpoint_bytes", 256 * 1024 * 1024), "checkpoint_bytes", 1
         ),
@@ -128,85 +129,174 @@ def parse_request(request: Any) -> dict[str, Any]:
             request.get("progress_interval", 0.5), "progress_interval", 0.0, 3600.0
         ),
         "ssh": ssh,
+        "wait_for_go": validate.flag(request.get("wait_for_go", False), "wait_for_go"),
+        "streams": validate.integer(request.get("streams", 1), "streams", 0, MAX_PARTS),
     }
 
 
-def _attempt(request: dict[str, Any], fd: int, state: State, out: IO[str]) -> Sink:
+class _Stream:
+    """One SSH connection to the source and the sink it feeds (one part of the volume)."""
+
+    def __init__(self, request: dict[str, Any], sink: Sink, fields: dict[str, Any]) -> None:
+        self.sink = sink
+        self.error: BaseException | None = None
+        source_request = {
+            "volume_id": request["source_volume_id"],
+            "chunk_size": request["chunk_size"],
+            "hash": request["hash"],
+            "codecs": sink.codecs_offered,
+            "rate_limit": request["rate_limit"],
+            # A resumed copy is verified against what the source holds *now*, not against
+            # anything remembered on this side.
+            "verify_prefix": bool(request["verify"]),
+            **fields,
+        }
+        self.proc = subprocess.Popen(
+            ssh_argv(request["ssh"]),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            bufsize=0,
+        )
+        assert self.proc.stdin and self.proc.stdout and self.proc.stderr
+        self.tail = _Tail(self.proc.stderr)
+        self.tail.start()
+        with contextlib.suppress(OSError):  # a bigger pipe: fewer wake-ups (64 KiB default)
+            fcntl.fcntl(self.proc.stdout.fileno(), F_SETPIPE_SZ, 1024 * 1024)
+        self.proc.stdin.write((json.dumps(source_request) + "\n").encode("utf-8"))
+        self.proc.stdin.close()
+        stream = open(self.proc.stdout.fileno(), "rb", buffering=1024 * 1024, closefd=False)  # noqa: SIM115
+        self.reader = Reader(stream)
+
+    def _eof(self) -> RemoteError:
+        code = self.proc.wait(timeout=30)
+        self.tail.join(timeout=5)
+        stderr = self.tail.text()
+        return RemoteError(
+            _classify_ssh_failure(stderr),
+            f"the stream from the source host ended at offset {self.sink.position} "
+            f"(ssh exit status {code})" + (f": {stderr}" if stderr else ""),
+        )
+
+    def start(self) -> dict[str, Any]:
+        try:
+            return self.sink.start(self.reader)
+        except EOFError:
+            raise self._eof() from None
+
+    def run(self) -> None:
+        try:
+            self.sink.run(self.reader)
+        except EOFError:
+            self.error = self._eof()
+        except BaseException as exc:  # reported by the thread that waits for us
+            self.error = exc
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def _attempt(request: dict[str, Any], fd: int, state: State, out: IO[str]) -> list[Sink]:
+    """One attempt at the copy: one stream per part of the volume, each in its own thread
+    (reading from ssh, decompressing, hashing and writing release the GIL, so the streams
+    overlap on several cores). Returns the sinks, in part order."""
+    lock = threading.Lock()
     last = [0.0]
     interval = float(request["progress_interval"])
+    streams: list[_Stream] = []
 
-    def progress(sink: Sink) -> None:
+    def progress(_: Sink) -> None:
         now = time.monotonic()
         if now - last[0] >= interval:
-            last[0] = now
-            _emit(out, _progress(sink))
+            with lock:
+                last[0] = now
+                _emit(out, _progress([s.sink for s in streams]))
 
     offered = [c for c in request["codecs"] if c in codecs.available()] or ["none"]
-    sink = Sink(
-        fd,
-        state,
-        chunk_size=request["chunk_size"],
-        hash_name=request["hash"],
-        codecs_offered=offered,
-        target_zeroed=request["target_zeroed"],
-        checkpoint_bytes=request["checkpoint_bytes"],
-        progress=progress,
-    )
-    source_request = {
-        "volume_id": request["source_volume_id"],
-        "start": state.offset,
-        "chunk_size": request["chunk_size"],
-        "hash": request["hash"],
-        "codecs": offered,
-        "rate_limit": request["rate_limit"],
-        # A resumed copy is verified against what the source holds *now*, not against
-        # anything remembered on this side.
-        "verify_prefix": bool(request["verify"]),
-    }
-    proc = subprocess.Popen(
-        ssh_argv(request["ssh"]),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        bufsize=0,
-    )
-    assert proc.stdin and proc.stdout and proc.stderr
-    tail = _Tail(proc.stderr)
-    tail.start()
+    plans: list[dict[str, Any]]
+    if state.parts:  # resume: each part from where it got to
+        plans = [{"begin": b, "start": d, "end": e} for b, e, d in state.parts]
+    elif _streams(request, fd) > 1:
+        n = _streams(request, fd)
+        plans = [{"split": [i, n]} for i in range(n)]
+    else:
+        plans = [{"start": 0}]
     try:
-        with contextlib.suppress(OSError):  # a bigger pipe: fewer wake-ups (64 KiB default)
-            fcntl.fcntl(proc.stdout.fileno(), F_SETPIPE_SZ, 1024 * 1024)
-        proc.stdin.write((json.dumps(source_request) + "\n").encode("utf-8"))
-        proc.stdin.close()
-        stream = open(proc.stdout.fileno(), "rb", buffering=1024 * 1024, closefd=False)  # noqa: SIM115
-        reader = Reader(stream)
-        try:
-            hello = sink.start(reader)
-            _emit(out, {"type": "hello", "hello": hello, "resumed_from": state.offset})
-            sink.run(reader)
-        except EOFError:
-            code = proc.wait(timeout=30)
-            tail.join(timeout=5)
-            stderr = tail.text()
-            raise RemoteError(
-                _classify_ssh_failure(stderr),
-                f"the stream from the source host ended at offset {sink.position} "
-                f"(ssh exit status {code})" + (f": {stderr}" if stderr else ""),
-            ) from None
-        return sink
+        for index, fields in enumerate(plans):
+            sink = Sink(
+                fd,
+                state,
+                chunk_size=request["chunk_size"],
+                hash_name=request["hash"],
+                codecs_offered=offered,
+                target_zeroed=request["target_zeroed"],
+                checkpoint_bytes=request["checkpoint_bytes"],
+                progress=progress,
+                part=index,
+                split="split" in fields,
+            )
+            streams.append(_Stream(request, sink, fields))
+        hellos = [s.start() for s in streams]
+        sinks = [s.sink for s in streams]
+        if not state.parts:
+            _check_tiling(sinks)
+            state.start_parts([[s.begin, s.end, s.position] for s in sinks], sinks[0].size)
+        _emit(out, {"type": "hello", "hello": hellos[0], "streams": len(streams),
+                    "resumed_from": sum(s.resumed_from - s.begin for s in sinks)})  # fmt: skip
+        threads = [threading.Thread(target=s.run, daemon=True) for s in streams]
+        for t in threads:
+            t.start()
+        failed: _Stream | None = None
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(timeout=0.05)
+            failed = failed or next((s for s in streams if s.error is not None), None)
+            if failed is not None:  # one broke: stop the others, report the first error
+                for s in streams:
+                    s.stop()
+        failed = failed or next((s for s in streams if s.error is not None), None)
+        if failed is not None and failed.error is not None:
+            raise failed.error
+        if len(sinks) > 1:
+            state.complete()  # every part is done: a finished copy is never resumed from
+        return sinks
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+        for s in streams:
+            s.stop()
 
 
-def _progress(sink: Sink) -> dict[str, Any]:
+#: ``streams: 0`` (auto): one stream per this much of the target's size, at most AUTO_MAX.
+AUTO_BYTES_PER_STREAM = 2 * 1024 * 1024 * 1024
+AUTO_MAX = 4
+
+
+def _streams(request: dict[str, Any], fd: int) -> int:
+    if request["streams"]:
+        return int(request["streams"])
+    return max(1, min(AUTO_MAX, extents.device_size(fd) // AUTO_BYTES_PER_STREAM))
+
+
+def _check_tiling(sinks: list[Sink]) -> None:
+    """The parts the source computed must cover the volume exactly, in order (every stream
+    computed them from what it saw; a source that changed in between fails here)."""
+    at = 0
+    for sink in sinks:
+        if sink.begin != at or sink.size != sinks[0].size:
+            raise RemoteError("protocol", "the source's parts do not tile the volume")
+        at = sink.end
+    if at != sinks[0].size:
+        raise RemoteError("protocol", "the source's parts do not tile the volume")
+
+
+def _progress(sinks: list[Sink]) -> dict[str, Any]:
     return {
         "type": "progress",
-        "position": sink.position,
-        "size": sink.size,
-        "data_bytes": sink.data_bytes,
-        "wire_bytes": sink.wire_bytes,
+        "position": sum(s.position - s.begin for s in sinks if s.size),
+        "size": max((s.size for s in sinks), default=0),
+        "data_bytes": sum(s.data_bytes for s in sinks),
+        "wire_bytes": sum(s.wire_bytes for s in sinks),
     }
 
 
@@ -215,36 +305,49 @@ def _copy(request: dict[str, Any], fd: int, state: State, out: IO[str]) -> dict[
     prefix does not match what the source holds now (a changed source, or a state file that
     lied)."""
     started = time.monotonic()
-    sink = None
+    sinks: list[Sink] = []
+    copied = verify_seconds = 0.0
+    verified: dict[str, Any] = {}
     for attempt in range(2):
+        resumed = bool(state.parts)
         try:
-            sink = _attempt(request, fd, state, out)
+            sinks = _attempt(request, fd, state, out)
+            copied = time.monotonic()
             if request["verify"]:
-                verified = sink.verify()
-                break
-            verified = {}
+                first = sinks[0]
+                ranges = (
+                    [(0, first.size)]
+                    if request["reread"]
+                    else [(s.begin, s.resumed_from) for s in sinks]
+                )
+                entries = [e for s in sinks for e in s.entries]
+                verified = verify_entries(
+                    fd, first.size, first.chunk_size, first.hash_name, entries, ranges
+                )
+            verify_seconds = time.monotonic() - copied
             break
         except RemoteError as exc:
             if exc.kind != "stale_state" or attempt:
                 raise
         except VerifyError:
-            if sink is None or not sink.resumed_from or attempt:
+            if not resumed or attempt:
                 raise
         state.reset()
-        sink = None
-    assert sink is not None
-    copied = time.monotonic()
+        sinks = []
+    first = sinks[0]
     result: dict[str, Any] = {
         "type": "result",
-        "size": sink.size,
-        "allocated": int(sink.hello["allocated"]),
-        "codec": sink.hello["codec"],
-        "hash": sink.hello["hash"],
-        "resumed_from": sink.resumed_from,
-        "data_bytes": sink.data_bytes,
-        "wire_bytes": sink.wire_bytes,
-        "chunks_sent": sink.chunks,
+        "size": first.size,
+        "allocated": int(first.hello["allocated"]),
+        "codec": first.hello["codec"],
+        "hash": first.hello["hash"],
+        "streams": len(sinks),
+        "resumed_from": sum(s.resumed_from - s.begin for s in sinks),
+        "data_bytes": sum(s.data_bytes for s in sinks),
+        "wire_bytes": sum(s.wire_bytes for s in sinks),
+        "chunks_sent": sum(s.chunks for s in sinks),
         "copy_seconds": copied - started,
+        "verify_seconds": verify_seconds,
         "verified": bool(verified),
         "digest": None,
     }
@@ -275,7 +378,7 @@ _PROTOCOL_ERRORS = (
 )
 
 
-def pull(request: Any, out: IO[str]) -> int:
+def pull(request: Any, out: IO[str], stdin: IO[bytes] | None = None) -> int:
     try:
         req = parse_request(request)
     except validate.RequestError as exc:
@@ -301,6 +404,14 @@ def pull(request: Any, out: IO[str]) -> int:
             },
         )
         key_path = _write_key(req["ssh"])
+        if req["wait_for_go"]:
+            # The orchestrator authorises the copy's key on the source meanwhile (the set-up
+            # above overlaps that round trip); "go" says the key line is in place.
+            line = stdin.readline(16) if stdin is not None else b""
+            if line.strip() != b"go":
+                _emit(out, _error("cancelled", "the copy was cancelled before it started",
+                                  "destination"))  # fmt: skip
+                return 2
         _emit(out, _copy(req, fd, state, out))
         return 0
     except RemoteError as exc:
@@ -352,7 +463,7 @@ def main(stdin: IO[bytes], out: IO[str]) -> int:
         _emit(out, _error("protocol", "the pull request is not a JSON line", "destination"))
         return 2
     try:
-        return pull(request, out)
+        return pull(request, out, stdin)
     except BrokenPipeError:
         return 3  # the orchestrator went away: stop quietly, the state file has the resume point
 

@@ -11,7 +11,7 @@ import struct
 import time
 from typing import Any, Callable
 
-from . import codecs, extents, validate
+from . import codecs, extents, hashes, validate
 from .framing import DATA, END, ERROR, HASH, HELLO, PREFIX, SKIP, ZDATA, Reader, Record
 from .source import chunk_hash, new_hash
 from .state import State
@@ -75,6 +75,8 @@ class Sink:
         checkpoint_bytes: int = 256 * 1024 * 1024,
         checkpoint_seconds: float = 10.0,
         progress: Callable[[Sink], None] | None = None,
+        part: int = 0,
+        split: bool = False,
     ) -> None:
         self.fd = fd
         self.state = state
@@ -88,8 +90,17 @@ class Sink:
         self.progress = progress
         self.hello: dict[str, Any] = {}
         self.size = 0
-        self.position = state.offset
-        self.resumed_from = state.offset
+        #: This stream's part of the volume: [begin, end); it starts at ``resumed_from``
+        #: (its begin, or how far an earlier attempt got).
+        self.part = part
+        begin, end, done = state.parts[part] if state.parts else (0, -1, 0)
+        self.begin = begin
+        self.end = end  # -1: the source says (its size, or the part it computed)
+        self.position = done
+        self.resumed_from = done
+        #: a fresh copy in several parts: the source computed this one (``[i, n]``); the
+        #: caller checks that the parts tile the volume and records them in the state
+        self.split = split
         self.data_bytes = 0  # non-zero bytes written by this attempt
         self.wire_bytes = 0
         self.chunks = 0
@@ -120,10 +131,24 @@ class Sink:
         if hello.get("codec") not in self.codecs_offered:
             raise RemoteError("protocol", f"the source chose codec {hello.get('codec')!r}, "
                               "which was not offered")  # fmt: skip
-        if start != self.state.offset:
-            raise RemoteError("protocol", f"source started at {start}, not {self.state.offset}")
-        if self.state.offset and self.state.size != size:
+        try:
+            begin = validate.integer(hello.get("begin", 0), "begin")
+            end = validate.integer(hello.get("end", size), "end")
+        except validate.RequestError as exc:
+            raise RemoteError("protocol", f"hello: {exc}") from None
+        if self.split and not self.state.parts and start == begin:
+            self.begin = self.position = self.resumed_from = begin
+        if start != self.position or begin != self.begin:
+            raise RemoteError("protocol", f"source started at {start}, not {self.position}")
+        if self.state.parts and self.state.size != size:
             raise RemoteError("stale_state", "the resume point was saved for another size")
+        if (
+            not begin <= start <= end <= size
+            or (self.end >= 0 and end != self.end)
+            or begin % self.chunk_size
+            or (end % self.chunk_size and end != size)
+        ):
+            raise RemoteError("protocol", f"the source's part [{begin}, {end}) is not as asked")
         target_size = extents.device_size(self.fd)
         if target_size < size:
             raise RemoteError(
@@ -132,6 +157,9 @@ class Sink:
             )
         self.hello = hello
         self.size = size
+        self.end = end
+        if not self.state.parts and not self.split:  # one stream over the volume, fresh
+            self.state.start_parts([[begin, end, start]], size)
         return hello
 
     def _chunk_length(self, offset: int) -> int:
@@ -139,9 +167,10 @@ class Sink:
 
     def run(self, reader: Reader) -> None:
         """Apply records until the end record."""
-        size, chunk_size, hash_name = self.size, self.chunk_size, self.hash_name
+        chunk_size, hash_name = self.chunk_size, self.hash_name
+        size = self.end  # records must lie in this stream's part
         codec = codecs.load(str(self.hello["codec"]))
-        digest_size = len(new_hash(hash_name).digest())
+        digest_size = hashes.SIZES[hash_name]
         buf = bytearray(chunk_size)
         view = memoryview(buf)
         zeros = memoryview(bytes(chunk_size))
@@ -149,8 +178,8 @@ class Sink:
         chunk_start = -1
         since_ckpt = 0
         last_ckpt = time.monotonic()
-        prefix_open = self.position > 0  # prefix hashes come first, before any data
-        prefix_next = 0
+        prefix_open = self.position > self.begin  # prefix hashes come first, before any data
+        prefix_next = self.begin
         while True:
             record = reader.read()
             self.wire_bytes = reader.bytes
@@ -168,8 +197,7 @@ class Sink:
                 if base != chunk_start:
                     if runs:
                         raise RemoteError("protocol", f"chunk at {chunk_start} has no hash record")
-                    view[:] = zeros
-                    chunk_start = base
+                    chunk_start = base  # the buffer is all zeros here (see HASH)
                 rel = record.offset - base
                 if runs and rel < runs[-1][0] + runs[-1][1]:
                     raise RemoteError("protocol", f"run at {record.offset} overlaps")
@@ -207,6 +235,8 @@ class Sink:
                         extents.zero_range(self.fd, chunk_start + rel, n, self.block_device)
                 self.entries.append((chunk_start, digest))
                 self.chunks += 1
+                for rel, n in runs:  # back to all zeros, clearing only what was written
+                    view[rel : rel + n] = zeros[:n]
                 runs = []
                 chunk_start = -1
                 self.position = record.offset + length
@@ -236,7 +266,10 @@ class Sink:
                     raise RemoteError("protocol", f"stream ended at {self.position} of {size}")
                 self.summary = record.json()
                 os.fsync(self.fd)
-                self.state.complete()  # a finished copy is never resumed from
+                if len(self.state.parts) == 1:
+                    self.state.complete()  # a finished copy is never resumed from
+                else:  # the pull completes the state once every part is done
+                    self.state.checkpoint_part(self.part, self.position)
                 return
             elif kind == ERROR:
                 self._raise_remote(record)
@@ -246,15 +279,15 @@ class Sink:
                 since_ckpt >= self.checkpoint_bytes
                 or (since_ckpt and time.monotonic() - last_ckpt >= self.checkpoint_seconds)
             ) and chunk_start < 0:  # only between chunks: the position is then verified
-                self._checkpoint(size)
+                self._checkpoint()
                 since_ckpt = 0
                 last_ckpt = time.monotonic()
             if self.progress is not None:
                 self.progress(self)
 
-    def _checkpoint(self, size: int) -> None:
+    def _checkpoint(self) -> None:
         os.fsync(self.fd)
-        self.state.checkpoint(self.position, size)
+        self.state.checkpoint_part(self.part, self.position)
 
     @staticmethod
     def _raise_remote(record: Record) -> None:
@@ -267,40 +300,66 @@ class Sink:
 
     # -- verification
 
-    def verify(self) -> dict[str, Any]:
-        """Re-read the destination and compare it with the source's chunk hashes of this copy
-        (prefix hashes for what earlier attempts wrote): every chunk the source holds must
-        hash the same, every other allocated chunk must be zeros."""
-        size, chunk_size, hash_name = self.size, self.chunk_size, self.hash_name
-        buf = bytearray(chunk_size)
-        ours = []
-        source_entries = sorted(self.entries)
+    def verify(self, reread: bool = True) -> dict[str, Any]:
+        """Compare the destination with the source's chunk hashes of this copy (prefix hashes
+        for what earlier attempts wrote).
+
+        ``reread``: re-read the whole destination after the final fsync: every chunk the
+        source holds must hash the same, every other allocated chunk must be zeros.
+
+        Otherwise (stream verification): the chunks this attempt received were hashed as
+        decompressed, before they were written, and compared with the source's hash
+        (``run``), every write was complete, and every range the source skipped was zeroed
+        (unless ``target_zeroed`` said it already was). Only what earlier attempts wrote
+        (the resumed prefix, whatever the state file claimed) is re-read, with the same
+        checks as ``reread``. The digest is built from the compared hashes either way."""
+        ranges = [(0, self.size)] if reread else [(self.begin, self.resumed_from)]
+        return verify_entries(
+            self.fd, self.size, self.chunk_size, self.hash_name, self.entries, ranges
+        )
+
+
+def verify_entries(
+    fd: int,
+    size: int,
+    chunk_size: int,
+    hash_name: str,
+    entries: list[tuple[int, bytes]],
+    ranges: list[tuple[int, int]],
+) -> dict[str, Any]:
+    """Re-read ``ranges`` of the destination (chunk-grid aligned) against the source's hashes
+    ``entries``: every chunk the source holds hashes the same, every other allocated chunk
+    reads as zeros. Returns the content digest over ``entries``."""
+    entries = sorted(entries)
+    buf = bytearray(chunk_size)
+    reread = 0
+    for lo, hi in ranges:
+        if hi <= lo:
+            continue
+        reread += hi - lo
         # What the destination holds, chunk by chunk (holes inside chunks are not read).
         held = {
             offset: pieces
             for offset, _, pieces in extents.chunk_windows(
-                extents.data_extents(self.fd, 0, size), chunk_size, size
+                extents.data_extents(fd, lo, hi), chunk_size, size
             )
         }
-        for offset, digest in source_entries:
+        for offset, digest in entries:
+            if not lo <= offset < hi:
+                continue
             length = min(chunk_size, size - offset)
-            extents.read_chunk(self.fd, buf, offset, length, held.pop(offset, []))
-            mine = chunk_hash(hash_name, buf, length)[0]
-            if mine != digest:
+            extents.read_chunk(fd, buf, offset, length, held.pop(offset, []))
+            if chunk_hash(hash_name, buf, length)[0] != digest:
                 raise VerifyError(f"destination chunk at offset {offset} differs from the source")
-            ours.append((offset, mine))
         for offset, pieces in sorted(held.items()):  # data where the source sent none
             length = min(chunk_size, size - offset)
-            extents.read_chunk(self.fd, buf, offset, length, pieces)
+            extents.read_chunk(fd, buf, offset, length, pieces)
             if not extents.is_zero(buf, length):
                 raise VerifyError(
                     f"destination has data at offset {offset} where the source has zeros"
                 )
-        source_digest = content_digest(size, chunk_size, hash_name, source_entries)
-        destination_digest = content_digest(size, chunk_size, hash_name, ours)
-        if source_digest != destination_digest:
-            raise VerifyError("content digests differ")
-        return {"digest": destination_digest, "chunks_total": len(source_entries)}
+    value = content_digest(size, chunk_size, hash_name, entries)
+    return {"digest": value, "chunks_total": len(entries), "reread_bytes": reread}
 
 
 def _volume_id(value: Any) -> str | None:

@@ -9,27 +9,23 @@ request. Every request field is checked (``parse_request``): the process runs as
 from __future__ import annotations
 
 import collections
-import hashlib
 import json
 import os
+import queue
 import struct
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any, Iterator, NamedTuple, Sequence
 
-from . import codecs, extents, validate
+from . import codecs, extents, hashes, validate
 from .framing import DATA, END, ERROR, HASH, HELLO, PREFIX, SKIP, ZDATA, Writer, error_payload
 
 HASHES = validate.HASHES
 
 
 def new_hash(name: str) -> Any:
-    if name == "blake2b":
-        return hashlib.blake2b(digest_size=32)
-    if name == "sha256":
-        return hashlib.sha256()
-    raise ValueError(f"unknown hash {name!r}")
+    return hashes.new(name)
 
 
 class _Throttle:
@@ -57,6 +53,9 @@ class Request(NamedTuple):
     rate_limit: int | None
     workers: int
     verify_prefix: bool
+    begin: int
+    end: int | None
+    split: tuple[int, int] | None
 
 
 def parse_request(request: Any) -> Request:
@@ -73,7 +72,44 @@ def parse_request(request: Any) -> Request:
         rate_limit=validate.rate_limit(request.get("rate_limit")),
         workers=validate.integer(request.get("workers", 2), "workers", 1, 8),
         verify_prefix=validate.flag(request.get("verify_prefix", False), "verify_prefix"),
+        begin=validate.integer(request.get("begin", 0), "begin"),
+        end=None if request.get("end") is None else validate.integer(request["end"], "end"),
+        split=_split(request.get("split")),
     )
+
+
+def _split(value: Any) -> tuple[int, int] | None:
+    """``[i, n]``: stream part ``i`` of ``n`` parts of equal allocated size (the source
+    computes them: it knows the allocation)."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 2:
+        raise validate.RequestError("split must be [index, parts]")
+    n = validate.integer(value[1], "split parts", 1, MAX_PARTS)
+    return validate.integer(value[0], "split index", 0, n - 1), n
+
+
+#: Streams a copy may be split into.
+MAX_PARTS = 8
+
+
+def split_points(found: list[extents.Extent], chunk_size: int, size: int, parts: int) -> list[int]:
+    """``parts + 1`` chunk-grid offsets from 0 to ``size`` that cut the allocated bytes of
+    ``found`` into ``parts`` nearly equal shares. Deterministic: every stream of a copy
+    computes the same cuts (the destination checks that the parts it gets tile the volume)."""
+    total = extents.allocated(found)
+    points = [0]
+    seen = 0
+    want = 1
+    for offset, length in found:
+        while want < parts and seen + length >= total * want / parts:
+            cut = offset + int(total * want / parts - seen)
+            cut = min(cut - cut % chunk_size, size - size % chunk_size)
+            points.append(max(cut, points[-1]))
+            want += 1
+        seen += length
+    points += [size] * (parts + 1 - len(points))
+    return points
 
 
 def serve(request: Any, out: IO[bytes], device_dir: str, allowed_volume_ids: Sequence[str]) -> int:
@@ -93,6 +129,8 @@ def serve(request: Any, out: IO[bytes], device_dir: str, allowed_volume_ids: Seq
     except validate.RequestError as exc:
         return fail("protocol", str(exc))
     volume_id = req.volume_id
+    if req.hash_name not in hashes.available():
+        return fail("protocol", f"this host cannot compute {req.hash_name} hashes", volume_id)
     if volume_id not in allowed_volume_ids:
         return fail("forbidden", f"this key may not read volume {volume_id}", volume_id)
     try:
@@ -103,10 +141,21 @@ def serve(request: Any, out: IO[bytes], device_dir: str, allowed_volume_ids: Seq
         return fail("io", f"volume {volume_id}: cannot open its device: {exc}", volume_id)
     try:
         size = extents.device_size(fd)
-        if req.start % req.chunk_size or req.start > size:
-            return fail("protocol", f"bad start offset {req.start}", volume_id)
-        codec = codecs.load(codecs.negotiate(req.codecs, codecs.available()))
         every = extents.data_extents(fd, 0, size)
+        begin, start, end = req.begin, req.start, size if req.end is None else req.end
+        if req.split is not None:
+            index, parts = req.split
+            points = split_points(every, req.chunk_size, size, parts)
+            begin = start = points[index]
+            end = points[index + 1]
+        if (
+            begin % req.chunk_size
+            or start % req.chunk_size
+            or not begin <= start <= end <= size
+            or (end % req.chunk_size and end != size)
+        ):
+            return fail("protocol", f"bad range [{begin}, {start}, {end})", volume_id)
+        codec = codecs.load(codecs.negotiate(req.codecs, codecs.available()))
         writer.json(
             HELLO,
             {
@@ -115,14 +164,16 @@ def serve(request: Any, out: IO[bytes], device_dir: str, allowed_volume_ids: Seq
                 "codec": codec.name,
                 "chunk_size": req.chunk_size,
                 "hash": req.hash_name,
-                "start": req.start,
+                "start": start,
+                "begin": begin,
+                "end": end,
             },
         )
-        if req.verify_prefix and req.start:
-            _prefix(fd, extents.clip(every, 0, req.start), req, writer)
-        found = extents.clip(every, req.start, size)
-        summary = _stream(fd, size, found, req, codec, writer)
-        writer.json(END, summary, offset=size)
+        if req.verify_prefix and start > begin:
+            _prefix(fd, extents.clip(every, begin, start), req, start, writer)
+        found = extents.clip(every, start, end)
+        summary = _stream(fd, start, end, found, req, codec, writer)
+        writer.json(END, summary, offset=end)
         writer.flush()
         return 0
     except (OSError, codecs.CodecError) as exc:
@@ -153,6 +204,7 @@ class _Chunk(NamedTuple):
     digest: bytes
     records: list[tuple[bytes, int, int, Any]]  # kind, offset, raw length, payload
     data: int
+    buf: bytearray  # the records point into it: back to the pool once they are written
 
 
 class _Worker:
@@ -164,22 +216,26 @@ class _Worker:
         self.fd, self.chunk_size, self.hash_name = fd, chunk_size, hash_name
         self.codec_name = codec_name  # "" for hashes only (prefix verification)
         self.local = threading.local()
+        #: Chunk buffers, reused: a fresh 4 MiB bytearray per chunk costs the kernel a
+        #: page fault and a zeroed page for every 4 KiB of it. ``_prepared`` sizes it.
+        self.buffers: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
 
     def __call__(self, window: tuple[int, int, list[extents.Extent]]) -> _Chunk | None:
         offset, length, pieces = window
         codec = getattr(self.local, "codec", None)
         if codec is None and self.codec_name:
             codec = self.local.codec = codecs.load(self.codec_name)
-        buf = bytearray(self.chunk_size)  # fresh: the records below point into it
+        buf = self.buffers.get()  # the records below point into it
         extents.read_chunk(self.fd, buf, offset, length, pieces)
         if extents.is_zero(buf, length):
+            self.buffers.put(buf)
             return None  # allocated but all zeros: the next skip record covers it
         digest, runs = chunk_hash(self.hash_name, buf, length)
         if codec is None:
-            return _Chunk(offset, length, digest, [], 0)
+            return _Chunk(offset, length, digest, [], 0, buf)
         view = memoryview(buf)
         records = [_pack(codec, view[rel : rel + n], offset + rel) for rel, n in runs]
-        return _Chunk(offset, length, digest, records, sum(n for _, n in runs))
+        return _Chunk(offset, length, digest, records, sum(n for _, n in runs), buf)
 
 
 def _prepared(
@@ -187,6 +243,8 @@ def _prepared(
 ) -> Iterator[_Chunk]:
     """The non-zero chunks of ``windows``, in order, prepared by a small thread pool."""
     pending: collections.deque[Future[_Chunk | None]] = collections.deque()
+    for _ in range(2 * workers + 1):  # in flight, plus the one being written
+        work.buffers.put(bytearray(work.chunk_size))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         while True:
             # Keep a few chunks in flight, bounded so memory stays at a few chunk sizes.
@@ -199,33 +257,38 @@ def _prepared(
                 return
             chunk = pending.popleft().result()
             if chunk is not None:
-                yield chunk
+                yield chunk  # the caller writes its records out before it asks for more
+                work.buffers.put(chunk.buf)
 
 
 def _workers(req: Request) -> int:
     return max(1, min(req.workers, os.cpu_count() or 1, 8))
 
 
-def _prefix(fd: int, found: list[extents.Extent], req: Request, writer: Writer) -> None:
+def _prefix(
+    fd: int, found: list[extents.Extent], req: Request, start: int, writer: Writer
+) -> None:
     """Hashes of the non-zero chunks before the start offset, as the source holds them now.
     Costs a read of the prefix's allocated data on the source, none on the wire."""
     work = _Worker(fd, req.chunk_size, req.hash_name, "")
-    windows = extents.chunk_windows(found, req.chunk_size, req.start)
+    windows = extents.chunk_windows(found, req.chunk_size, start)
     for chunk in _prepared(fd, windows, work, _workers(req)):
         writer.record(PREFIX, chunk.offset, chunk.length, chunk.digest)
 
 
 def _stream(
     fd: int,
+    start: int,
     size: int,
     found: list[extents.Extent],
     req: Request,
     codec: codecs.Codec,
     writer: Writer,
 ) -> dict[str, Any]:
+    """Records for [start, size) (``size``: the end of this stream's part)."""
     throttle = _Throttle(req.rate_limit)
     work = _Worker(fd, req.chunk_size, req.hash_name, codec.name)
-    pos = req.start
+    pos = start
     chunks = data = 0
     windows = extents.chunk_windows(found, req.chunk_size, size)
     for chunk in _prepared(fd, windows, work, _workers(req)):

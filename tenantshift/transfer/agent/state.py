@@ -22,6 +22,7 @@ import json
 import os
 import secrets
 import stat
+import threading
 import time
 from typing import Any
 
@@ -31,6 +32,8 @@ MAX_STATE_BYTES = 64 * 1024
 #: How long a copy waits for an earlier copy of the same pair to let go of it: an orchestrator
 #: killed mid-copy leaves its pull agent running until its next progress write fails.
 LOCK_WAIT_SECONDS = 30.0
+#: Streams per copy (the source refuses more workers than this per request, too).
+MAX_PARTS = 8
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -62,22 +65,28 @@ def open_state_dir(path: str) -> int:
 
 
 class State:
+    """The resume point of one volume pair. A copy may run as several streams, each over its
+    own part ``[begin, end)`` of the volume (chunk-grid aligned, the parts tile the volume);
+    ``parts`` holds ``[begin, end, done]`` for each, ``done`` being how far that part is
+    written and fsynced. A single-stream copy has one part, and ``offset`` is its ``done``."""
+
     def __init__(self, state_dir: str, key: dict[str, Any]) -> None:
         src = validate.volume_id(key["source_volume_id"], "source_volume_id")
         dst = validate.volume_id(key["destination_volume_id"], "destination_volume_id")
         self.dir_fd = open_state_dir(state_dir)
         self.name = f"{src}--{dst}.json"
         try:
-            self.lock_fd = self._lock(f"{src}--{dst}.lock", dst)
+            self.lock_fd = self._lock_pair(f"{src}--{dst}.lock", dst)
         except BaseException:
             os.close(self.dir_fd)
             raise
         self.key = dict(key)
-        self.offset = 0
         self.size: int | None = None
+        self.parts: list[list[int]] = []
+        self._lock = threading.Lock()
         self._load()
 
-    def _lock(self, name: str, volume_id: str) -> int:
+    def _lock_pair(self, name: str, volume_id: str) -> int:
         """One copy per pair at a time: two writers on one target would interleave. A finished
         copy removes the lock file, so a waiter that locked a removed file tries again."""
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -104,19 +113,47 @@ class State:
                 return fd
             os.close(fd)
 
+    @property
+    def offset(self) -> int:
+        """Where a single-stream copy resumes (0 when there is nothing to resume)."""
+        return self.parts[0][2] if len(self.parts) == 1 else 0
+
     def _load(self) -> None:
         saved = self._read()
         if not isinstance(saved, dict) or any(saved.get(k) != v for k, v in self.key.items()):
             return
-        offset, size = saved.get("offset"), saved.get("size")
+        size = saved.get("size")
+        parts = saved.get("parts")
+        if parts is None:  # written by a single-stream copy of an earlier version
+            parts = [[0, size, saved.get("offset")]]
+        if isinstance(size, int) and self._valid(parts, size):
+            self.size, self.parts = size, [list(p) for p in parts]
+
+    def _valid(self, parts: Any, size: int) -> bool:
+        """Parts that tile [0, size) on the chunk grid, each done within its range, and
+        something to resume (a completed state never short-circuits a new copy)."""
         chunk = int(self.key["chunk_size"])
-        if (
-            isinstance(offset, int)
-            and isinstance(size, int)
-            and 0 < offset < size  # a completed state never short-circuits a new copy
-            and offset % chunk == 0
-        ):
-            self.offset, self.size = offset, size
+        if not isinstance(parts, list) or not 1 <= len(parts) <= MAX_PARTS or size <= 0:
+            return False
+        at = 0
+        for part in parts:
+            if (
+                not isinstance(part, list)
+                or len(part) != 3
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in part)
+            ):
+                return False
+            begin, end, done = part
+            if begin != at or not begin <= done <= end or begin % chunk:
+                return False
+            if (done % chunk and done != end) or (end % chunk and end != size):
+                return False
+            at = end
+        if at != size:
+            return False
+        return any(done > begin for begin, _, done in parts) and not all(
+            done == end for _, end, done in parts
+        )
 
     def _read(self) -> Any:
         try:
@@ -135,8 +172,8 @@ class State:
 
     def reset(self) -> None:
         """Start this copy from the beginning (the pair stays locked)."""
-        self.offset = 0
         self.size = None
+        self.parts = []
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.name, dir_fd=self.dir_fd)
 
@@ -147,10 +184,29 @@ class State:
             os.unlink(self.lock_name, dir_fd=self.dir_fd)
 
     def checkpoint(self, offset: int, size: int) -> None:
-        """Record ``offset`` as the resume point. The caller has fsynced the device."""
-        self.offset = offset
-        self.size = size
-        data = json.dumps(dict(self.key, offset=offset, size=size), sort_keys=True)
+        """Record ``offset`` as the resume point of a single-stream copy. The caller has
+        fsynced the device."""
+        self.start_parts([[0, size, offset]], size)
+
+    def start_parts(self, parts: list[list[int]], size: int) -> None:
+        """Record the parts of a copy (in memory; written at the next checkpoint)."""
+        with self._lock:
+            self.size = size
+            self.parts = [list(p) for p in parts]
+            if any(done > begin for begin, _, done in self.parts):
+                self._write()
+
+    def checkpoint_part(self, index: int, done: int) -> None:
+        """Record that part ``index`` is written up to ``done``. The caller has fsynced the
+        device. Thread-safe: each stream checkpoints its own part."""
+        with self._lock:
+            self.parts[index][2] = done
+            self._write()
+
+    def _write(self) -> None:
+        data = json.dumps(
+            dict(self.key, offset=self.offset, size=self.size, parts=self.parts), sort_keys=True
+        )
         tmp = f".{self.name}.{secrets.token_hex(8)}.tmp"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(tmp, flags, 0o600, dir_fd=self.dir_fd)

@@ -20,7 +20,7 @@ MAX_CHUNK = 32 * MiB
 #: Below this a copy of a real volume takes days, and each connection holds a root process.
 MIN_RATE_LIMIT = 1 * MiB
 MAX_GENERATION = 256
-HASHES = ("sha256", "blake2b")
+HASHES = ("sha256", "blake2b", "xxh3")
 CODECS = ("zstd", "zlib", "none")
 #: Offsets and sizes fit in a signed 64-bit off_t.
 MAX_OFFSET = (1 << 63) - 1
