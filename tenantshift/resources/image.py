@@ -25,7 +25,7 @@ def _migrates_with(info: Mapping[str, Any], conversion_hosts: frozenset[str]) ->
         return "a temporary server image of a migration in progress (its cleanup removes it)"
     status = info.get("status")
     if status not in (None, "active"):
-        return f"the image is {status}: it has no data to migrate"
+        return f"the image is {status}: only an active image's data can be read"
     return None
 
 

@@ -296,3 +296,34 @@ def test_a_kill_resumes_with_one_verified_copy(
         assert copy["id"] != left[0]["id"]  # an unfinished copy is replaced, never resumed into
     again = run_cli("plan", "-m", str(path), "--detailed-exitcode")
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_a_marked_copy_with_other_bytes_is_replaced_not_kept(
+    devcloud: Devcloud, images: list[str], tmp_path: Path
+) -> None:
+    src, dst = devcloud.connect("devcloud-src"), devcloud.connect("devcloud-dst")
+    tag = uuid.uuid4().hex[:6]
+    data = tmp_path / "right.raw"
+    random_file(data, 2 * MiB, tag)
+    source = make_image(
+        src, data, name=f"img-wrong-{tag}", disk_format="raw", container_format="bare"
+    )
+    images.append(source["id"])
+    path = manifest(tmp_path, [f"img-wrong-{tag}"])
+    marker = plan_changes(path)[f"image.img-wrong-{tag}"]["source_id"]
+    # What a broken earlier run could leave: our marker, active, the wrong bytes, not marked
+    # migrated.
+    other = tmp_path / "wrong.raw"
+    random_file(other, 2 * MiB, "other")
+    wrong = make_image(
+        dst, other, name=f"img-wrong-{tag}", disk_format="raw", container_format="bare",
+        **{"tenantshift-src": marker},
+    )  # fmt: skip
+    change = plan_changes(path)[f"image.img-wrong-{tag}"]
+    assert (change["action"], change["reason"]) == ("migrate", "resume")
+
+    code, output, _ = apply_measured(path)
+    assert code == 0, output
+    (copy,) = copies_of(dst, source["id"])
+    assert copy["id"] != wrong["id"] and copy["os_hash_value"] == source["os_hash_value"]
+    assert not [d for d in own_images(dst) if d["id"] == wrong["id"]]

@@ -71,7 +71,7 @@ def test_a_server_migrations_temporary_image_is_never_migrated() -> None:
     assert list(desired.resources) == ["image.tenantshift-notes"]
     notes = "\n".join(desired.warnings)
     assert notes.count("a temporary server image") == 2
-    assert "image.empty: not migrated on its own: the image is queued" in notes
+    assert "image.empty: not migrated on its own: the image is queued: only an active" in notes
 
 
 def test_the_listing_is_the_projects_own_images_hidden_ones_too_following_next_links() -> None:
