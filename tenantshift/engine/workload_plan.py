@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+from tenantshift.engine.workloads import MIGRATIONS
 from tenantshift.manifest import Manifest
 from tenantshift.plans import Action, Change, Reason
 from tenantshift.providers import Provider, ProviderError
@@ -27,7 +28,9 @@ def check_workloads(
     migrating = [c for c in changes if c.action is Action.MIGRATE and not c.blocked]
     if not migrating:
         return changes
-    host_problem = _conversion_host_problem(manifest, source, destination)
+    via_hosts = any(MIGRATIONS[c.kind].NEEDS_HOSTS for c in migrating if c.kind in MIGRATIONS)
+    host_problem = _conversion_host_problem(manifest, source, destination) if via_hosts else None
+    image_problem = _image_problem(source, destination)
     by_id = {(r.kind, r.id): dict(r.info) for r in source_snapshot.resources.values()}
     sizes = {r.id: int(r.params.get("size") or 0) for r in source_snapshot.of_kind("volume")}
     infos = {
@@ -44,7 +47,10 @@ def check_workloads(
                 update={"reason": Reason.BLOCKED_QUOTA, "detail": over[change.address], **moves}
             )
             continue
-        problem = host_problem or _source_problem(change, info, manifest)
+        if change.kind in MIGRATIONS and not MIGRATIONS[change.kind].NEEDS_HOSTS:
+            problem = image_problem
+        else:
+            problem = host_problem or _source_problem(change, info, manifest)
         if problem is not None:
             updated[change.address] = change.model_copy(
                 update={"reason": Reason.BLOCKED_PREREQUISITE, "detail": problem, **moves}
@@ -143,6 +149,10 @@ def _describe(change: Change, info: dict[str, object]) -> str:
     after = change.after or {}
     if change.kind == "volume":
         return f"copy {after.get('size')} GiB between the conversion hosts, verified"
+    if change.kind == "image":
+        size = int(str(info.get("size") or 0))
+        algo = info.get("os_hash_algo") or "md5 checksum"
+        return f"stream {size / 2**20:.1f} MiB from Glance to Glance, verified by {algo}"
     if change.kind == "server":
         volumes = list(info.get("volumes") or [])  # type: ignore[call-overload]
         disks = []
@@ -154,6 +164,14 @@ def _describe(change: Change, info: dict[str, object]) -> str:
         ports = len(after.get("ports") or [])
         return f"copy {len(disks)} disk(s): {', '.join(disks)}; boot with {ports} port(s)"
     return ""
+
+
+def _image_problem(source: Provider, destination: Provider) -> str | None:
+    """Image data streams from Glance to Glance: both ends must be able to move it."""
+    for side, provider in (("source", source), ("destination", destination)):
+        if getattr(provider, "image_ops", None) is None:
+            return f"the {side} ({provider.label}) cannot read or write image data"
+    return None
 
 
 def _conversion_host_problem(

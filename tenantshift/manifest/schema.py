@@ -52,6 +52,7 @@ KINDS: tuple[str, ...] = (
     "keypair",
     "volume",
     "server",
+    "image",
 )
 
 #: Validation-context key holding the directory that relative paths are resolved against.
@@ -341,6 +342,8 @@ class Select(_Model):
     """Volumes."""
     server: KindSelect = KindSelect()
     """Servers (workloads)."""
+    image: KindSelect = KindSelect()
+    """Glance images the source project owns (workloads: their data is streamed)."""
 
     def selects(self, kind: str, name: str) -> bool:
         """Whether the resource ``name`` of ``kind`` is selected: it must fully match one

@@ -4,6 +4,7 @@ Importing this package registers every kind; ``REGISTRY`` iterates them in refer
 """
 
 from tenantshift.resources import (  # noqa: F401  (each module registers its kind)
+    image,
     keypair,
     network,
     port,

@@ -94,6 +94,10 @@ RECORDS: dict[str, list[dict[str, Any]]] = {
         {"id": "vm1", "name": "vm", "flavor": "m1.small", "availability_zone": "az1",
          "keypair": "ops", "ports": ["p1"]},
     ],
+    "image": [
+        {"id": "i1", "name": "golden", "disk_format": "qcow2", "container_format": "bare",
+         "status": "active", "properties": {"os_distro": "cirros"}},
+    ],
 }  # fmt: skip
 
 

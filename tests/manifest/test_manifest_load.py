@@ -73,7 +73,7 @@ def test_minimal_defaults(write: Write) -> None:
 def test_kinds() -> None:
     assert KINDS == (
         "network", "subnet", "router", "router_interface", "security_group",
-        "security_group_rule", "port", "keypair", "volume", "server",
+        "security_group_rule", "port", "keypair", "volume", "server", "image",
     )  # fmt: skip
     assert tuple(Select.model_fields) == KINDS
 

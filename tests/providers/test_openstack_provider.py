@@ -44,7 +44,17 @@ def fake_conn() -> mock.MagicMock:
         mock.Mock(alias="tag-ports-during-bulk-creation"),
     ]
     conn.network.networks.return_value = []
+    conn.image.request.return_value = json_response({"images": []})
     return conn
+
+
+def json_response(body: Any, status: int = 200) -> requests.Response:
+    """What Glance answers (the image handler reads Glance's JSON documents)."""
+    response = requests.Response()
+    response.status_code = status
+    response.headers["content-type"] = "application/json"
+    response._content = json.dumps(body).encode()
+    return response
 
 
 def provider(conn: mock.MagicMock) -> OpenStackProvider:

@@ -5,12 +5,17 @@ from __future__ import annotations
 from tenantshift.engine.context import ApplyContext
 from tenantshift.engine.nodes import Node
 from tenantshift.engine.workloads.base import FAULT_KILL_AFTER, Migration, WorkloadError
+from tenantshift.engine.workloads.image import ImageMigration
 from tenantshift.engine.workloads.server import ServerMigration
 from tenantshift.engine.workloads.temporaries import clean_up, sweep
 from tenantshift.engine.workloads.volume import VolumeMigration
 
 #: Migration per kind; every kind declared ``workload=True`` has one (a test checks).
-MIGRATIONS: dict[str, type[Migration]] = {"volume": VolumeMigration, "server": ServerMigration}
+MIGRATIONS: dict[str, type[Migration]] = {
+    "volume": VolumeMigration,
+    "server": ServerMigration,
+    "image": ImageMigration,
+}
 
 
 async def migrate(ctx: ApplyContext, node: Node) -> str:

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 from tenantshift.engine.context import ApplyContext
 from tenantshift.engine.nodes import Node
+from tenantshift.manifest import ConversionHosts
 from tenantshift.providers import Provider
 from tenantshift.providers.volume_ops import VolumeOps
 from tenantshift.resources.marker import make_marker, split_marker
@@ -73,6 +74,13 @@ class Migration:
     """Run ``PHASES`` in order from where the journal says this node stopped."""
 
     PHASES: ClassVar[tuple[str, ...]] = ()
+    #: Its data moves between the conversion hosts (volumes, servers). An image's does not:
+    #: it streams from Glance to Glance, and the plan does not require conversion hosts for it.
+    NEEDS_HOSTS: ClassVar[bool] = True
+
+    src: VolumeOps
+    dst: VolumeOps
+    hosts: ConversionHosts
 
     def __init__(self, ctx: ApplyContext, node: Node) -> None:
         self.ctx = ctx
@@ -83,12 +91,13 @@ class Migration:
         self.migration, source_id = split_marker(self.marker)
         #: ... and the source resource's own id.
         self.source_id = source_id
-        self.src = ops_of(ctx, "source")
-        self.dst = ops_of(ctx, "destination")
-        hosts = ctx.settings.conversion_hosts
-        if hosts is None:
-            raise WorkloadError("migrating data needs conversion_hosts in the manifest")
-        self.hosts = hosts
+        if self.NEEDS_HOSTS:
+            self.src = ops_of(ctx, "source")
+            self.dst = ops_of(ctx, "destination")
+            hosts = ctx.settings.conversion_hosts
+            if hosts is None:
+                raise WorkloadError("migrating data needs conversion_hosts in the manifest")
+            self.hosts = hosts
 
     async def run(self) -> str:
         journal = self.ctx.journal

@@ -30,6 +30,7 @@ from tenantshift.providers.openstack.connection import (
     RetryPolicy,
     connect,
 )
+from tenantshift.providers.openstack.image_ops import OpenStackImageOps
 from tenantshift.providers.openstack.kinds import KindHandler, QuotaSource, Usage, handler_classes
 from tenantshift.providers.openstack.volume_ops import OpenStackVolumeOps
 from tenantshift.resources import REGISTRY, Record, Snapshot, normalize
@@ -82,6 +83,8 @@ class OpenStackProvider:
         }
         #: Attach, detach and mark volumes: what workload migrations need beyond CRUD.
         self.volume_ops = OpenStackVolumeOps(self)
+        #: Stream image data from one Glance to another (image migrations).
+        self.image_ops = OpenStackImageOps(self)
 
     @classmethod
     def from_cloud_ref(

@@ -88,7 +88,10 @@ class OpenStackVolumeOps:
         compute, image = self.provider.conn.compute, self.provider.conn.image
         made = self._call(
             "compute.create_server_image",
-            lambda: compute.create_server_image(server_id, name, wait=False),
+            # Marked temporary, so a plan taken meanwhile never migrates it as an image.
+            lambda: compute.create_server_image(
+                server_id, name, metadata={TEMPORARY_KEY: "true"}, wait=False
+            ),
         )
         image_id = str(getattr(made, "id", made))
         self._poll(

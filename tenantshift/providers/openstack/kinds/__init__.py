@@ -5,6 +5,7 @@ A new kind: a module here with a ``@register_handler`` class, imported below. Th
 """
 
 from tenantshift.providers.openstack.kinds import (  # noqa: F401  (each module registers)
+    image,
     keypair,
     neutron,
     port,

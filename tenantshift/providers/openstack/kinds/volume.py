@@ -60,7 +60,10 @@ def user_metadata(metadata: Mapping[str, Any] | None) -> dict[str, str]:
 
 
 def image_metadata(res: SdkObject) -> dict[str, str]:
-    return {str(k): str(v) for k, v in (getattr(res, "volume_image_metadata", None) or {}).items()}
+    # Cinder copies an image's properties here, ours too (a server migration's temporary server
+    # image is marked ``tenantshift-temporary``): they are not the user's and never migrate.
+    found = getattr(res, "volume_image_metadata", None) or {}
+    return {str(k): str(v) for k, v in found.items() if not str(k).startswith(OWN_PREFIX)}
 
 
 @register_handler
