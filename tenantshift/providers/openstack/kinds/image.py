@@ -118,11 +118,21 @@ class GlanceProperties(ProvenanceStore):
         value = res.get(self.key)
         return [str(value)] if value else []
 
-    def create_attrs(self, handler: KindHandler, source_id: str) -> dict[str, Any]:
-        return {"properties": {self.key: source_id}}
+    def create_attrs(
+        self, handler: KindHandler, source_id: str | None, labels: Names | None
+    ) -> dict[str, Any]:
+        return {"properties": {self.key: source_id}} if source_id is not None else {}
 
-    def stamp(self, handler: KindHandler, res: SdkObject, source_id: str | None) -> SdkObject:
-        if self.markers(res) == ([source_id] if source_id else []):
+    def stamp(
+        self,
+        handler: KindHandler,
+        res: SdkObject,
+        source_id: str | None,
+        *,
+        labels: Names | None = None,
+        keep_marker: bool = False,
+    ) -> SdkObject:
+        if keep_marker or self.markers(res) == ([source_id] if source_id else []):
             return res
         if source_id is None:
             handler.delete_metadata(res, [self.key])
