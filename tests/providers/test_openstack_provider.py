@@ -227,18 +227,26 @@ def test_create_stamps_the_marker_in_the_same_request() -> None:
     conn.network.set_tags.assert_not_called()
 
 
-def test_create_without_tag_creation_tags_afterwards() -> None:
+def add_tag(res: Any, tag: str) -> Any:
+    """The SDK's ``add_tag``: one PUT, then the tag appended to the resource it was given."""
+    res.tags = [*res.tags, tag]
+    return res
+
+
+def test_create_without_tag_creation_adds_the_tag_in_one_call() -> None:
+    """Create, then ``PUT .../tags/<marker>``: it adds one tag and leaves the others alone, so
+    nothing is read before (``set_tags`` would replace the list) or after (two round trips in
+    all, where stamping by ``set_tags`` took four)."""
     conn = fake_conn()
     conn.network.extensions.return_value = []
     conn.network.create_network.side_effect = lambda **a: net("n9", a["name"])
-    conn.network.get_network.side_effect = [
-        net("n9", "osm_net", ["keep-me"]),  # read before replacing the tag list
-        net("n9", "osm_net", ["keep-me", "tenantshift-src:src-1"]),  # read after
-    ]
+    conn.network.add_tag.side_effect = add_tag
     record = provider(conn).create("network", {"name": "osm_net"}, "src-1")
     assert "tags" not in conn.network.create_network.call_args.kwargs
-    assert conn.network.set_tags.call_args.args[1] == ["keep-me", "tenantshift-src:src-1"]
-    assert record["provenance"] == "src-1"
+    assert conn.network.add_tag.call_args.args[1] == "tenantshift-src:src-1"
+    conn.network.set_tags.assert_not_called()
+    conn.network.get_network.assert_not_called()
+    assert record["provenance"] == "src-1" and record["id"] == "n9"
 
 
 def test_lost_create_response_adopts_instead_of_duplicating() -> None:
@@ -375,8 +383,43 @@ def test_a_kind_refusing_tags_in_the_post_keeps_the_others_atomic() -> None:
     assert conn.network.create_network.call_args.kwargs["tags"] == ["tenantshift-src:src-n"]
 
 
+def test_only_the_first_create_of_a_kind_tries_the_marker_in_the_request() -> None:
+    """Neutron announces ``tag-creation`` yet refuses tags in most POSTs: of many creates
+    started at once, one is refused (and tells the others), not every one of them."""
+    import threading
+    import time
+
+    conn = fake_conn()
+    refused, sent = [], []
+
+    def create_network(**attrs: Any) -> Any:
+        time.sleep(0.02)  # a round trip: the other workers arrive meanwhile
+        if "tags" in attrs:
+            refused.append(attrs["name"])
+            raise http_error(400, "Attribute 'tags' not allowed in POST")
+        sent.append(attrs["name"])
+        return net(f"id-{attrs['name']}", attrs["name"])
+
+    conn.network.create_network.side_effect = create_network
+    conn.network.add_tag.side_effect = add_tag
+    cloud = provider(conn)
+    records: list[Any] = []
+    workers = [
+        threading.Thread(
+            target=lambda i=i: records.append(cloud.create("network", {"name": f"n{i}"}, f"s{i}"))
+        )
+        for i in range(12)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(10)
+    assert len(refused) == 1 and len(sent) == 12
+    assert sorted(r["provenance"] for r in records) == sorted(f"s{i}" for i in range(12))
+
+
 def test_find_waits_for_a_create_to_stamp_its_marker() -> None:
-    """Without tag-creation a network exists unmarked until set_tags: a ``find`` for another
+    """Without tag-creation a network exists unmarked until tagged: a ``find`` for another
     source's same-named network must not adopt it in that window (issue 8)."""
     import threading
     import time
@@ -388,7 +431,12 @@ def test_find_waits_for_a_create_to_stamp_its_marker() -> None:
         [] if "tags" in q or not state["created"] else [net("n1", "X", list(state["tags"]))]
     )
     conn.network.get_network.side_effect = lambda _id: net("n1", "X", list(state["tags"]))
-    conn.network.set_tags.side_effect = lambda _res, tags: state.update(tags=tags)
+
+    def tag(res: Any, tag: str) -> Any:
+        state.update(tags=[*state["tags"], tag])
+        return add_tag(res, tag)
+
+    conn.network.add_tag.side_effect = tag
     cloud = provider(conn)
     found: list[Any] = []
     other = threading.Thread(target=lambda: found.append(cloud.find("network", "b", {"name": "X"})))

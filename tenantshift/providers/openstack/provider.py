@@ -24,6 +24,7 @@ from tenantshift.providers.base import (
     id_key,
 )
 from tenantshift.providers.openstack.connection import (
+    DEFAULT_POOL_SIZE,
     Caller,
     ForbiddenError,
     RetryPolicy,
@@ -82,15 +83,24 @@ class OpenStackProvider:
         api_timeout: float = 30.0,
         overrides: Mapping[str, Any] | None = None,
         max_workers: int = 8,
+        concurrency: int = DEFAULT_POOL_SIZE,
     ) -> OpenStackProvider:
-        """From a manifest ``CloudRef`` (anything with ``to_connect_kwargs()``)."""
+        """From a manifest ``CloudRef`` (anything with ``to_connect_kwargs()``).
+
+        ``concurrency``: how many calls the caller overlaps (an apply's parallelism plus its
+        copies); the session keeps that many connections per host, and never fewer than the
+        snapshot's ``max_workers``."""
         kwargs = ref.to_connect_kwargs()
         if label is None:
             label = getattr(ref, "cloud", None) or "inline-auth"
             if getattr(ref, "project", None):
                 label = f"{label}/{ref.project}"
         conn = connect(
-            kwargs, config_files=config_files, api_timeout=api_timeout, overrides=overrides
+            kwargs,
+            config_files=config_files,
+            api_timeout=api_timeout,
+            overrides=overrides,
+            pool_size=max(concurrency, max_workers),
         )
         return cls(conn, label=label, retry=retry, max_workers=max_workers)
 
