@@ -203,6 +203,12 @@ class LatencyProxy:
     async def stop(self) -> None:
         for server in self._servers:
             server.close()
+        # Client connections still open (keep-alive) end with the proxy.
+        current = asyncio.current_task()
+        pending = [t for t in asyncio.all_tasks() if t is not current]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         for upstream in self.upstreams:
             for _, writer in upstream.idle:
                 writer.close()

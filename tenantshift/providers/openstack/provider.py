@@ -65,6 +65,7 @@ class OpenStackProvider:
         self._project_id: str | None = None
         self._externals: dict[str, str] | None = None  # external network id -> name
         self._extensions: set[str] | None = None
+        self._extensions_lock = threading.Lock()
         self._claims: dict[tuple[str, str], threading.RLock] = {}
         self.handlers: dict[str, KindHandler] = {
             name: cls(self) for name, cls in handler_classes().items()
@@ -130,11 +131,12 @@ class OpenStackProvider:
 
     def has_extension(self, alias: str) -> bool:
         """A Neutron extension is loaded (``tag-creation``: tags in the POST, atomic marker)."""
-        if self._extensions is None:
-            self._extensions = self.call(
-                "network.extensions",
-                lambda: {e.alias for e in self.conn.network.extensions()},
-            )
+        with self._extensions_lock:  # one listing, not one per worker asking at once
+            if self._extensions is None:
+                self._extensions = self.call(
+                    "network.extensions",
+                    lambda: {e.alias for e in self.conn.network.extensions()},
+                )
         return alias in self._extensions
 
     def external_names(self, refresh: bool = False) -> dict[str, str]:
@@ -148,7 +150,11 @@ class OpenStackProvider:
         return self._externals or {}
 
     def external_id(self, name: str) -> str:
-        ids = [i for i, n in self.external_names(refresh=True).items() if n == name]
+        """The one external network of that name; the cached list answers unless it has no
+        such name or several (then it is listed again): not a listing per router create."""
+        ids = [i for i, n in self.external_names().items() if n == name]
+        if len(ids) != 1:
+            ids = [i for i, n in self.external_names(refresh=True).items() if n == name]
         if not ids:
             raise NotFoundError(
                 f"{self.label}: no external network named {name!r} is visible",
