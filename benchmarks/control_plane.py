@@ -407,17 +407,21 @@ def child_memory_plan(size: int) -> dict[str, Any]:
     }
 
 
-def run_child(args: list[str], env: dict[str, str]) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--child", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise SystemExit(f"child {args[0]} failed:\n{proc.stderr[-4000:]}")
-    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+def run_child(args: list[str], env: dict[str, str], attempts: int = 1) -> dict[str, Any]:
+    for attempt in range(1, attempts + 1):
+        proc = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--child", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+        if proc.returncode == 0:
+            out = dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+            out["attempts"] = attempt
+            return out
+        log(f"child {args[0]} failed (attempt {attempt}): {proc.stderr.strip()[-600:]}")
+    raise SystemExit(f"child {args[0]} failed {attempts} times")
 
 
 # -- reporting ------------------------------------------------------------------------------------
@@ -534,11 +538,14 @@ def main_cloud(
                 wipe(dst)  # empty already, unless an earlier run of the benchmark filled it
                 plan_file = bench_dir / f"p{level}.plan"
                 proxy.reset()
-                plan = run_child(["plan", str(manifest), str(plan_file)], env)
+                # A plan only reads: on an overloaded devcloud a listing can time out; again.
+                plan = run_child(["plan", str(manifest), str(plan_file)], env, attempts=3)
                 plan_calls = proxy.reset()
                 apply = run_child(["apply", str(manifest), str(plan_file)], env)
                 apply_calls = proxy.reset()
-                again = run_child(["plan", str(manifest), str(bench_dir / "again.plan")], env)
+                again = run_child(
+                    ["plan", str(manifest), str(bench_dir / "again.plan")], env, attempts=3
+                )
                 again_calls = proxy.reset()
                 copied = names(dst)
                 duplicates = {

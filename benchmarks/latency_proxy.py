@@ -64,7 +64,9 @@ def route_of(path: str) -> str:
     for part in parts:
         if _VERSION.match(part) and not out:
             continue
-        if _ID.match(part) or (out and out[-1] in _BY_NAME):
+        if out and out[-1] == "tags":  # ``PUT .../tags/<tag>``: one route whatever the tag
+            out.append("{tag}")
+        elif _ID.match(part) or (out and out[-1] in _BY_NAME):
             if not out:  # Cinder's and Nova's project id in the path: not part of the route
                 continue
             out.append("{id}")
