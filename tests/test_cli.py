@@ -39,7 +39,7 @@ runner = CliRunner()
 def clouds(monkeypatch: pytest.MonkeyPatch) -> dict[str, MemoryProvider]:
     pair = {"source": build_source(networks=3, groups=2), "destination": MemoryProvider("dst")}
 
-    def fake_open(ref: CloudRef, label: str) -> MemoryProvider:
+    def fake_open(ref: CloudRef, label: str, **_: object) -> MemoryProvider:
         return pair[label]
 
     monkeypatch.setattr(cli, "open_provider", fake_open)

@@ -8,6 +8,7 @@ arguments and renders what these return, so every command is usable from Python 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,9 +32,11 @@ Confirm = Callable[[Plan], bool]
 
 
 def providers(manifest: Manifest) -> tuple[Provider, Provider]:
+    # Every API node and every copy may be in a call at once, on either cloud.
+    concurrency = manifest.options.parallelism + manifest.options.copy_parallelism
     return (
-        open_provider(manifest.source, "source"),
-        open_provider(manifest.destination, "destination"),
+        open_provider(manifest.source, "source", concurrency=concurrency),
+        open_provider(manifest.destination, "destination", concurrency=concurrency),
     )
 
 
@@ -85,12 +88,14 @@ def _apply(
     lock: ApplyLock,
     listener: Listener | None,
 ) -> ApplyResult:
+    # Both callers made or checked the plan against both clouds under ``lock``.
+    settings = dataclasses.replace(ApplySettings.from_manifest(manifest), fresh_plan=True)
     return apply_plan(
         the_plan,
         destination,
         manifest.state_dir,
         source=source,
-        settings=ApplySettings.from_manifest(manifest),
+        settings=settings,
         listener=listener,
         lock=lock,
     )

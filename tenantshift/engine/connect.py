@@ -7,12 +7,15 @@ from tenantshift.providers import Provider
 from tenantshift.providers.snapshot_file import SnapshotFileProvider
 
 
-def open_provider(ref: CloudRef, label: str) -> Provider:
+def open_provider(ref: CloudRef, label: str, *, concurrency: int | None = None) -> Provider:
     """A saved snapshot file -> a read-only provider; a clouds.yaml entry or inline auth -> the
-    OpenStack provider."""
+    OpenStack provider, able to carry ``concurrency`` calls at once (an apply's parallelism
+    plus its copies) without opening a connection per call."""
     if ref.snapshot is not None:
         return SnapshotFileProvider(ref.snapshot)
     # Imported here: openstacksdk's import costs ~1 s, and `validate` never needs it.
     from tenantshift.providers.openstack import OpenStackProvider
 
-    return OpenStackProvider.from_cloud_ref(ref, label=label)
+    if concurrency is None:
+        return OpenStackProvider.from_cloud_ref(ref, label=label)
+    return OpenStackProvider.from_cloud_ref(ref, label=label, concurrency=concurrency)

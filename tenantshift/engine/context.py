@@ -41,6 +41,10 @@ class ApplySettings:
     transfer: TransferOptions = field(default_factory=TransferOptions)
     #: ``map.volume_types``: the disks of a server are not volume resources of their own.
     volume_types: Mapping[str, str] = field(default_factory=dict)
+    #: The plan was made, or checked against both clouds, under this apply's lock: a create
+    #: that no run of the journal has started has nothing of its own to find in the
+    #: destination, and skips the look-up (two round trips of three).
+    fresh_plan: bool = False
 
     @classmethod
     def from_manifest(cls, manifest: Manifest) -> ApplySettings:
@@ -70,7 +74,12 @@ class ApplyContext:
         self.journal = journal
         self.ids = ids
         self.listener = listener
-        self.executor = ResourceExecutor(destination, journal, ids)
+        self.executor = ResourceExecutor(
+            destination,
+            journal,
+            ids,
+            started=journal.started_nodes() if settings.fresh_plan else None,
+        )
         # Sized to what may run at once: every API node plus every copy's blocking calls. The
         # default pool (cpu + 4 threads) silently capped parallelism at 6 on 2 cores.
         self.pool = ThreadPoolExecutor(

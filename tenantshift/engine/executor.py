@@ -39,10 +39,22 @@ class IdMap:
 
 
 class ResourceExecutor:
-    def __init__(self, provider: Provider, journal: Journal, ids: IdMap) -> None:
+    """``started``: the nodes earlier runs of the journal began, given when the plan is fresh
+    (made or checked under the apply lock); a create outside it sends its request without
+    looking for an earlier copy first. None: every create looks first."""
+
+    def __init__(
+        self,
+        provider: Provider,
+        journal: Journal,
+        ids: IdMap,
+        *,
+        started: set[str] | None = None,
+    ) -> None:
         self.provider = provider
         self.journal = journal
         self.ids = ids
+        self.started = started
 
     def run(self, node: Node) -> str:
         change = node.change
@@ -70,7 +82,11 @@ class ResourceExecutor:
         kind = REGISTRY[change.kind]
         params = self._resolve(change.kind, change.after or {})
         early = self._fields(change, late=False)
-        found = self.provider.find(change.kind, change.source_id, params)
+        found = (
+            self.provider.find(change.kind, change.source_id, params)
+            if self._look_first(change)
+            else None
+        )
         if found is not None:
             # An interrupted run created it: adopt and bring it to the desired state, unless it
             # differs where no update can reach (someone else's, made since the plan).
@@ -94,6 +110,18 @@ class ResourceExecutor:
         record = self.provider.create(change.kind, early, change.source_id)
         self.ids.set(change.address, str(record["id"]))
         return f"created {record['id']}"
+
+    def _look_first(self, change: Change) -> bool:
+        """Whether a create must look for an earlier copy before it sends its request.
+
+        Only a run of this journal can have made a copy the fresh plan did not see (the apply
+        lock keeps other applies of the project out): a create no run started looks for
+        nothing, and costs one request instead of three (two server-side filtered listings,
+        by marker then by key, before the POST). A create a killed run began, or any create
+        of a plan not known to be fresh, still looks first. A response lost on the way back
+        is the ``Caller``'s ``recover``, which looks in any case.
+        """
+        return self.started is None or change.address in self.started
 
     def _update(self, change: Change) -> str:
         kind = REGISTRY[change.kind]

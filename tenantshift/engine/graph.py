@@ -14,6 +14,8 @@ Built by a short list of small steps, Terraform-style:
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 import networkx as nx
 
 from tenantshift.engine.nodes import Node, ResourceNode, Step, nodes_for
@@ -89,27 +91,24 @@ def _nodes_for(change: Change) -> list[Node]:
 
 def _destroy_in_reverse(plan: Plan, graph: nx.DiGraph, destroyers: dict[str, Node]) -> None:
     """A destination resource is destroyed after everything that referenced it is destroyed."""
+    # ``before`` holds references rewritten to desired addresses: map back through the plan.
+    # An index, not a scan of the plan per reference: a teardown of thousands of resources
+    # was quadratic here (minutes at 4,000).
+    target_of = {c.address: c.target_address for c in plan.changes if c.target_address}
     for node in destroyers.values():
         before = node.change.before or {}
         kind = REGISTRY[node.change.kind]
         for _, target in kind.references(before):
-            # ``before`` holds references rewritten to desired addresses: map back through plan.
-            for address in _destination_addresses(plan, target):
+            for address in (target, target_of.get(target)):
                 if address in destroyers and destroyers[address].id != node.id:
                     graph.add_edge(node.id, destroyers[address].id)
 
 
-def _destination_addresses(plan: Plan, desired_address: object) -> list[str]:
-    if not isinstance(desired_address, str):
-        return []
-    out = [desired_address]
-    for change in plan.changes:
-        if change.address == desired_address and change.target_address:
-            out.append(change.target_address)
-    return out
-
-
 def _late_after_referrers(plan: Plan, graph: nx.DiGraph, builders: dict[str, Node]) -> None:
+    referrers: dict[str, list[str]] = defaultdict(list)  # address -> what depends on it
+    for change in plan.changes:
+        for dependency in change.depends_on:
+            referrers[dependency].append(change.address)
     for node_id, data in list(graph.nodes(data=True)):
         node: Node = data["node"]
         if node.step is not Step.LATE:
@@ -117,9 +116,9 @@ def _late_after_referrers(plan: Plan, graph: nx.DiGraph, builders: dict[str, Nod
         address = node.change.address
         if address in builders:
             graph.add_edge(builders[address].id, node_id)
-        for change in plan.changes:
-            if address in change.depends_on and change.address in builders:
-                graph.add_edge(builders[change.address].id, node_id)
+        for referrer in referrers.get(address, ()):
+            if referrer in builders:
+                graph.add_edge(builders[referrer].id, node_id)
 
 
 def _unlate_before_referrers_go(
@@ -127,6 +126,11 @@ def _unlate_before_referrers_go(
 ) -> None:
     """A resource with late fields whose value goes away (an update of them, or its destruction)
     sheds what is not staying before anything referencing it is destroyed."""
+    destroying: dict[str, list[Node]] = defaultdict(list)  # address -> destroyers referencing it
+    for node in destroyers.values():
+        before = node.change.before or {}
+        for value in {v for _, v in REGISTRY[node.change.kind].references(before)}:
+            destroying[value].append(node)
     for change in changes:
         kind = REGISTRY[change.kind]
         late = {f.name for f in kind.fields if f.late}
@@ -137,16 +141,16 @@ def _unlate_before_referrers_go(
             continue
         if change.action not in (Action.UPDATE, Action.REPLACE, Action.DELETE):
             continue
-        itself = {change.address, change.target_address} - {None}
-        referrers = [
-            node
-            for node in destroyers.values()
-            if node.change.address != change.address
-            and any(
-                value in itself
-                for _, value in REGISTRY[node.change.kind].references(node.change.before or {})
-            )
-        ]
+        itself = [change.address, change.target_address]
+        referrers = list(
+            {
+                node.id: node
+                for address in itself
+                if address is not None
+                for node in destroying.get(address, ())
+                if node.change.address != change.address
+            }.values()
+        )
         if not referrers:
             continue
         unlate = ResourceNode(change, Step.UNLATE)

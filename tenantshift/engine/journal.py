@@ -274,6 +274,10 @@ class Journal:
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
+    def started_nodes(self) -> set[str]:
+        """Every node any run of this journal has begun (or skipped), whatever came of it."""
+        return {str(row[0]) for row in self._db.execute("SELECT DISTINCT node FROM steps")}
+
     def unfinished_nodes(self, run_id: str) -> set[str]:
         """Nodes that began in ``run_id`` and never reached done, failed or skipped."""
         begun: set[str] = set()

@@ -48,7 +48,8 @@ def take_snapshots(source: Provider, destination: Provider) -> tuple[Snapshot, S
 
 
 def fingerprint(snapshot: Snapshot) -> Fingerprint:
-    return Fingerprint(digest=snapshot.fingerprint(), resources=snapshot.resource_digests())
+    digests = snapshot.resource_digests()
+    return Fingerprint(digest=snapshot.fingerprint(digests), resources=digests)
 
 
 def make_plan(

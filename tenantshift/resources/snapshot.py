@@ -52,8 +52,12 @@ class Snapshot(BaseModel):
             out[address] = hashlib.sha256(body.encode()).hexdigest()[:16]
         return out
 
-    def fingerprint(self) -> str:
-        body = canonical_json({"resources": self.resource_digests(), "externals": self.externals})
+    def fingerprint(self, digests: Mapping[str, str] | None = None) -> str:
+        """``digests``: this snapshot's ``resource_digests()`` when the caller has them (a plan
+        needs both, and they cost a canonical JSON dump and a hash per resource)."""
+        if digests is None:
+            digests = self.resource_digests()
+        body = canonical_json({"resources": dict(digests), "externals": self.externals})
         return hashlib.sha256(body.encode()).hexdigest()
 
 

@@ -14,6 +14,10 @@ forwards it or injects a fault:
   between can prevent; kept out of the convergence test for that reason);
 - ``fail_all``: every request gets a 503 (for "bounded retries then a clear error").
 
+Besides faults, ``latency`` holds every request that many seconds before forwarding it (a WAN
+round trip), and the proxy counts client ``connections`` (in ``stats``) and the ``peak`` number
+of requests in flight: the concurrency a client really reached.
+
 Decisions are deterministic: each one is drawn from ``Random(f"{seed}:{method}:{path}:{n}")``
 where ``n`` counts earlier requests with the same method and path, so thread interleaving does
 not change which request gets which fault.
@@ -88,7 +92,9 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 class FaultProxy:
-    def __init__(self, upstream: str, *, seed: int = 0, **faults: Any) -> None:
+    def __init__(
+        self, upstream: str, *, seed: int = 0, latency: float = 0.0, **faults: Any
+    ) -> None:
         parts = urlsplit(upstream)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"upstream must be an http:// URL, not {upstream!r}")
@@ -97,7 +103,10 @@ class FaultProxy:
         self.upstream_base = f"http://{parts.netloc}"
         self.seed = seed
         self.faults = Faults(**faults)
+        self.latency = latency
         self.stats: Counter[str] = Counter()
+        self.in_flight = 0
+        self.peak = 0
         self._seen: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
@@ -160,6 +169,11 @@ class FaultProxy:
             self.stats["requests"] += 1
             return choice
 
+    def _flight(self, delta: int) -> None:
+        with self._lock:
+            self.in_flight += delta
+            self.peak = max(self.peak, self.in_flight)
+
     # -- the handler -------------------------------------------------------------------------
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
@@ -167,12 +181,26 @@ class FaultProxy:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def setup(self) -> None:
+                super().setup()
+                with proxy._lock:
+                    proxy.stats["connections"] += 1
+
             def log_message(self, format: str, *args: Any) -> None:  # quiet tests
                 pass
 
             def _handle(self) -> None:
+                proxy._flight(+1)
+                try:
+                    self._handle_one()
+                finally:
+                    proxy._flight(-1)
+
+            def _handle_one(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                if proxy.latency:
+                    time.sleep(proxy.latency)
                 choice = proxy.decide(self.command, self.path.split("?", 1)[0])
                 if choice == "error":
                     self._reply(

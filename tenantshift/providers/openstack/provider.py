@@ -25,6 +25,7 @@ from tenantshift.providers.base import (
     id_key,
 )
 from tenantshift.providers.openstack.connection import (
+    DEFAULT_POOL_SIZE,
     Caller,
     ForbiddenError,
     RetryPolicy,
@@ -77,6 +78,7 @@ class OpenStackProvider:
         self._project_id: str | None = None
         self._externals: dict[str, str] | None = None  # external network id -> name
         self._extensions: set[str] | None = None
+        self._extensions_lock = threading.Lock()
         self._claims: dict[tuple[str, str], threading.RLock] = {}
         self.handlers: dict[str, KindHandler] = {
             name: cls(self) for name, cls in handler_classes().items()
@@ -97,15 +99,24 @@ class OpenStackProvider:
         api_timeout: float = 30.0,
         overrides: Mapping[str, Any] | None = None,
         max_workers: int = 8,
+        concurrency: int = DEFAULT_POOL_SIZE,
     ) -> OpenStackProvider:
-        """From a manifest ``CloudRef`` (anything with ``to_connect_kwargs()``)."""
+        """From a manifest ``CloudRef`` (anything with ``to_connect_kwargs()``).
+
+        ``concurrency``: how many calls the caller overlaps (an apply's parallelism plus its
+        copies); the session keeps that many connections per host, and never fewer than the
+        snapshot's ``max_workers``."""
         kwargs = ref.to_connect_kwargs()
         if label is None:
             label = getattr(ref, "cloud", None) or "inline-auth"
             if getattr(ref, "project", None):
                 label = f"{label}/{ref.project}"
         conn = connect(
-            kwargs, config_files=config_files, api_timeout=api_timeout, overrides=overrides
+            kwargs,
+            config_files=config_files,
+            api_timeout=api_timeout,
+            overrides=overrides,
+            pool_size=max(concurrency, max_workers),
         )
         return cls(conn, label=label, retry=retry, max_workers=max_workers)
 
@@ -150,11 +161,12 @@ class OpenStackProvider:
     def has_extension(self, alias: str) -> bool:
         """A Neutron extension is loaded (``tag-ports-during-bulk-creation``: a port's tags in its
         POST, an atomic marker)."""
-        if self._extensions is None:
-            self._extensions = self.call(
-                "network.extensions",
-                lambda: {e.alias for e in self.conn.network.extensions()},
-            )
+        with self._extensions_lock:  # one listing, not one per worker asking at once
+            if self._extensions is None:
+                self._extensions = self.call(
+                    "network.extensions",
+                    lambda: {e.alias for e in self.conn.network.extensions()},
+                )
         return alias in self._extensions
 
     def external_names(self, refresh: bool = False) -> dict[str, str]:
@@ -168,7 +180,11 @@ class OpenStackProvider:
         return self._externals or {}
 
     def external_id(self, name: str) -> str:
-        ids = [i for i, n in self.external_names(refresh=True).items() if n == name]
+        """The one external network of that name; the cached list answers unless it has no
+        such name or several (then it is listed again): not a listing per router create."""
+        ids = [i for i, n in self.external_names().items() if n == name]
+        if len(ids) != 1:
+            ids = [i for i, n in self.external_names(refresh=True).items() if n == name]
         if not ids:
             raise NotFoundError(
                 f"{self.label}: no external network named {name!r} is visible",
