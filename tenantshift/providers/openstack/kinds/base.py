@@ -240,7 +240,8 @@ class MetadataProvenance(ProvenanceStore):
             handler.delete_metadata(res, [self.key])
         else:
             handler.write_metadata(res, {self.key: source_id})
-        return handler.fetch(str(res.id))
+        # SDK resources are dicts too; Glance's raw JSON (images) is only a dict.
+        return handler.fetch(str(res["id"] if isinstance(res, dict) else res.id))
 
 
 # -- waiting --------------------------------------------------------------------------------------

@@ -22,8 +22,8 @@ from openstack import exceptions as sdk_exc
 from tenantshift.providers.openstack import records as rec
 from tenantshift.providers.openstack.kinds.base import (
     KindHandler,
+    MetadataProvenance,
     Names,
-    ProvenanceStore,
     Records,
     Recover,
     SdkObject,
@@ -108,11 +108,9 @@ def pointer(name: str) -> str:
     return "/" + name.replace("~", "~0").replace("/", "~1")
 
 
-class GlanceProperties(ProvenanceStore):
-    """``tenantshift-src: <marker>`` among the image's properties, set in the create request."""
-
-    def __init__(self, key: str = rec.METADATA_KEY) -> None:
-        self.key = key
+class GlanceProperties(MetadataProvenance):
+    """``tenantshift-src: <marker>`` among the image's properties (Glance's raw JSON, where
+    properties are top-level members), set in the create request."""
 
     def markers(self, res: SdkObject) -> list[str]:
         value = res.get(self.key)
@@ -122,23 +120,6 @@ class GlanceProperties(ProvenanceStore):
         self, handler: KindHandler, source_id: str | None, labels: Names | None
     ) -> dict[str, Any]:
         return {"properties": {self.key: source_id}} if source_id is not None else {}
-
-    def stamp(
-        self,
-        handler: KindHandler,
-        res: SdkObject,
-        source_id: str | None,
-        *,
-        labels: Names | None = None,
-        keep_marker: bool = False,
-    ) -> SdkObject:
-        if keep_marker or self.markers(res) == ([source_id] if source_id else []):
-            return res
-        if source_id is None:
-            handler.delete_metadata(res, [self.key])
-        else:
-            handler.write_metadata(res, {self.key: source_id})
-        return handler.fetch(str(res["id"]))
 
 
 @register_handler
