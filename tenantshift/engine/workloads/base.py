@@ -49,13 +49,19 @@ class WorkloadError(Exception):
     pass
 
 
-def ops_of(ctx: ApplyContext, cloud: Cloud) -> VolumeOps:
+def provider_ops(ctx: ApplyContext, cloud: Cloud, attr: str, what: str, cannot: str) -> Any:
+    """``provider.<attr>`` of one side (its volume or image operations), or a clear error."""
     provider: Provider | None = ctx.source if cloud == "source" else ctx.destination
     if provider is None:
-        raise WorkloadError(f"migrating workloads needs the {cloud} cloud, and apply has none")
-    ops = getattr(provider, "volume_ops", None)
+        raise WorkloadError(f"migrating {what} needs the {cloud} cloud, and apply has none")
+    ops = getattr(provider, attr, None)
     if ops is None:
-        raise WorkloadError(f"{provider.label}: this provider cannot attach or copy volumes")
+        raise WorkloadError(f"{provider.label}: this provider cannot {cannot}")
+    return ops
+
+
+def ops_of(ctx: ApplyContext, cloud: Cloud) -> VolumeOps:
+    ops: VolumeOps = provider_ops(ctx, cloud, "volume_ops", "workloads", "attach or copy volumes")
     return ops
 
 

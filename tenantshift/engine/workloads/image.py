@@ -21,8 +21,13 @@ from typing import Any
 
 from tenantshift.engine.context import ApplyContext
 from tenantshift.engine.nodes import Node
-from tenantshift.engine.workloads.base import Data, Migration, WorkloadError, _fault_at_bytes
-from tenantshift.providers import Provider
+from tenantshift.engine.workloads.base import (
+    Data,
+    Migration,
+    WorkloadError,
+    _fault_at_bytes,
+    provider_ops,
+)
 from tenantshift.providers.image_ops import ImageOps
 from tenantshift.providers.volume_ops import MIGRATED_KEY
 
@@ -36,12 +41,7 @@ DATA_KEYS = ("size", "checksum", "os_hash_algo", "os_hash_value")
 
 
 def image_ops_of(ctx: ApplyContext, cloud: str) -> ImageOps:
-    provider: Provider | None = ctx.source if cloud == "source" else ctx.destination
-    if provider is None:
-        raise WorkloadError(f"migrating images needs the {cloud} cloud, and apply has none")
-    ops = getattr(provider, "image_ops", None)
-    if ops is None:
-        raise WorkloadError(f"{provider.label}: this provider cannot read or write image data")
+    ops: ImageOps = provider_ops(ctx, cloud, "image_ops", "images", "read or write image data")
     return ops
 
 
