@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
+import re
+import resource
 import shlex
 import statistics
 import subprocess
@@ -212,6 +215,60 @@ class Volume:
         self.backing.unlink(missing_ok=True)
 
 
+class HostCpu:
+    """CPU seconds spent on the conversion hosts: their sshd listeners move into a cpuacct
+    cgroup of their own for the run (moved back after), so every session, agent, ssh client
+    and pipeline tool they start is counted, and nothing else on the machine is. Wall time on
+    a shared machine depends on everyone's load; CPU seconds per copy mostly do not."""
+
+    ROOT = Path("/sys/fs/cgroup/cpuacct")
+
+    def __init__(self, ports: list[int]) -> None:
+        self.pids = [pid for port in ports for pid in self._listeners(port)]
+        self.group = self.ROOT / f"tenantshift-bench-{os.getpid()}"
+
+    @staticmethod
+    def _listeners(port: int) -> list[int]:
+        out = subprocess.run(
+            ["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, check=False
+        ).stdout
+        return [int(p) for p in re.findall(r"pid=(\d+)", out)]
+
+    def __enter__(self) -> HostCpu:
+        if not self.pids or not (self.ROOT / "cpuacct.usage").exists():
+            print("host CPU: no cpuacct cgroup or sshd listener found, not measured")
+            self.pids = []
+            return self
+        self.group.mkdir()
+        for pid in self.pids:
+            (self.group / "cgroup.procs").write_text(str(pid))
+        return self
+
+    def seconds(self) -> float:
+        if not self.pids:
+            return float("nan")
+        return int((self.group / "cpuacct.usage").read_text()) / 1e9
+
+    def __exit__(self, *_: object) -> None:
+        if not self.pids:
+            return
+        for pid in self.pids:
+            with contextlib.suppress(OSError):
+                (self.ROOT / "cgroup.procs").write_text(str(pid))
+        # Sessions still ending keep the group busy for a moment.
+        for _ in range(50):
+            try:
+                self.group.rmdir()
+                return
+            except OSError:
+                time.sleep(0.1)
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 @dataclass
 class Row:
     method: str
@@ -222,6 +279,7 @@ class Row:
     stream: int | None = None
     split: dict[str, float] = field(default_factory=dict)
     codec: str = ""
+    cpu: float = float("nan")
 
 
 async def run_shell(hosts: ConversionHosts, script: str) -> str:
@@ -243,12 +301,13 @@ async def run_ours(hosts: ConversionHosts, copy: VolumeCopy, options: TransferOp
 
 def one_run(
     method: str, hosts: ConversionHosts, src: Volume, dst: Volume, ids: tuple[str, str],
-    blob: Path, state: Path, want: str, tag: str,
+    blob: Path, state: Path, want: str, tag: str, cpu: HostCpu,
 ) -> Row:  # fmt: skip
     dst.empty()
     for leftover in state.glob("*"):
         leftover.unlink()
     before = lo_bytes()
+    cpu_before = cpu.seconds() + own_cpu()
     stream: int | None = None
     split: dict[str, float] = {}
     codec = ""
@@ -276,8 +335,9 @@ def one_run(
             split = {"cat": wall, "fsync": fsync}
             wall += fsync
     wire = lo_bytes() - before
+    used = cpu.seconds() + own_cpu() - cpu_before
     if method == "floor":
-        return Row(method, wall, wire, 0, True, split=split)
+        return Row(method, wall, wire, 0, True, split=split, cpu=used)
     return Row(
         method,
         wall,
@@ -287,6 +347,7 @@ def one_run(
         stream,
         split,
         codec,
+        used,
     )
 
 
@@ -295,10 +356,12 @@ def summarize(rows: list[Row], reference: str) -> list[str]:
     for r in rows:
         by.setdefault(r.method, []).append(r)
     ref = statistics.median(r.wall for r in by[reference]) if reference in by else None
+    ref_cpu = statistics.median(r.cpu for r in by[reference]) if reference in by else None
     out = [
-        "| method | runs | wall s min | wall s median | split (median) | wire (lo) | stream "
-        "| destination allocated | identical | median / ours |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| method | runs | wall s min | wall s median | split (median) | CPU s median "
+        "| wire (lo) | stream | destination allocated | identical | median / ours "
+        "| CPU / ours |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for method, runs in by.items():
         walls = [r.wall for r in runs]
@@ -309,16 +372,46 @@ def summarize(rows: list[Row], reference: str) -> list[str]:
                 f"{k} {statistics.median(r.split[k] for r in runs):.2f}" for k in runs[0].split
             )
         stream = runs[0].stream
+        cpu = statistics.median(r.cpu for r in runs)
         name = method + (f" ({runs[0].codec})" if runs[0].codec else "")
         out.append(
-            f"| {name} | {len(runs)} | {min(walls):.2f} | {med:.2f} | {split} "
+            f"| {name} | {len(runs)} | {min(walls):.2f} | {med:.2f} | {split} | {cpu:.2f} "
             f"| {statistics.median(r.wire for r in runs) / MiB:.0f} MiB "
             f"| {'-' if stream is None else f'{stream / MiB:.0f} MiB'} "
             f"| {'-' if method == 'floor' else f'{runs[0].allocated / MiB:.0f} MiB'} "
             f"| {'yes' if all(r.identical for r in runs) else 'NO'} "
-            f"| {'-' if ref is None else f'{med / ref:.2f}x'} |"
+            f"| {'-' if ref is None else f'{med / ref:.2f}x'} "
+            f"| {'-' if not ref_cpu else f'{cpu / ref_cpu:.2f}x'} |"
         )
     return out
+
+
+def run_rounds(
+    runs: int, methods: list[str], hosts: ConversionHosts, src: Volume, dst: Volume,
+    ids: tuple[str, str], blob: Path, state: Path, want: str, tag: str, cpu: HostCpu,
+    rows: list[Row], failures: list[str],
+) -> None:  # fmt: skip
+    """Round 1 of every method, then round 2...: a burst of load hits all methods alike."""
+    for round_ in range(runs):
+        for method in methods:
+            if round_ and method in ONCE:
+                continue
+            try:
+                row = one_run(method, hosts, src, dst, ids, blob, state, want, tag, cpu)
+            except Exception as exc:  # reported and counted, not fatal
+                detail = [str(e) for e in getattr(exc, "exceptions", [])] or [str(exc)]
+                print(f"  [{round_ + 1}] {method}: FAILED: {detail}", flush=True)
+                failures.append(f"{method}: {detail}")
+                continue
+            rows.append(row)
+            split = " ".join(f"{k}={v:.2f}" for k, v in row.split.items())
+            print(
+                f"  [{round_ + 1}] {method}: {row.wall:.2f}s {split} cpu {row.cpu:.2f}s wire "
+                f"{row.wire / MiB:.0f} MiB stream "
+                f"{'-' if row.stream is None else round(row.stream / MiB)} MiB allocated "
+                f"{row.allocated / MiB:.0f} MiB identical {row.identical}",
+                flush=True,
+            )
 
 
 def main() -> int:
@@ -371,26 +464,10 @@ def main() -> int:
             f"; built in {time.monotonic() - t:.1f}s; load {os.getloadavg()[0]:.1f}",
             flush=True,
         )
-        for round_ in range(args.runs):
-            for method in methods:
-                if round_ and method in ONCE:
-                    continue
-                try:
-                    row = one_run(method, hosts, src, dst, ids, blob, state, want, tag)
-                except Exception as exc:  # reported and counted, not fatal
-                    detail = [str(e) for e in getattr(exc, "exceptions", [])] or [str(exc)]
-                    print(f"  [{round_ + 1}] {method}: FAILED: {detail}", flush=True)
-                    failures.append(f"{method}: {detail}")
-                    continue
-                rows.append(row)
-                split = " ".join(f"{k}={v:.2f}" for k, v in row.split.items())
-                print(
-                    f"  [{round_ + 1}] {method}: {row.wall:.2f}s {split} wire "
-                    f"{row.wire / MiB:.0f} MiB stream "
-                    f"{'-' if row.stream is None else round(row.stream / MiB)} MiB allocated "
-                    f"{row.allocated / MiB:.0f} MiB identical {row.identical}",
-                    flush=True,
-                )
+        cpu = HostCpu([hosts.source.port, hosts.destination.port])
+        with cpu:
+            run_rounds(args.runs, methods, hosts, src, dst, ids, blob, state, want, tag, cpu,
+                       rows, failures)  # fmt: skip
     finally:
         src.release()
         dst.release()

@@ -12,7 +12,7 @@ import fcntl
 import os
 import stat
 import struct
-from typing import Iterator, Tuple
+from typing import Any, Iterator, Tuple
 
 from .validate import VOLUME_ID_RE
 
@@ -250,6 +250,27 @@ def _fallocate(fd: int, mode: int, offset: int, length: int) -> bool:
         return _libc.fallocate(fd, mode, offset, length) == 0
     except (OSError, AttributeError):
         return False
+
+
+SYNC_FILE_RANGE_WRITE = 0x2
+_sync_file_range: Any = None
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing [offset, offset+length) to the device now, without
+    waiting for it (sync_file_range with SYNC_FILE_RANGE_WRITE alone). The disk then works
+    while the stream goes on, and a checkpoint's or the final fsync finds little left to
+    write, instead of stalling the stream for all of it. Best effort: ignored where missing."""
+    global _sync_file_range
+    if _sync_file_range is None:
+        try:
+            func = ctypes.CDLL(None, use_errno=True).sync_file_range
+            func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+            _sync_file_range = func
+        except (OSError, AttributeError):
+            _sync_file_range = False
+    if _sync_file_range:
+        _sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE)
 
 
 def zero_range(fd: int, offset: int, length: int, block_device: bool) -> None:

@@ -109,18 +109,33 @@ class Reader:
             raise FramingError(f"not a tenantshift transfer stream (got {bytes(got)!r})")
 
     def read(self) -> Record:
+        kind, offset, length, size = self.header()
+        return Record(kind, offset, length, self.payload(size))
+
+    def header(self) -> tuple[bytes, int, int, int]:
+        """The next record's ``kind, offset, raw length, payload size``; the caller must then
+        take the payload with ``payload`` or ``payload_into``."""
         self._read_into(memoryview(self._header))
         kind, offset, length, size = HEADER.unpack(self._header)
         if kind not in KINDS:
             raise FramingError(f"unknown record kind {kind!r} at stream byte {self.bytes}")
         if size > MAX_PAYLOAD:
             raise FramingError(f"record payload of {size} bytes is too large")
+        return kind, offset, length, size
+
+    def payload(self, size: int) -> memoryview:
+        """The payload, in the reader's own buffer (valid until the next read)."""
         if len(self._buf) < size:
             self._buf = bytearray(size)
         view = memoryview(self._buf)[:size]
         if size:
             self._read_into(view)
-        return Record(kind, offset, length, view)
+        return view
+
+    def payload_into(self, out: memoryview) -> None:
+        """The payload, read straight into ``out`` (exactly its size): a raw data run goes
+        from the pipe to the chunk buffer without a copy in between."""
+        self._read_into(out)
 
 
 def error_payload(kind: str, message: str, volume_id: str | None = None) -> dict[str, Any]:

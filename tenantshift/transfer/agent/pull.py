@@ -28,6 +28,7 @@ from .sink import RemoteError, Sink, VerifyError, verify_entries
 from .state import MAX_PARTS, State, StateDirError
 
 F_SETPIPE_SZ = 1031
+READ_BUFFER = 32 * 1024
 
 
 def ssh_argv(ssh: dict[str, Any]) -> list[str]:
@@ -165,7 +166,9 @@ class _Stream:
             fcntl.fcntl(self.proc.stdout.fileno(), F_SETPIPE_SZ, 1024 * 1024)
         self.proc.stdin.write((json.dumps(source_request) + "\n").encode("utf-8"))
         self.proc.stdin.close()
-        stream = open(self.proc.stdout.fileno(), "rb", buffering=1024 * 1024, closefd=False)  # noqa: SIM115
+        # A small buffer for the record headers: a payload larger than it is read straight
+        # into its destination (BufferedReader.readinto bypasses the buffer then).
+        stream = open(self.proc.stdout.fileno(), "rb", buffering=READ_BUFFER, closefd=False)  # noqa: SIM115
         self.reader = Reader(stream)
 
     def _eof(self) -> RemoteError:

@@ -181,9 +181,11 @@ class Sink:
         prefix_open = self.position > self.begin  # prefix hashes come first, before any data
         prefix_next = self.begin
         while True:
-            record = reader.read()
+            kind, offset, length, size_of_payload = reader.header()
+            # A raw run's payload is read later, straight into the chunk buffer.
+            payload = memoryview(b"") if kind == DATA else reader.payload(size_of_payload)
+            record = Record(kind, offset, length, payload)
             self.wire_bytes = reader.bytes
-            kind = record.kind
             if kind != PREFIX:
                 prefix_open = False
             if kind in (DATA, ZDATA, HASH, SKIP, PREFIX) and (
@@ -210,9 +212,10 @@ class Sink:
                     except codecs.CodecError as exc:
                         raise RemoteError("protocol", f"run at {record.offset}: {exc}") from None
                 else:
-                    if len(record.payload) != record.length:
+                    if size_of_payload != record.length:
                         raise RemoteError("protocol", f"raw run at {record.offset}: wrong length")
-                    out[:] = record.payload
+                    reader.payload_into(out)
+                    self.wire_bytes = reader.bytes
                 runs.append((rel, record.length))
             elif kind == HASH:
                 if not runs or record.offset != chunk_start or record.offset < self.position:
@@ -230,6 +233,7 @@ class Sink:
                     extents.write_full(self.fd, view[rel : rel + n], chunk_start + rel)
                     self.data_bytes += n
                     since_ckpt += n
+                extents.start_writeback(self.fd, chunk_start, length)
                 if not self.target_zeroed:
                     for rel, n in extents.gaps(runs, length):
                         extents.zero_range(self.fd, chunk_start + rel, n, self.block_device)
