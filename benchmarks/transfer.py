@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import transfer_pipelines as pipelines  # noqa: E402
+from link import Link, parse_rate  # noqa: E402
 
 from tenantshift.manifest.schema import ConversionHosts  # noqa: E402
 from tenantshift.transfer import TransferOptions, VolumeCopy, copy_volumes  # noqa: E402
@@ -264,6 +265,18 @@ class HostCpu:
                 time.sleep(0.1)
 
 
+def through_link(hosts: ConversionHosts, port: int, known_hosts: Path) -> ConversionHosts:
+    """``hosts`` with the source reached through the link's port: every method (our pull and
+    control connection, the pipelines' ssh) then crosses it. The source's host key is pinned
+    for that port in a known_hosts file of the run."""
+    source = hosts.source
+    if source.host_key is None:
+        raise SystemExit("--link-rate needs the source host's host_key in the hosts file")
+    known_hosts.write_text(f"[{source.address}]:{port} {source.host_key}\n")
+    moved = source.model_copy(update={"port": port, "known_hosts": known_hosts})
+    return hosts.model_copy(update={"source": moved})
+
+
 def own_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -425,6 +438,11 @@ def main() -> int:
     parser.add_argument("--reference", default="ours", help="method the ratios divide by")
     parser.add_argument("--block", action="store_true", help="loop devices, not files")
     parser.add_argument("--json", action="store_true", help="also print the runs as JSON")
+    parser.add_argument(
+        "--link-rate",
+        help="put a rate-limited link (bits/s like tc: 1G, 500M) between the hosts, as between "
+        "two sites; default: none (loopback)",
+    )
     args = parser.parse_args()
     methods = args.methods.split(",")
     unknown = [m for m in methods if m not in OURS and m not in pipelines.METHODS]
@@ -438,6 +456,11 @@ def main() -> int:
     tag = f"{os.getpid()}"
     work = Path(f"/tmp/tenantshift-bench-{tag}")
     work.mkdir(mode=0o700)
+    host_ports = [hosts.source.port, hosts.destination.port]  # the sshd listeners
+    link = None
+    if args.link_rate:
+        link = Link((hosts.source.address, hosts.source.port), parse_rate(args.link_rate))
+        hosts = through_link(hosts, link.port, work / "known_hosts")
     state = work / "state"
     src = Volume(Path(hosts.source.device_dir) / f"virtio-{ids[0][:20]}", work / "src", size)
     dst = Volume(Path(hosts.destination.device_dir) / f"virtio-{ids[1][:20]}", work / "dst", size)
@@ -464,7 +487,9 @@ def main() -> int:
             f"; built in {time.monotonic() - t:.1f}s; load {os.getloadavg()[0]:.1f}",
             flush=True,
         )
-        cpu = HostCpu([hosts.source.port, hosts.destination.port])
+        if link is not None:
+            print(f"link: {args.link_rate}bit/s each way between the hosts (a TCP proxy)")
+        cpu = HostCpu(host_ports)
         with cpu:
             run_rounds(args.runs, methods, hosts, src, dst, ids, blob, state, want, tag, cpu,
                        rows, failures)  # fmt: skip
@@ -476,6 +501,9 @@ def main() -> int:
             leftover.unlink()
         if state.exists():
             state.rmdir()
+        if link is not None:
+            link.close()
+            (work / "known_hosts").unlink()
         work.rmdir()
     print()
     print("\n".join(summarize(rows, args.reference)))
