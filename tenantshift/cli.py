@@ -21,6 +21,8 @@ from rich.markup import escape
 from tenantshift.engine import commands
 from tenantshift.engine.apply import ApplyResult
 from tenantshift.engine.connect import open_provider
+from tenantshift.engine.convhosts import deploy as convhosts
+from tenantshift.engine.convhosts.cloud import DeployError
 from tenantshift.engine.graph import GraphCycleError
 from tenantshift.engine.journal import JournalError
 from tenantshift.engine.lock import LockedError
@@ -73,6 +75,12 @@ EnvOpt = Annotated[
         "(repeatable).",
     ),
 ]
+hosts_app = typer.Typer(
+    help="Deploy, inspect and remove the conversion hosts a manifest declares with 'deploy:'.",
+    no_args_is_help=True,
+)
+app.add_typer(hosts_app, name="conversion-hosts")
+
 VarOpt = Annotated[
     list[str] | None, typer.Option("--var", help="Template variable KEY=VALUE (repeatable).")
 ]
@@ -89,6 +97,7 @@ USER_ERRORS = (
     TransferError,
     JournalError,
     ReportError,
+    DeployError,
     ValueError,
     OSError,
 )
@@ -467,3 +476,55 @@ def cleanup(manifest: ManifestOpt, var: VarOpt = None, env: EnvOpt = None) -> No
     for line in swept:
         console.print(escape(line))
     console.print("Nothing left to clean up." if not swept else "Cleanup complete.")
+
+
+@hosts_app.command("deploy")
+def hosts_deploy(manifest: ManifestOpt, var: VarOpt = None, env: EnvOpt = None) -> None:
+    """Create (or find, or finish creating) the conversion hosts; pin and report their host
+    keys. Idempotent: a re-run creates nothing that exists."""
+    with user_errors():
+        reports = convhosts.deploy(
+            _load(manifest, var, env), say=lambda line: console.print(escape(line))
+        )
+    for r in reports:
+        console.print(
+            escape(
+                f"{r.side}: {r.server} ({r.server_id}) at {r.address} [cloud address "
+                f"{r.cloud_address}], host key {r.fingerprint} (from the {r.host_key_source})"
+            )
+        )
+    changed = any(r.actions for r in reports)
+    console.print("Conversion hosts deployed." if changed else "No changes: already deployed.")
+
+
+@hosts_app.command("remove")
+def hosts_remove(manifest: ManifestOpt, var: VarOpt = None, env: EnvOpt = None) -> None:
+    """Delete what deploy created (servers, floating IPs, and the security groups and keypairs
+    it created; never ones it found and used)."""
+    with user_errors():
+        done = convhosts.remove(
+            _load(manifest, var, env), say=lambda line: console.print(escape(line))
+        )
+    console.print("Nothing to remove." if not done else "Conversion hosts removed.")
+
+
+@hosts_app.command("status")
+def hosts_status(
+    manifest: ManifestOpt,
+    var: VarOpt = None,
+    env: EnvOpt = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """What the deployment record says of each host (no cloud is read)."""
+    with user_errors():
+        rows = convhosts.status(_load(manifest, var, env))
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    for row in rows:
+        line = f"{row['side']}: {row['server']}: {row['state']}"
+        if row["address"]:
+            line += f" at {row['address']}:{row['port']}"
+        if row["fingerprint"]:
+            line += f", host key {row['fingerprint']} (from the {row['host_key_source']})"
+        console.print(escape(line))

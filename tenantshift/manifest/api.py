@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from tenantshift.manifest.deployed import RecordError, with_deployed_hosts
 from tenantshift.manifest.errors import Diagnostic, ManifestError
 from tenantshift.manifest.loader import LineMap, parse_yaml, render_template, template_environ
 from tenantshift.manifest.schema import BASE_DIR, Manifest
@@ -89,7 +90,10 @@ def load_manifest(
         # `from None`: the chained ValidationError would print input values, secrets included.
         raise ManifestError(line_map.remap(validation_diagnostics(exc, doc, file))) from None
     manifest._path = absolute
-    return manifest
+    try:
+        return with_deployed_hosts(manifest)
+    except RecordError as exc:
+        raise ManifestError([Diagnostic(file, None, None, "conversion_hosts", str(exc))]) from None
 
 
 def _strip_secrets(value: Any) -> Any:

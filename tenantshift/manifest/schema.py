@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
 import string
 from pathlib import Path
@@ -31,6 +32,7 @@ __all__ = [
     "CloudRef",
     "ConversionHost",
     "ConversionHosts",
+    "Deploy",
     "KindSelect",
     "Manifest",
     "Map",
@@ -442,13 +444,72 @@ def _check_public_key(value: str) -> str:
     return value
 
 
+def _check_cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"'{value}' is not an IP network such as 192.0.2.0/24") from None
+    return value
+
+
+#: An IPv4 or IPv6 network in CIDR notation, checked when the manifest is loaded.
+Cidr = Annotated[str, AfterValidator(_check_cidr)]
+
+
+class Deploy(_Model):
+    """What ``tenantshift conversion-hosts deploy`` creates for this host (and ``remove``
+    deletes again). Resources found by name that tenantshift did not create (a security group
+    or keypair of the user's) are used as they are and never changed or deleted."""
+
+    image: str = Field(min_length=1)
+    """Image to boot, by name or id (a conversion image: sshd, python3, sudo for ``user``)."""
+    flavor: str = Field(min_length=1)
+    """Flavor, by name or id."""
+    network: str = Field(min_length=1)
+    """Existing network to put the server on, by name or id."""
+    floating_ip_network: str | None = None
+    """External network to take a floating IP from; the address tenantshift and the other
+    host connect to. Without it, the server's fixed IP on ``network`` is the address."""
+    security_group: str = Field(default="tenantshift-conversion", min_length=1)
+    """Security group for the server; created when missing, with SSH (tcp/22) allowed from the
+    other conversion host and from ``allow_ssh_from``."""
+    allow_ssh_from: tuple[Cidr, ...] = ()
+    """Networks (CIDR) besides the other conversion host allowed to SSH in: where tenantshift
+    runs. Only added to a security group tenantshift created."""
+    keypair: str = Field(default="tenantshift-conversion", min_length=1)
+    """Nova keypair holding the public half of ``key_file``; created when missing. An existing
+    keypair of that name must hold the same public key."""
+    availability_zone: str | None = None
+    """Availability zone for the server; the cloud's default when omitted."""
+    volume_size: int | None = Field(default=None, ge=1, le=16384)
+    """Boot from a new volume of this many GiB made from ``image`` (deleted with the server);
+    boot from the image (ephemeral disk) when omitted."""
+    metadata: dict[str, str] = {}
+    """Extra server metadata (e.g. for the cloud's own tooling); tenantshift adds its marker."""
+    trust_first_use: bool = False
+    """When the console log shows no host keys, accept the key the server offers at the first
+    connection (reported with its fingerprint) instead of failing. Either way the key is
+    recorded and verified on every later connection."""
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if key.startswith("tenantshift"):
+                raise ValueError(f"metadata key '{key}': keys starting with 'tenantshift' are ours")
+        return value
+
+
 class ConversionHost(_Model):
     """A server that volumes are attached to while their data is copied, reached over SSH."""
 
     server: str | None = None
-    """Name of the conversion host server in its cloud (to check it is ACTIVE)."""
-    address: str = Field(min_length=1)
-    """Address tenantshift (and the other conversion host) connects to."""
+    """Name of the conversion host server in its cloud (to check it is ACTIVE); with
+    ``deploy``, the name of the server to create."""
+    address: str | None = Field(default=None, min_length=1)
+    """Address tenantshift (and the other conversion host) connects to. With ``deploy`` it is
+    optional: the deployed server's floating IP (or fixed IP) unless given here (a NAT or port
+    forward in front of the host)."""
     port: int = Field(default=22, ge=1, le=65535)
     """SSH port."""
     user: str = "cloud-user"
@@ -460,12 +521,15 @@ class ConversionHost(_Model):
     known_hosts: Path | None = None
     """A known_hosts file to verify the host key against (relative to the manifest)."""
     host_key_policy: Literal["verify", "insecure-skip"] = "verify"
-    """``verify`` (needs ``host_key`` or ``known_hosts``) or ``insecure-skip`` (explicit
-    opt-out of host key checking)."""
+    """``verify`` (needs ``host_key`` or ``known_hosts``, or ``deploy``) or ``insecure-skip``
+    (explicit opt-out of host key checking)."""
     device_dir: str = "/dev/disk/by-id"
     """Where attached volumes appear, by id, on the host."""
     python: str = "python3"
     """Python interpreter on the host, for the copy helper."""
+    deploy: Deploy | None = None
+    """Have ``tenantshift conversion-hosts deploy`` create this host; its address and host key
+    then come from the deployment record in the state directory."""
 
     @field_validator("key_file", "known_hosts")
     @classmethod
@@ -474,12 +538,36 @@ class ConversionHost(_Model):
 
     @model_validator(mode="after")
     def _host_key_required(self) -> ConversionHost:
+        if self.deploy is not None:
+            if self.server is None:
+                raise ValueError("'deploy' needs 'server': the name of the server to create")
+            for name in ("host_key", "known_hosts"):
+                if getattr(self, name) is not None:
+                    raise ValueError(
+                        f"with 'deploy', the host key comes from the deployment (console log "
+                        f"or first connection); remove '{name}'"
+                    )
+            return self
+        if self.address is None:
+            raise ValueError(
+                "needs 'address' (where to connect), or 'deploy' to have tenantshift create "
+                "the host"
+            )
         if self.host_key_policy == "verify" and self.host_key is None and self.known_hosts is None:
             raise ValueError(
                 "host_key_policy 'verify' needs 'host_key' (an OpenSSH public key line) or "
                 "'known_hosts'; to skip host key checking, set host_key_policy: insecure-skip"
             )
         return self
+
+    def connect_address(self) -> str:
+        """The address to connect to; a deployed host not deployed yet has none."""
+        if self.address is None:
+            raise ValueError(
+                f"conversion host {self.server!r} is not deployed yet: run "
+                "'tenantshift conversion-hosts deploy -m MANIFEST'"
+            )
+        return self.address
 
 
 class ConversionHosts(_Model):

@@ -51,11 +51,15 @@ def known_hosts_arg(host: ConversionHost) -> Any:
 
 async def connect(host: ConversionHost, role: str, timeout: float) -> asyncssh.SSHClientConnection:
     where = describe(host, role)
+    try:
+        address = host.connect_address()
+    except ValueError as exc:
+        raise ConnectError(f"{role} conversion host: {exc}") from None
     if host.host_key_policy == "insecure-skip":
         log.warning("%s: host key checking is disabled (host_key_policy: insecure-skip)", where)
     try:
         return await asyncssh.connect(
-            host.address,
+            address,
             port=host.port,
             username=host.user,
             client_keys=[str(host.key_file)],

@@ -328,6 +328,77 @@ def conversion_host_server(path: str) -> None:
     assert "'conv-x' is SHUTOFF, not ACTIVE" in str(first[1])
 
 
+# -- deployed conversion hosts: what deploy asks the cloud for ----------------------------
+
+
+def server_request(deploy: dict[str, Any]) -> dict[str, Any]:
+    """The create_server call CloudOps makes for ``deploy`` (the SDK recorded, not called)."""
+    from types import SimpleNamespace
+
+    from tenantshift.engine.convhosts.cloud import CloudOps
+    from tenantshift.manifest.schema import Deploy
+
+    sent: dict[str, Any] = {}
+    found = SimpleNamespace(find_image=lambda n: SimpleNamespace(id=f"img-{n}"))
+    compute = SimpleNamespace(
+        find_flavor=lambda n: SimpleNamespace(id=f"flv-{n}"),
+        create_server=lambda **kw: sent.update(kw),
+    )
+    network = SimpleNamespace(find_network=lambda n: SimpleNamespace(id=f"net-{n}"))
+    conn = SimpleNamespace(
+        current_project_id="p", image=found, compute=compute, network=network
+    )
+    CloudOps(conn, "source", "source").create_server("conv", Deploy(**deploy), "kp", "sg")
+    return sent
+
+
+def deploy_effect(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tenantshift.engine.convhosts import deploy as convhosts
+    from tenantshift.engine.convhosts.cloud import DeployError
+
+    from ..engine.convhosts_fakes import clouds, deployed_manifest, fake_reach
+
+    field = path.rpartition(".")[2]
+    side = path.split(".")[1]
+    changed: dict[str, Any] = {
+        "image": "other-image",
+        "flavor": "m1.large",
+        "network": "other-net",
+        "availability_zone": "az-2",
+        "volume_size": 20,
+        "metadata": {"owner": "ops"},
+        "floating_ip_network": "other-ext",
+        "security_group": "other-group",
+        "allow_ssh_from": ["198.51.100.0/24"],
+        "keypair": "other-keypair",
+        "trust_first_use": True,
+    }[field]
+    base = {"image": "conv", "flavor": "m1", "network": "net", "floating_ip_network": "ext"}
+    if field in ("image", "flavor", "network", "availability_zone", "volume_size", "metadata"):
+        assert server_request(base) != server_request({**base, field: changed}), path
+        return
+
+    def effect(spec: dict[str, Any]) -> Any:
+        fake_reach(monkeypatch)
+        made, ops_for = clouds(console_keys=field != "trust_first_use")
+        with tempfile.TemporaryDirectory() as tmp:
+            m = deployed_manifest(Path(tmp), **spec)
+            try:
+                convhosts.deploy(m, ops_for=ops_for)
+            except DeployError as exc:
+                return str(exc)
+        cloud = made[side]
+        return (
+            sorted(cloud.keypairs),
+            sorted(g.name for g in cloud.groups.values()),
+            sorted(c for _, c in cloud.rules if not c.startswith("203.0.113.")),
+            sorted(ip.network for ip in cloud.ips.values()),
+        )
+
+    overrides = {k: v for k, v in base.items() if k in ("floating_ip_network",)}
+    assert effect(overrides) != effect({**overrides, field: changed}), path
+
+
 # -- fields shown on the devcloud ------------------------------------------------------------
 
 
@@ -372,6 +443,8 @@ PROOFS: dict[str, Callable[..., None]] = {
         WORKLOADS_TESTS, "test_a_running_server_migrates_when_allowed_and_runs_again_at_both_ends"
     ),
     "conversion_hosts.*.server": conversion_host_server,
+    "conversion_hosts.source.deploy.*": deploy_effect,
+    "conversion_hosts.destination.deploy.*": deploy_effect,
     "conversion_hosts.*": conversion_host_transport,
     "options.parallelism": apply_setting,
     "options.copy_parallelism": apply_setting,
@@ -402,7 +475,7 @@ def test_every_schema_field_has_a_proof() -> None:
 @pytest.mark.parametrize("path", ALL_FIELDS)
 def test_the_field_has_an_effect(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     proof = proof_for(path)
-    if proof is conversion_host_transport:
+    if proof in (conversion_host_transport, deploy_effect):
         proof(path, monkeypatch)
     else:
         proof(path)

@@ -20,6 +20,7 @@ import yaml
 from . import paths
 from .cloud import (
     CONVERSION_HOST,
+    CONVERSION_IMAGE,
     FLAVORS,
     IMAGE_NAME,
     PUBLIC_CIDR,
@@ -156,6 +157,23 @@ def _image(conn: Any) -> Any:
     return img
 
 
+def _conversion_image(conn: Any) -> Any:
+    """`tenantshift-conversion`: what a conversion image is to the fake driver (a server booted
+    from it gets an sshd, see guest_ssh). Its bytes are the bootstrap image's."""
+    img = conn.image.find_image(CONVERSION_IMAGE)
+    if img is not None and img.status != "active":
+        conn.image.delete_image(img)
+        img = None
+    if img is None:
+        img = conn.image.create_image(
+            name=CONVERSION_IMAGE, disk_format="raw", container_format="bare",
+            visibility="public", data=image_bytes(), min_disk=1, allow_duplicates=True,
+            **{paths.CONVERSION_IMAGE_PROPERTY: "true"},
+        )
+        img = conn.image.wait_for_status(img, "active", wait=120)
+    return img
+
+
 def _public_network(conn: Any) -> None:
     net = conn.network.find_network(PUBLIC_NET)
     if net is None:
@@ -197,6 +215,7 @@ def cloud() -> None:
     _quotas(admin, projects)
     _flavors(admin)
     image = _image(admin)
+    _conversion_image(admin)
     _public_network(admin)
     ssh = os.path.join(paths.state_dir(), "ssh")
     known_hosts = os.path.join(ssh, "known_hosts")

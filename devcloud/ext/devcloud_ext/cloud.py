@@ -19,6 +19,8 @@ TENANTS = {
 }
 CONVERSION_HOST = "conversion-host"
 IMAGE_NAME = "cirros-like"
+#: Booted, it answers SSH (devcloud_ext.guest_ssh): for deployed conversion hosts.
+CONVERSION_IMAGE = "tenantshift-conversion"
 IMAGE_SIZE = 6 * 1024 * 1024
 PUBLIC_NET = "public"
 PUBLIC_CIDR = "172.24.4.0/24"  # documentation-style range, never routed: no host networking

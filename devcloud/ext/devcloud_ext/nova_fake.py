@@ -8,6 +8,8 @@ data) keeps servers in memory only and uploads nothing on snapshot. This subclas
 - a by-id directory per server (`<state>/hosts/<id>/by-id/virtio-<volume id[:20]>` → the
   volume's file, or with DEVCLOUD_LOOP_DEVICES=1 a loop device over it, see `loopdev`),
   maintained on boot, attach, detach and delete: it plays /dev/disk/by-id;
+- for a server booted from the conversion image, a real sshd and a cloud-init-like console
+  log with its host key (`guest_ssh`);
 - the instance table persisted to `<state>/nova/fake-instances.json`, so restarting
   nova-compute does not turn every server into a ghost.
 """
@@ -28,7 +30,7 @@ from nova.virt import driver as virt_driver
 from nova.virt import fake
 from oslo_log import log as logging
 
-from . import loopdev, paths
+from . import guest_ssh, loopdev, paths
 
 LOG = logging.getLogger(__name__)
 
@@ -50,6 +52,7 @@ class DevcloudFakeDriver(fake.FakeDriverWithoutFakeNodes):
             saved = {}
         for uuid, rec in saved.items():
             self.instances[uuid] = fake.FakeInstance(rec["name"], rec["state"], uuid)
+            guest_ssh.start(uuid)  # a conversion server's sshd died with nova-compute
         LOG.info("devcloud: restored %d fake instances", len(saved))
 
     def _save(self) -> None:
@@ -76,11 +79,15 @@ class DevcloudFakeDriver(fake.FakeDriverWithoutFakeNodes):
             self._link(instance, bdm.get("connection_info"))
         super().spawn(context, instance, image_meta, injected_files, admin_password,
                       allocations, network_info, block_device_info, power_on, accel_info)
+        if guest_ssh.is_conversion(instance):
+            guest_ssh.prepare(instance)
+            guest_ssh.start(instance.uuid)
         self._save()
 
     def destroy(self, context: Any, instance: Any, network_info: Any,
                 block_device_info: Any = None, destroy_disks: bool = True,
                 destroy_secrets: bool = True) -> None:
+        guest_ssh.stop(instance.uuid)
         super().destroy(context, instance, network_info, block_device_info, destroy_disks,
                         destroy_secrets)
         by_id = paths.by_id_dir(instance.uuid)
@@ -100,6 +107,9 @@ class DevcloudFakeDriver(fake.FakeDriverWithoutFakeNodes):
         super().power_on(context, instance, network_info, block_device_info, accel_info,
                          share_info)
         self._save()
+
+    def get_console_output(self, context: Any, instance: Any) -> str:
+        return guest_ssh.console(instance.uuid) or super().get_console_output(context, instance)
 
     # --- snapshots --------------------------------------------------------------------
     def snapshot(self, context: Any, instance: Any, image_id: str,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 
+#: Glance property of the conversion image: a server booted from it answers SSH (guest_ssh).
+CONVERSION_IMAGE_PROPERTY = "devcloud_conversion_host"
+
 
 def state_dir() -> str:
     return os.environ["DEVCLOUD_STATE"]
