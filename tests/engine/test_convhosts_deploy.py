@@ -13,8 +13,7 @@ from tenantshift.engine.convhosts import deploy as convhosts
 from tenantshift.engine.convhosts.cloud import DeployError
 from tenantshift.engine.convhosts.hostkeys import fingerprint
 from tenantshift.manifest.deployed import read_record, record_path, with_deployed_hosts
-
-from .convhosts_fakes import HOST_KEY, clouds, deployed_manifest, fake_reach
+from tests.engine.convhosts_fakes import HOST_KEY, clouds, deployed_manifest, fake_reach
 
 OTHER = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB8GM8QyKPsdiKIqQ6rQKrn+elZRbxLt+5QduDW0wxlv"
 

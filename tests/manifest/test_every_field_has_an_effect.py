@@ -355,8 +355,7 @@ def server_request(deploy: dict[str, Any]) -> dict[str, Any]:
 def deploy_effect(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from tenantshift.engine.convhosts import deploy as convhosts
     from tenantshift.engine.convhosts.cloud import DeployError
-
-    from ..engine.convhosts_fakes import clouds, deployed_manifest, fake_reach
+    from tests.engine.convhosts_fakes import clouds, deployed_manifest, fake_reach
 
     field = path.rpartition(".")[2]
     side = path.split(".")[1]

@@ -115,7 +115,7 @@ def prepare(instance: Any) -> None:
                        text=True).stdout.strip(),
         "-----END SSH HOST KEY FINGERPRINTS-----",
     ]
-    show = str(instance.metadata.get(CONSOLE_KEYS_KEY, "true")).lower() != "false"
+    show = str((instance.metadata or {}).get(CONSOLE_KEYS_KEY, "true")).lower() != "false"
     if show:
         lines += ["-----BEGIN SSH HOST KEY KEYS-----", public, "-----END SSH HOST KEY KEYS-----"]
     lines.append("Cloud-init finished")
