@@ -184,6 +184,11 @@ def _conversion_host_problem(
         ("source", source, hosts.source),
         ("destination", destination, hosts.destination),
     ):
+        if host.deploy is not None and host.address is None:
+            return (
+                f"the {side} conversion host {host.server!r} is not deployed yet: run "
+                "'tenantshift conversion-hosts deploy -m MANIFEST'"
+            )
         ops = getattr(provider, "volume_ops", None)
         if ops is None:
             return f"the {side} ({provider.label}) cannot attach volumes (a snapshot file?)"

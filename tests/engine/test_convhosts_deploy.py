@@ -12,6 +12,7 @@ import pytest
 from tenantshift.engine.convhosts import deploy as convhosts
 from tenantshift.engine.convhosts.cloud import DeployError
 from tenantshift.engine.convhosts.hostkeys import fingerprint
+from tenantshift.engine.workload_plan import _conversion_host_problem
 from tenantshift.manifest.deployed import read_record, record_path, with_deployed_hosts
 from tests.engine.convhosts_fakes import HOST_KEY, clouds, deployed_manifest, fake_reach
 
@@ -134,3 +135,6 @@ def test_an_undeployed_host_is_reported_not_connected(tmp_path: Path) -> None:
     assert hosts is not None
     with pytest.raises(ValueError, match="conversion-hosts deploy"):
         hosts.source.connect_address()
+    # The plan blocks workloads with the command to run, before asking any cloud.
+    problem = _conversion_host_problem(m, object(), object())  # type: ignore[arg-type]
+    assert problem is not None and "'conv-src' is not deployed yet" in problem

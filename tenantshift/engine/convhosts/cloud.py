@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import time
 from typing import Any
 
 from tenantshift.manifest.schema import Deploy
@@ -135,13 +136,21 @@ class CloudOps:
             added.append(net)
         return added
 
-    def delete_security_group(self, group_id: str) -> None:
-        self._call(
-            "delete security group",
-            self.conn.network.delete_security_group,
-            group_id,
-            ignore_missing=True,
-        )
+    def delete_security_group(self, group_id: str, timeout: float = 60.0) -> None:
+        """Deleted once no port uses it: the deleted server's port may linger a moment."""
+        from openstack.exceptions import ConflictException  # ~1 s to import: only here
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.conn.network.delete_security_group(group_id, ignore_missing=True)
+                return
+            except ConflictException as exc:
+                if time.monotonic() >= deadline:
+                    raise _sdk_error(f"{self.label}: delete security group", exc) from None
+                time.sleep(2)
+            except Exception as exc:
+                raise _sdk_error(f"{self.label}: delete security group", exc) from None
 
     # -- server ----------------------------------------------------------------------------
     def servers(self, name: str) -> list[Any]:
