@@ -107,10 +107,7 @@ def assemble(entries: Iterable[Entry]) -> tuple[dict[str, Resource], list[str]]:
         for key, group in sorted(keyed.items()):
             group.sort(key=lambda item: (item[0].order, item[0].token))
             if len(group) > 1:
-                warnings.append(
-                    f"{len(group)} {kind.name} resources share the key {key!r}; "
-                    f"told apart as {key}, {key}~2, ... in creation order"
-                )
+                warnings.append(duplicate_warning(kind.name, key, len(group)))
             for index, (entry, params) in enumerate(group):
                 final_key = key if index == 0 else f"{key}~{index + 1}"
                 address = make_address(kind.name, final_key)
@@ -119,6 +116,31 @@ def assemble(entries: Iterable[Entry]) -> tuple[dict[str, Resource], list[str]]:
                     kind=kind.name, key=final_key, params=params, info=entry.info
                 )
     return dict(sorted(resources.items())), warnings
+
+
+def duplicate_warning(kind: str, key: str, count: int) -> str:
+    return (
+        f"{count} {kind} resources share the key {key!r}; "
+        f"told apart as {key}, {key}~2, ... in creation order"
+    )
+
+
+def duplicate_groups(snapshot: Snapshot) -> dict[str, list[str]]:
+    """Each duplicate-key warning ``assemble`` gave ``snapshot``, with the addresses it is
+    about (``x``, ``x~2``...): what a plan needs to keep only the warnings that concern the
+    resources it migrates."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for address, res in snapshot.resources.items():
+        base, sep, index = res.key.rpartition("~")
+        if sep and index.isdigit() and int(index) >= 2:
+            base_address = make_address(res.kind, base)
+            if base_address in snapshot.resources:
+                groups[base_address].append(address)
+    out = {}
+    for base_address, others in groups.items():
+        first = snapshot.resources[base_address]
+        out[duplicate_warning(first.kind, first.key, 1 + len(others))] = [base_address, *others]
+    return out
 
 
 def params_from_record(kind: Kind, record: Mapping[str, Any]) -> dict[str, Any]:
