@@ -359,7 +359,7 @@ def _orphans(
             reason, detail = Reason.NOT_IN_SOURCE, f"{owner} has no such {kind.name} at the source"
         elif (
             prune
-            and _prunable(have, markers)
+            and (_prunable(have, markers) or _ours_by_references(kind, have, translate, desired))
             and not builtin
             # A disk in use (a migrated server's volume) goes with its server, never alone.
             and not have.info.get("attached_to")
@@ -378,6 +378,18 @@ def _orphans(
             target_id=have.id,
             target_address=have.address,
         )
+
+
+def _ours_by_references(
+    kind: Kind, have: Resource, translate: dict[str, str], desired: Snapshot
+) -> bool:
+    """A kind that carries no marker (a router interface: a port Neutron owns) is this
+    migration's when everything it references is the copy of a desired resource: our router's
+    leg on our subnet. A leg of our router on a subnet made by hand stays."""
+    if kind.provenance:
+        return False
+    refs = [value for _, value in kind.references(have.params)]
+    return bool(refs) and all(translate.get(value) in desired.resources for value in refs)
 
 
 def _prunable(have: Resource, markers: Markers) -> bool:
