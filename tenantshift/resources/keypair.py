@@ -7,7 +7,10 @@ KEYPAIR = REGISTRY.register(
         name="keypair",
         doc="A keypair, keyed by name. Nova keypairs carry no metadata: matched by name.",
         fields=(
-            Field("name"),
+            # Templated by map.names like every other name: a keypair belongs to the user, so
+            # a renamed copy is a new key of the destination user (the server's key_name
+            # follows, being a reference to it).
+            Field("name", is_name=True),
             Field("public_key", replace=True),
             Field("type", replace=True, default="ssh"),
         ),

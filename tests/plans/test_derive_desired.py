@@ -112,6 +112,19 @@ def test_names_template_renames_and_rekeys_but_spares_builtins() -> None:
     assert "security_group_rule.mig-web/ingress/IPv4/tcp/443/0.0.0.0/0" in desired.resources
 
 
+def test_names_template_renames_keypairs_and_the_servers_that_use_them() -> None:
+    """Issue 12: a keypair is renamed like the rest, and a server's key_name follows it."""
+    records = {
+        **SOURCE_RECORDS,
+        "server": [{"id": "vm-1", "name": "vm", "flavor": "m1", "keypair": "ops", "ports": []}],
+    }
+    m = manifest(map={"names": "mig-{name}"})
+    desired = derive_desired(normalize("src", records), m.select, m.map)
+    assert desired.resources["keypair.mig-ops"].params["name"] == "mig-ops"
+    assert "keypair.ops" not in desired.resources
+    assert desired.resources["server.mig-vm"].params["keypair"] == "keypair.mig-ops"
+
+
 def test_names_template_with_kind() -> None:
     desired = derive(manifest(map={"names": "{kind}-{name}"}))
     assert "network.network-app-net" in desired.resources
