@@ -96,29 +96,39 @@ def load_manifest(
         raise ManifestError([Diagnostic(file, None, None, "conversion_hosts", str(exc))]) from None
 
 
-def _strip_secrets(value: Any) -> Any:
+def _strip_secrets(value: Any, base: Path | None = None) -> Any:
     if isinstance(value, dict):
-        return {k: _strip_secrets(v) for k, v in value.items() if not isinstance(v, SecretStr)}
+        return {
+            k: _strip_secrets(v, base) for k, v in value.items() if not isinstance(v, SecretStr)
+        }
     if isinstance(value, list | tuple):
-        return [_strip_secrets(v) for v in value]
+        return [_strip_secrets(v, base) for v in value]
     if isinstance(value, Path):
+        # A path written relative to the manifest was joined to its directory when loaded
+        # (``schema._resolve_path``, never normalized): hash it as written, so moving the
+        # manifest with its files does not make its saved plans stale.
+        if base is not None and value.is_relative_to(base):
+            return value.relative_to(base).as_posix()
         return value.as_posix()
     return value
 
 
-def canonical_json(model: BaseModel) -> str:
+def canonical_json(model: BaseModel, base: Path | None = None) -> str:
     """The manifest as canonical JSON (sorted keys, no whitespace), secrets left out entirely.
-    This is what :func:`manifest_hash` hashes; nothing secret can reach a plan through it."""
+    This is what :func:`manifest_hash` hashes; nothing secret can reach a plan through it.
+    ``base``: the manifest's directory; paths under it are written relative to it."""
     # Python mode keeps SecretStr objects recognisable, so they can be dropped by type rather
     # than by guessing field names.
-    data = _strip_secrets(model.model_dump(mode="python"))
+    data = _strip_secrets(model.model_dump(mode="python"), base)
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def manifest_hash(manifest: Manifest) -> str:
     """sha256 hex digest of the manifest's canonical form, secrets excluded. A saved plan
-    records it; a different hash at apply time means the manifest changed since the plan."""
-    payload = f"{_HASH_FORMAT}\n{canonical_json(manifest)}".encode()
+    records it; a different hash at apply time means the manifest changed since the plan.
+    Where the manifest lives is not part of it: relative paths are hashed as written."""
+    base = manifest.path.parent if manifest.path is not None else None
+    payload = f"{_HASH_FORMAT}\n{canonical_json(manifest, base)}".encode()
     return hashlib.sha256(payload).hexdigest()
 
 

@@ -235,6 +235,25 @@ def test_hash_ignores_secrets_and_location(write: Write, tmp_path: Path) -> None
     assert manifest_hash(c) != manifest_hash(a)
 
 
+def test_moving_a_manifest_with_its_files_keeps_its_hash(write: Write, tmp_path: Path) -> None:
+    """Issue 12: relative paths are hashed as written, so a saved plan survives the move of
+    its manifest's directory; pointing one at another file still changes the hash."""
+    body = (
+        MINIMAL + "conversion_hosts:\n"
+        "  source: {address: a, key_file: keys/id, known_hosts: ../kh, host_key_policy: verify}\n"
+        "  destination: {address: b, key_file: /etc/tenantshift/id, host_key: '" + HOST_KEY + "'}\n"
+    )
+    here = load_manifest(write(body, name="here/m.yaml"), environ={})
+    moved = load_manifest(write(body, name="there/deeper/m.yaml"), environ={})
+    assert here.conversion_hosts is not None and moved.conversion_hosts is not None
+    assert here.conversion_hosts.source.key_file != moved.conversion_hosts.source.key_file
+    assert manifest_hash(here) == manifest_hash(moved)
+    other = load_manifest(write(body.replace("keys/id", "keys/id2"), name="o/m.yaml"), environ={})
+    assert manifest_hash(other) != manifest_hash(here)
+    # An absolute path is the same file wherever the manifest is: hashed as it is.
+    assert "/etc/tenantshift/id" in canonical_json(here, tmp_path / "here")
+
+
 def test_connect_kwargs_password() -> None:
     ref = CloudRef.model_validate(
         {
