@@ -236,3 +236,35 @@ def test_all_calls_failing_ends_in_a_bounded_clear_error(proxy: FaultProxy, clou
     assert elapsed < 5 + 2
     with proxy.faulty(fail_all=True), pytest.raises(ProviderError, match=r"list \w+ failed"):
         faulty.snapshot()
+
+
+@pytest.mark.devcloud
+def test_a_listing_slower_than_the_write_timeout_still_snapshots(
+    proxy: FaultProxy, clouds: Path
+) -> None:
+    """Issue 10: a snapshot's reads wait ``list_timeout``, not the writes' ``api_timeout``.
+
+    Every Neutron request is held 1.5 s: past a 1 s ``api_timeout``. With the same 1 s for
+    listings (what every call had before) the snapshot fails; with a longer listing timeout it
+    completes, and a read outside a snapshot still gives up at 1 s."""
+    retry = RetryPolicy(attempts=2, base_delay=0.1, max_delay=0.2, budget=3)
+
+    def provider(list_timeout: float) -> OpenStackProvider:
+        return OpenStackProvider.from_cloud_ref(
+            CloudRef(cloud="devcloud-dst"),
+            config_files=[str(clouds)],
+            label="dst-slow-neutron",
+            retry=retry,
+            api_timeout=1.0,
+            list_timeout=list_timeout,
+            overrides={"network_endpoint_override": proxy.endpoint},  # type: ignore[attr-defined]
+        )
+
+    proxy.latency = 1.5
+    with pytest.raises(ProviderError, match=r"list \w+ failed|timed out"):
+        provider(list_timeout=1.0).snapshot()
+    patient = provider(list_timeout=15.0)
+    snap = patient.snapshot()
+    assert snap.api_calls >= 5 and proxy.stats["requests"] >= 5
+    with pytest.raises(ProviderError, match=r"timed out|Timeout"):
+        patient.get("network", "00000000-0000-0000-0000-000000000000")

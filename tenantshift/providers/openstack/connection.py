@@ -15,7 +15,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -24,6 +25,7 @@ import openstack.config
 import openstack.connection
 import requests
 from keystoneauth1 import exceptions as ksa_exc
+from keystoneauth1.session import TCPKeepAliveAdapter
 from openstack import exceptions as sdk_exc
 
 from tenantshift.providers.base import NotFoundError, ProviderError
@@ -245,6 +247,36 @@ class _RecoverFailed(Exception):
         self.failure = failure
 
 
+#: The read timeout of a snapshot's listings (and the other reads a snapshot makes): one page of
+#: thousands of ports takes a loaded Neutron longer than the 30 s a write may take, and a
+#: listing that times out once has spent the retry budget (20 s), so it must not time out.
+LIST_TIMEOUT = 300.0
+
+_timeout_override = threading.local()
+
+
+@contextmanager
+def longer_timeout(seconds: float) -> Iterator[None]:
+    """Requests this thread sends inside the block wait up to ``seconds`` for their answer,
+    instead of the connection's ``api_timeout`` (the SDK's list calls take no timeout)."""
+    saved = getattr(_timeout_override, "seconds", None)
+    _timeout_override.seconds = seconds
+    try:
+        yield
+    finally:
+        _timeout_override.seconds = saved
+
+
+class TimedAdapter(TCPKeepAliveAdapter):
+    """keystoneauth's adapter, honouring ``longer_timeout`` for the calling thread."""
+
+    def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        override = getattr(_timeout_override, "seconds", None)
+        if override is not None:
+            kwargs["timeout"] = override
+        return super().send(request, *args, **kwargs)
+
+
 #: Connections kept per host when the caller does not say how many calls it overlaps.
 DEFAULT_POOL_SIZE = 16
 
@@ -256,16 +288,14 @@ def size_pool(conn: openstack.connection.Connection, size: int) -> None:
     that it closes afterwards ("Connection pool is full, discarding connection"): at a
     parallelism of 50, four calls in five would pay a TCP (and TLS) handshake, a WAN round trip
     or two each, and log a warning. keystoneauth's adapter (TCP keep-alive, TLS settings) is
-    replaced by the same adapter with a larger pool.
+    replaced by the same adapter with a larger pool (and ``longer_timeout`` for listings).
     """
-    from keystoneauth1.session import TCPKeepAliveAdapter
-
     session = conn.session.session
     for scheme in ("https://", "http://"):
         old = session.adapters.get(scheme)
         session.mount(
             scheme,
-            TCPKeepAliveAdapter(
+            TimedAdapter(
                 pool_maxsize=max(size, 10),
                 max_retries=getattr(old, "max_retries", 0),
                 tls_ciphers=getattr(old, "tls_ciphers", None),

@@ -9,10 +9,10 @@ Every SDK call goes through ``Caller``: retries, a time budget, exception transl
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import openstack.connection
@@ -26,16 +26,20 @@ from tenantshift.providers.base import (
 )
 from tenantshift.providers.openstack.connection import (
     DEFAULT_POOL_SIZE,
+    LIST_TIMEOUT,
     Caller,
     ForbiddenError,
     RetryPolicy,
     connect,
+    longer_timeout,
 )
 from tenantshift.providers.openstack.image_ops import OpenStackImageOps
 from tenantshift.providers.openstack.kinds import KindHandler, QuotaSource, Usage, handler_classes
 from tenantshift.providers.openstack.volume_ops import OpenStackVolumeOps
 from tenantshift.resources import REGISTRY, Record, Snapshot, normalize
 from tenantshift.resources.snapshot import params_from_record
+
+T = TypeVar("T")
 
 #: Kinds this provider reads and writes (those with a registered handler), in reference order.
 KINDS = tuple(name for name in REGISTRY.names() if name in handler_classes())
@@ -66,11 +70,14 @@ class OpenStackProvider:
         label: str,
         retry: RetryPolicy | None = None,
         max_workers: int = 8,
+        list_timeout: float = LIST_TIMEOUT,
     ) -> None:
         self.conn = conn
         self.label = label
         self.call = Caller(label, retry)
         self.max_workers = max_workers
+        #: How long a snapshot's reads may wait for their answer (writes keep ``api_timeout``).
+        self.list_timeout = list_timeout
         # Count every HTTP request the session sends (pages, retries, token fetches included),
         # so "how many API calls did a snapshot cost" is measured, not estimated.
         conn.session.session.hooks["response"].append(self.call.count_request)
@@ -100,6 +107,7 @@ class OpenStackProvider:
         overrides: Mapping[str, Any] | None = None,
         max_workers: int = 8,
         concurrency: int = DEFAULT_POOL_SIZE,
+        list_timeout: float = LIST_TIMEOUT,
     ) -> OpenStackProvider:
         """From a manifest ``CloudRef`` (anything with ``to_connect_kwargs()``).
 
@@ -118,7 +126,9 @@ class OpenStackProvider:
             overrides=overrides,
             pool_size=max(concurrency, max_workers),
         )
-        return cls(conn, label=label, retry=retry, max_workers=max_workers)
+        return cls(
+            conn, label=label, retry=retry, max_workers=max_workers, list_timeout=list_timeout
+        )
 
     # -- facts about the connection (the handlers' context) -----------------------------------
     @property
@@ -199,7 +209,16 @@ class OpenStackProvider:
         return ids[0]
 
     # -- reading ---------------------------------------------------------------------------
+    def _reading(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` with the listings' timeout: a snapshot reads whole kinds at once."""
+        with longer_timeout(self.list_timeout):
+            return fn(*args)
+
     def snapshot(self) -> Snapshot:
+        """Every kind listed in parallel, with the listings' timeout in every thread."""
+        return self._reading(self._snapshot)
+
+    def _snapshot(self) -> Snapshot:
         start = self.api_calls
         project = self.project_id  # authenticate once, before the threads share the session
         handlers = self.handlers
@@ -210,12 +229,14 @@ class OpenStackProvider:
                 entry[1].add(h.quota_attr)
         with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
             listed = {
-                kind: pool.submit(self.call, f"list {kind}", lambda h=h: h.list(project))
+                kind: pool.submit(
+                    self._reading, self.call, f"list {kind}", lambda h=h: h.list(project)
+                )
                 for kind, h in handlers.items()
             }
-            externals = [pool.submit(h.externals) for h in handlers.values()]
+            externals = [pool.submit(self._reading, h.externals) for h in handlers.values()]
             quotas: dict[str, Future[Mapping[str, Usage]]] = {
-                name: pool.submit(self._read_quota, source, project, attrs)
+                name: pool.submit(self._reading, self._read_quota, source, project, attrs)
                 for name, (source, attrs) in sources.items()
             }
             raw = {kind: f.result() for kind, f in listed.items()}
