@@ -94,3 +94,39 @@ def test_a_refused_attach_deletes_the_port_made_for_it() -> None:
     with pytest.raises(ProviderError, match="overlaps"):
         provider(conn).create("router_interface", params("10.0.0.10"), None)
     conn.network.delete_port.assert_called_once_with("leg1")
+
+
+def added(port_id: str = "leg1") -> dict[str, Any]:
+    """Neutron's answer to ``add_router_interface``: the router, its port and the subnets."""
+    return {
+        "id": ROUTER,
+        "port_id": port_id,
+        "subnet_id": SUBNET,
+        "subnet_ids": [SUBNET],
+        "network_id": NETWORK,
+    }
+
+
+def test_the_added_interface_is_read_from_the_answer_not_listed_again() -> None:
+    """Issue 10: add_router_interface answers with the port and subnet; listing the router's
+    ports afterwards was one more round trip per interface."""
+    conn = conn_with("10.0.0.1", [leg("10.0.0.1")], [])
+    conn.network.add_interface_to_router.return_value = added()
+    record = provider(conn).create("router_interface", params(None), None)
+    conn.network.ports.assert_not_called()
+    conn.network.get_subnet.assert_not_called()
+    assert record["id"] == "r1:s1" and record["port_id"] == "leg1"
+    conn = conn_with("10.0.0.1", [], [])
+    conn.network.create_port.return_value = leg("10.0.0.10", device_id="")
+    conn.network.add_interface_to_router.return_value = added()
+    record = provider(conn).create("router_interface", params("10.0.0.10"), None)
+    # One listing: the look for a leg an interrupted run left; none after the add.
+    assert conn.network.ports.call_count == 1
+    assert record["ip_address"] == "10.0.0.10"
+
+
+def test_an_answer_for_another_subnet_is_checked_by_listing() -> None:
+    conn = conn_with("10.0.0.1", [leg("10.0.0.1")], [])
+    conn.network.add_interface_to_router.return_value = {**added(), "subnet_ids": ["s9"]}
+    record = provider(conn).create("router_interface", params(None), None)
+    assert conn.network.ports.call_count == 1 and record["id"] == "r1:s1"

@@ -84,6 +84,25 @@ def split_interface_id(id: str) -> tuple[str, str]:
     return router, subnet
 
 
+def _added_record(answer: Any, router: str, subnet: str, address: Any) -> Record | None:
+    """The record of the leg ``add_router_interface`` answered with (``port_id``,
+    ``subnet_ids``), or None when the answer does not say it is on ``subnet``. The address is
+    the one asked for (None: the gateway, which the cloud chose and is not compared)."""
+    if not isinstance(answer, Mapping) or not answer.get("port_id"):
+        return None
+    subnets = answer.get("subnet_ids") or [answer.get("subnet_id")]
+    if subnet not in subnets:
+        return None
+    return {
+        "router": router,
+        "subnet": subnet,
+        "ip_address": address or None,
+        "id": interface_id(router, subnet),
+        "provenance": None,
+        "port_id": str(answer["port_id"]),
+    }
+
+
 @register_handler
 class RouterInterfaceHandler(KindHandler):
     kind = "router_interface"
@@ -129,7 +148,7 @@ class RouterInterfaceHandler(KindHandler):
                 leg = self._leg(sub, str(address))
         port = None if leg is None else str(leg.id)
         try:
-            self.ctx.call(
+            answer = self.ctx.call(
                 "network.add_interface_to_router",
                 lambda: (
                     net.add_interface_to_router(router, subnet=subnet)
@@ -146,7 +165,11 @@ class RouterInterfaceHandler(KindHandler):
             if leg is not None:
                 self._drop_leg(leg)
             raise
-        found = recover()
+        # Neutron answers with the router's port and its subnets: no listing to read it back.
+        made = _added_record(answer, router, subnet, address)
+        if made is not None:
+            return made
+        found = recover()  # a lost answer recovered by listing, or one that names another subnet
         if found is None:
             raise ProviderError(
                 f"{self.ctx.label}: interface {router}:{subnet} was added but is not listed",
