@@ -44,6 +44,9 @@ PORT = REGISTRY.register(
             Field("allowed_address_pairs", unordered=True, default=[]),
             Field("is_port_security_enabled", default=True),
             Field("is_admin_state_up", default=True),
+            # ``normal`` unless the server uses SR-IOV or a smart NIC (``direct``, ``macvtap``,
+            # ...): a member may set it; binding it needs that hardware in the destination.
+            Field("binding_vnic_type", default="normal"),
             # The user's Neutron tags (our marker is ``provenance``, never among them).
             Field("tags", default=[], unordered=True),
         ),

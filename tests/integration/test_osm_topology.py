@@ -148,6 +148,8 @@ def seed(conn: Connection) -> None:
         name="osm_port",
         fixed_ips=[{"subnet_id": osm_subnet.id, "ip_address": "192.168.0.50"}],
         security_group_ids=[group.id],
+        # Not the default: proves the attribute is carried, not just left at "normal".
+        binding_vnic_type="direct",
     )
     net.set_tags(port, ["test_tag_2"])
     conn.compute.create_keypair(name="osm_keypair", public_key=public_key())
@@ -349,6 +351,7 @@ def test_os_migrate_topology_migrates_with_every_attribute_equal(
         assert destination[res]["tags"] == TAGS, res
     assert destination["security_group osm_stateless_group"]["stateful"] is False
     assert destination["subnet osm_servers_subnet"]["service_types"] == ["compute:nova"]
+    assert destination["port osm_port"]["binding_vnic_type"] == "direct"
     # Our marker is on every tagged copy, beside the user's tags.
     dst = clouds["dst"].network
     marked = dst.networks(project_id=clouds["dst"].current_project_id, name="osm_net")

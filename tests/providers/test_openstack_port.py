@@ -151,6 +151,16 @@ def test_create_sends_ids_tags_and_no_mac_when_the_cloud_picks() -> None:
     assert record["provenance"] == "src-p1"
 
 
+def test_vnic_type_is_read_and_sent() -> None:
+    """docs/attributes.md: a port's ``binding:vnic_type`` (a member may set it) migrates."""
+    assert nrec.port_record(fake_port(binding_vnic_type="direct"))["binding_vnic_type"] == "direct"
+    conn = fake_conn()
+    conn.network.create_port.side_effect = lambda **a: fake_port(tags=a.get("tags"))
+    params = {"network": "n1", "fixed_ips": [], "binding_vnic_type": "macvtap"}
+    provider(conn).create("port", params, None)
+    assert conn.network.create_port.call_args.kwargs["binding_vnic_type"] == "macvtap"
+
+
 def test_find_by_tag_then_by_network_key() -> None:
     conn = fake_conn()
     ours = fake_port(tags=[])

@@ -217,6 +217,7 @@ def port_record(res: Any) -> Record:
         "allowed_address_pairs": pairs(address_pairs, "ip_address", "mac_address"),
         "is_port_security_enabled": res.is_port_security_enabled,
         "is_admin_state_up": res.is_admin_state_up,
+        "binding_vnic_type": getattr(res, "binding_vnic_type", None),
         **_marker(res),
         **info(res, "status", "device_id", "device_owner"),
     }

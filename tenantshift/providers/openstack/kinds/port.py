@@ -50,7 +50,13 @@ class PortHandler(NeutronHandler):
     plural = "ports"
     sdk_names = {"network": "network_id", "security_groups": "security_group_ids"}
     drop_none = frozenset(
-        {"description", "mac_address", "is_port_security_enabled", "is_admin_state_up"}
+        {
+            "description",
+            "mac_address",
+            "is_port_security_enabled",
+            "is_admin_state_up",
+            "binding_vnic_type",
+        }
     )
     handled_fields = frozenset({"fixed_ips", "allowed_address_pairs"})
     #: The ML2 extension driver that takes a port's tags in its POST (marker and user tags).
