@@ -37,8 +37,10 @@ import json
 import os
 import resource
 import secrets
+import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -91,6 +93,73 @@ def log(message: str) -> None:
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Meter:
+    """Over one phase: the CPU seconds each devcloud service spent (its process group, from the
+    pid files in ``<state>/run``: the servers' own work, queueing excluded, unlike the proxy's
+    "servers busy") and the machine's 1-minute load average, sampled every 5 s."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        self.cpu: dict[str, float] = {}
+        self.load: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while True:
+            self.load.append(os.getloadavg()[0])
+            if self._stop.wait(5.0):
+                return
+
+    def __enter__(self) -> Meter:
+        self._before = service_cpu(self.state)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        after = service_cpu(self.state)
+        self.cpu = {k: round(v - self._before.get(k, 0.0), 1) for k, v in after.items()}
+
+    def figures(self) -> dict[str, Any]:
+        load = self.load or [os.getloadavg()[0]]
+        return {
+            "cpu": dict(sorted(self.cpu.items(), key=lambda kv: -kv[1])),
+            "load_min": min(load),
+            "load_max": max(load),
+            "load_mean": sum(load) / len(load),
+        }
+
+
+def service_cpu(state: Path) -> dict[str, float]:
+    """CPU seconds (user + system, reaped children included) per devcloud service."""
+    tick = os.sysconf("SC_CLK_TCK")
+    groups: dict[int, str] = {}
+    for pidfile in (state / "run").glob("*.pid"):
+        try:
+            groups[int(pidfile.read_text().split()[0])] = pidfile.stem
+        except (OSError, ValueError, IndexError):
+            continue
+    out: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = groups.get(int(fields[2]))  # the process group: a service and its workers
+        if name is not None:
+            used = sum(int(f) for f in fields[11:15]) / tick
+            out[name] = out.get(name, 0.0) + used
+    return out
+
+
+def write_requests(stats: Stats) -> int:
+    return sum(n for (_, method, _), n in stats.requests.items() if method != "GET")
 
 
 # -- the bench projects ---------------------------------------------------------------------------
@@ -463,6 +532,11 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--memory-sizes", default="", help="e.g. 2000,20000")
     parser.add_argument("--clean", action="store_true", help="empty both projects at the end")
+    parser.add_argument(
+        "--plan-only", action="store_true",
+        help="per size, seed and plan through the proxy (the first parallelism's project); "
+        "no apply",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write every figure here")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -536,12 +610,29 @@ def main_cloud(
                 manifest = write_manifest(bench_dir, target, level)
                 dst = user_connection(direct, target)
                 wipe(dst)  # empty already, unless an earlier run of the benchmark filled it
+                # Its journal goes with it: the nodes an earlier run began would make every
+                # create look for its earlier copy first (three requests instead of one).
+                shutil.rmtree(bench_dir / target, ignore_errors=True)
                 plan_file = bench_dir / f"p{level}.plan"
                 proxy.reset()
                 # A plan only reads: on an overloaded devcloud a listing can time out; again.
-                plan = run_child(["plan", str(manifest), str(plan_file)], env, attempts=3)
+                with Meter(state) as plan_meter:
+                    plan = run_child(["plan", str(manifest), str(plan_file)], env, attempts=3)
                 plan_calls = proxy.reset()
-                apply = run_child(["apply", str(manifest), str(plan_file)], env)
+                if args.plan_only:
+                    print(f"\n  plan only ({size}): {plan['wall']:.1f} s, "
+                          f"{plan_calls.total} requests, {plan['actions']}, "
+                          f"snapshot calls {plan['snapshot_calls']}, attempts {plan['attempts']}, "
+                          f"RSS {plan['rss_mib']:.0f} MiB; {plan_meter.figures()}")  # fmt: skip
+                    rows.append({"size": size, "resources": plan["resources"]["source"],
+                                 "parallelism": level, "plan": plan,
+                                 "plan_requests": plan_calls.total,
+                                 "plan_meter": plan_meter.figures()})  # fmt: skip
+                    if args.json:
+                        args.json.write_text(json.dumps({"runs": rows}, indent=2, default=str))
+                    break
+                with Meter(state) as apply_meter:
+                    apply = run_child(["apply", str(manifest), str(plan_file)], env)
                 apply_calls = proxy.reset()
                 again = run_child(
                     ["plan", str(manifest), str(bench_dir / "again.plan")], env, attempts=3
@@ -573,6 +664,9 @@ def main_cloud(
                     "apply_peak": apply_calls.peak,
                     "apply_connections": apply_calls.connections,
                     "apply_server_seconds": apply_calls.server_seconds,
+                    "apply_writes": write_requests(apply_calls),
+                    "apply_meter": apply_meter.figures(),
+                    "plan_meter": plan_meter.figures(),
                     "second_plan": again,
                     "second_plan_requests": again_calls.total,
                     "duplicates": duplicates,
@@ -596,6 +690,13 @@ def main_cloud(
                 if apply["failed"]:
                     print(f"    FAILED: {apply['failed']}")
                 print_calls("apply requests", apply_calls)
+                meter = apply_meter.figures()
+                writes = max(1, row["apply_writes"])
+                busiest = ", ".join(f"{k} {v:.0f} s" for k, v in list(meter["cpu"].items())[:5])
+                print(f"    servers' CPU during apply: {busiest}; "
+                      f"{sum(meter['cpu'].values()) / writes:.3f} s of CPU per write "
+                      f"({row['apply_writes']} writes); load average "
+                      f"{meter['load_min']:.1f}-{meter['load_max']:.1f}", flush=True)  # fmt: skip
                 print(f"    second plan {again['wall']:6.1f} s: {again['changes']} changes "
                       f"({again_calls.total} requests); duplicates: {duplicates or 'none'}; "
                       f"missing: {missing or 'none'}", flush=True)  # fmt: skip
