@@ -718,6 +718,8 @@ def summary(rows: list[dict[str, Any]]) -> None:
           f"{'apply req':>9} {'peak':>5} {'x serial':>8} {'2nd plan s':>10} "
           f"{'RSS plan':>8} {'RSS apply':>9}")  # fmt: skip
     for r in rows:
+        if "apply" not in r:  # --plan-only: printed as it ran
+            continue
         speed = f"{r['speedup']:.1f}" if r["speedup"] else "-"
         print(f"  {r['resources']:>9} {r['parallelism']:>4} {r['plan']['wall']:7.1f} "
               f"{r['plan_requests']:>8} {r['apply']['wall']:8.1f} {r['apply_requests']:>9} "
