@@ -17,8 +17,10 @@ from .layout import (
     REGION,
     SERVICE_PASSWORD,
     State,
+    conversion_pairs,
     db_url,
     keystone_url,
+    sshd_keys,
     transport_url,
 )
 
@@ -288,7 +290,7 @@ def _cinder(state: State, site_etc: Path) -> None:
 
 
 def _sshd(state: State) -> None:
-    for key in ("src", "dst"):
+    for key in sshd_keys(conversion_pairs()):
         d = state.ssh / key
         d.mkdir(parents=True, exist_ok=True)
         (d / "sshd_config").write_text("\n".join([

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .layout import EXT_DIR, LOCK_FILE, PORT_OFFSET, State
+from .layout import EXT_DIR, LOCK_FILE, PORT_OFFSET, State, conversion_pairs, sshd_keys
 from .proc import run
 
 # binary that proves the package is installed -> Debian package
@@ -114,7 +114,7 @@ def ensure_ssh_keys(state: State) -> None:
     if not client.exists():
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "devcloud",
                         "-f", str(client)], check=True)
-    for key in ("src", "dst"):
+    for key in sshd_keys(conversion_pairs()):
         d = state.ssh / key
         d.mkdir(parents=True, exist_ok=True)
         hk = d / "ssh_host_ed25519_key"

@@ -42,8 +42,28 @@ _BASE_PORTS: dict[str, int] = {
     "cinder-api": 18776,
     "sshd-src": 2221,
     "sshd-dst": 2222,
+    # Pairs 2..MAX_PAIRS of conversion hosts (DEVCLOUD_CONVERSION_PAIRS): 2223/2224, ...
+    **{f"sshd-{side}{k}": 2221 + 2 * (k - 1) + i
+       for k in range(2, 9) for i, side in enumerate(("src", "dst"))},
 }
 PORTS = {name: port + PORT_OFFSET for name, port in _BASE_PORTS.items()}
+
+# DEVCLOUD_CONVERSION_PAIRS=N: `up` runs N pairs of conversion hosts (an sshd and a
+# `conversion-host`, `conversion-host-2`, ... server per tenant), and stops any beyond N.
+MAX_PAIRS = 8
+
+
+def conversion_pairs() -> int:
+    raw = os.environ.get("DEVCLOUD_CONVERSION_PAIRS") or "1"
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAIRS:
+        raise SystemExit(f"DEVCLOUD_CONVERSION_PAIRS must be 1..{MAX_PAIRS}, not {raw!r}")
+    return int(raw)
+
+
+def sshd_keys(pairs: int) -> list[str]:
+    """The sshd keys of pairs 1..pairs: src, dst, src2, dst2, ..."""
+    return [f"{side}{k if k > 1 else ''}" for k in range(1, pairs + 1) for side in ("src", "dst")]
+
 
 # The two tenants. `key` is how the harness names per-tenant things (cloud names, sshd).
 TENANTS: dict[str, dict[str, str]] = {

@@ -14,10 +14,13 @@ from .layout import (
     DEVCLOUD_DIR,
     EXT_DIR,
     HOST,
+    MAX_PAIRS,
     REGION,
     TENANTS,
     State,
+    conversion_pairs,
     keystone_url,
+    sshd_keys,
 )
 from .proc import group_pids, pss_kib, run, running_pid, start, stop_many, wait_for
 from .services import Service, all_services
@@ -49,6 +52,11 @@ def up(state: State) -> None:
     _start(state, svcs["rabbitmq"], timeout=120)
     # sshd's privilege-separation directory is compiled in; Debian creates it only at boot.
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    # Pairs beyond DEVCLOUD_CONVERSION_PAIRS (an earlier `up` asked for more) stop here;
+    # `cloud` below deletes their servers.
+    surplus = [f"sshd-{k}" for k in sshd_keys(MAX_PAIRS)[2 * conversion_pairs():]]
+    for name in stop_many(state, surplus):
+        log(f"stopped {name} (beyond DEVCLOUD_CONVERSION_PAIRS)")
     rest = [s for s in svcs.values() if s.group >= 2]
     for s in rest:
         start(state, s.name, s.argv, s.env)
@@ -74,6 +82,8 @@ def down(state: State, only: list[str] | None = None) -> None:
     # OpenStack services and sshd together, then what they depended on (messaging, DB).
     infra = {"mariadb", "epmd", "rabbitmq"}
     names = [s.name for s in reversed(all_services(state)) if not only or s.name in only]
+    if not only:  # every pair's sshd, whatever DEVCLOUD_CONVERSION_PAIRS says now
+        names += [f"sshd-{k}" for k in sshd_keys(MAX_PAIRS) if f"sshd-{k}" not in names]
     for phase in ([n for n in names if n not in infra], [n for n in names if n in infra]):
         for name in stop_many(state, phase):
             log(f"stopped {name}")

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .layout import HOST, PORTS, RABBIT_PASSWORD, RABBIT_USER, State
+from .layout import (
+    HOST,
+    PORTS,
+    RABBIT_PASSWORD,
+    RABBIT_USER,
+    State,
+    conversion_pairs,
+    sshd_keys,
+)
 from .proc import http_ok, port_open
 
 
@@ -98,7 +106,7 @@ def all_services(state: State) -> list[Service]:
     for s in svcs:  # our plugins find the state directory through this
         s.env.setdefault("DEVCLOUD_STATE", str(state.root))
     svcs[3].group = 1  # keystone first: the others need its service users at start-up
-    for key in ("src", "dst"):
+    for key in sshd_keys(conversion_pairs()):
         # sshd re-execs itself, so it needs its absolute path; -D stays in the foreground.
         svcs.append(Service(f"sshd-{key}", ["/usr/sbin/sshd", "-D", "-e", "-f",
                                              str(state.ssh / key / "sshd_config")],

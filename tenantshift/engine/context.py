@@ -1,9 +1,9 @@
 """What every apply node gets: both clouds, the manifest's settings, the journal, the thread
-pool for blocking SDK calls, and the run's one transfer session.
+pool for blocking SDK calls, the pool of conversion host pairs and the run's transfer sessions.
 
-The transfer session is run-scoped (Terraform's provider nodes plus ``CloseProviderTransformer``):
-opened when the first copy needs it, shared by every copy of the run, always closed when the
-walk ends, so the copy key is authorised once and revoked once.
+A transfer session is run-scoped per pair (Terraform's provider nodes plus
+``CloseProviderTransformer``): opened when the pair's first copy needs it, shared by every copy
+on that pair, always closed when the walk ends.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 
 from tenantshift.engine.executor import IdMap, ResourceExecutor
 from tenantshift.engine.journal import Journal
+from tenantshift.engine.pool import PairPool
 from tenantshift.engine.walker import Listener
-from tenantshift.manifest import ConversionHosts, Manifest, Workloads
+from tenantshift.manifest import AnyConversionHosts, ConversionPair, Manifest, Workloads
 from tenantshift.providers import Provider
 from tenantshift.transfer import RevokeError, TransferOptions, TransferSession
 
@@ -36,7 +37,7 @@ class ApplySettings:
 
     parallelism: int = 10
     copy_parallelism: int = 2
-    conversion_hosts: ConversionHosts | None = None
+    conversion_hosts: AnyConversionHosts | None = None
     workloads: Workloads = field(default_factory=Workloads)
     transfer: TransferOptions = field(default_factory=TransferOptions)
     #: ``map.volume_types``: the disks of a server are not volume resources of their own.
@@ -86,32 +87,45 @@ class ApplyContext:
             max_workers=settings.parallelism + settings.copy_parallelism,
             thread_name_prefix="tenantshift-apply",
         )
-        self._session: TransferSession | None = None
-        self._key_row: int | None = None
-        self._dir_rows: list[int] = []
+        #: The pool's copy slots (``copy_parallelism`` per pair); None without hosts.
+        self.pairs: PairPool | None = None
+        hosts = settings.conversion_hosts
+        if hosts is not None:
+            names = [pair.name for pair in hosts.all_pairs]
+            self.pairs = PairPool(names, settings.copy_parallelism)
+        #: One transfer session per pair, each opened by its pair's first copy.
+        self._sessions: dict[str, TransferSession] = {}
+        self._key_rows: dict[str, int] = {}
+        self._dir_rows: dict[str, list[int]] = {}
         self._session_lock = asyncio.Lock()
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking (SDK) call in the apply's pool."""
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
-    async def transfer_session(self) -> TransferSession:
-        """The run's transfer session, opened on first use. Its key marker is journaled as a
-        temporary before anything is authorised, so a key left by a killed run is swept."""
+    def conversion_pair(self, name: str | None = None) -> ConversionPair:
+        """The manifest's pair ``name`` (the only one when None)."""
+        hosts = self.settings.conversion_hosts
+        if hosts is None:
+            raise ValueError("this plan migrates workloads: the manifest needs conversion_hosts")
+        return hosts.only_pair() if name is None else hosts.pair(name)
+
+    async def transfer_session(self, pair_name: str | None = None) -> TransferSession:
+        """The run's transfer session for a pair, opened on first use. Its key marker is
+        journaled as a temporary (with the pair) before anything is authorised, so a key left
+        by a killed run is swept on the right host."""
+        pair = self.conversion_pair(pair_name)
         async with self._session_lock:
-            if self._session is None:
-                hosts = self.settings.conversion_hosts
-                if hosts is None:
-                    raise ValueError(
-                        "this plan migrates workloads: the manifest needs conversion_hosts"
-                    )
-                session = TransferSession(hosts, self.settings.transfer)
-                self._key_row = self.journal.intend_temporary(
-                    TRANSFER_OWNER, "source", "copy_key", session.marker
+            session = self._sessions.get(pair.name)
+            if session is None:
+                session = TransferSession(pair, self.settings.transfer)
+                where = {"pair": pair.name}
+                self._key_rows[pair.name] = self.journal.intend_temporary(
+                    TRANSFER_OWNER, "source", "copy_key", session.marker, where
                 )
-                self._session = session
+                self._sessions[pair.name] = session
                 await session.open()
-                self.journal.temporary_created(self._key_row, session.marker)
+                self.journal.temporary_created(self._key_rows[pair.name], session.marker)
                 # A kill leaves these behind (with the agent): journaled for the sweep.
                 for role, run_dir in (
                     ("source", session.source_run_dir),
@@ -119,28 +133,39 @@ class ApplyContext:
                 ):
                     if run_dir:
                         row = self.journal.intend_temporary(
-                            TRANSFER_OWNER, role, "run_dir", run_dir
+                            TRANSFER_OWNER, role, "run_dir", run_dir, where
                         )
                         self.journal.temporary_created(row, run_dir)
-                        self._dir_rows.append(row)
-            return self._session
+                        self._dir_rows.setdefault(pair.name, []).append(row)
+            return session
+
+    async def drop_session(self, pair_name: str) -> None:
+        """Close a pair's session (it went away): whatever cannot be revoked stays journaled
+        for a later sweep, and the line expires by itself meanwhile."""
+        async with self._session_lock:
+            session = self._sessions.pop(pair_name, None)
+        if session is not None:
+            await self._close(pair_name, session)
 
     async def aclose(self) -> None:
-        """Close the transfer session (revoking the copy keys); always called after the walk.
-        A failed revoke leaves the journaled marker pending: the next apply or ``cleanup``
-        sweeps it (and the line expires by itself meanwhile)."""
+        """Close every transfer session (revoking the copy keys); always called after the
+        walk. A failed revoke leaves the journaled marker pending: the next apply or
+        ``cleanup`` sweeps it (and the line expires by itself meanwhile)."""
         async with self._session_lock:
-            session, self._session = self._session, None
-        if session is None:
-            return
+            sessions, self._sessions = self._sessions, {}
+        for name, session in sessions.items():
+            await self._close(name, session)
+
+    async def _close(self, name: str, session: TransferSession) -> None:
         try:
             await session.close()
-        except RevokeError as exc:
-            log.warning("copy key left on the source host (swept next time): %s", exc)
+        except (RevokeError, OSError) as exc:
+            log.warning("copy key left on pair %s's source host (swept next time): %s", name, exc)
             return
-        if session.leftover_marker is None and self._key_row is not None:
-            self.journal.temporary_cleaned(self._key_row)
-        for row in self._dir_rows:  # close() removed them (or logged why it could not)
+        key_row = self._key_rows.pop(name, None)
+        if session.leftover_marker is None and key_row is not None:
+            self.journal.temporary_cleaned(key_row)
+        for row in self._dir_rows.pop(name, []):  # close() removed them (or logged why not)
             self.journal.temporary_cleaned(row)
 
     def shutdown(self) -> None:

@@ -193,16 +193,22 @@ def held_by_migrations(state_dir: Path) -> dict[str, str]:
 
 
 def conversion_host_ids(manifest: Manifest, source: Provider) -> frozenset[str]:
-    """The source conversion host's server id, so its attachments (ours, from a killed run)
-    do not make a volume look attached to a workload. Empty without one."""
+    """The source conversion hosts' server ids (every pair's), so their attachments (ours,
+    from a killed run) do not make a volume look attached to a workload. Empty without any."""
     hosts = manifest.conversion_hosts
     ops = getattr(source, "volume_ops", None)
-    if hosts is None or hosts.source.server is None or ops is None:
+    if hosts is None or ops is None:
         return frozenset()
-    try:
-        return frozenset({ops.server_id(hosts.source.server)})
-    except ProviderError as exc:
-        raise PlanError(f"conversion_hosts.source.server: {exc}") from None
+    ids = set()
+    for pair in hosts.all_pairs:
+        if pair.source.server is None:
+            continue
+        try:
+            ids.add(ops.server_id(pair.source.server))
+        except ProviderError as exc:
+            where = "" if len(hosts.all_pairs) == 1 else f"pairs[{pair.name}]."
+            raise PlanError(f"conversion_hosts.{where}source.server: {exc}") from None
+    return frozenset(ids)
 
 
 def _not_yet(manifest: Manifest) -> list[str]:

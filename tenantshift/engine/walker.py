@@ -123,5 +123,11 @@ async def walk(
         finally:
             finished[node_id].set()
 
-    await asyncio.gather(*(visit(node_id) for node_id in nx.topological_sort(graph)))
+    def largest_first(node_id: str) -> tuple[int, str]:
+        # Among nodes ready together, the copies that move most start first (and so end
+        # closest together); everything else keeps a stable order.
+        return (-(graph.nodes[node_id]["node"].change.bytes_to_move or 0), node_id)
+
+    order = nx.lexicographical_topological_sort(graph, key=largest_first)
+    await asyncio.gather(*(visit(node_id) for node_id in order))
     return outcomes

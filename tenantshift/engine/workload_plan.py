@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 
+from tenantshift.engine.pool import plan_pairs
 from tenantshift.engine.workloads import MIGRATIONS
-from tenantshift.manifest import Manifest
+from tenantshift.manifest import ConversionPair, Manifest
 from tenantshift.plans import Action, Change, Reason
 from tenantshift.providers import Provider, ProviderError
 from tenantshift.resources import Snapshot
@@ -58,7 +59,7 @@ def check_workloads(
         else:
             detail = change.detail or _describe(change, info)
             updated[change.address] = change.model_copy(update={"detail": detail, **moves})
-    return [updated.get(c.address, c) for c in changes]
+    return assign_pairs([updated.get(c.address, c) for c in changes], manifest)
 
 
 def _gib_to_move(change: Change, info: dict[str, object], sizes: dict[str | None, int]) -> int:
@@ -177,12 +178,41 @@ def _image_problem(source: Provider, destination: Provider) -> str | None:
 def _conversion_host_problem(
     manifest: Manifest, source: Provider, destination: Provider
 ) -> str | None:
+    """Why no copy could run, or None. Every pair is checked (Nova status, then over SSH);
+    a pool with any bad pair is blocked, naming the pair, since the schedule counts on it
+    (remove it from the manifest, or fix it)."""
     hosts = manifest.conversion_hosts
     if hosts is None:
         return "migrating data needs conversion_hosts in the manifest"
+    pairs = hosts.all_pairs
+    problems: list[str] = []
+    reachable = []
+    for pair in pairs:
+        problem = _pair_server_problem(pair, source, destination, len(pairs) > 1)
+        if problem is not None:
+            problems.append(problem)
+        else:
+            reachable.append(pair)
+
+    async def probe_all() -> list[list[str]]:
+        return await asyncio.gather(*(probe_hosts(pair) for pair in reachable))
+
+    # Reachable with the configured host key, Python runs, devices can be found, sudo works.
+    for pair, found in zip(reachable, asyncio.run(probe_all()) if reachable else [], strict=True):
+        if found:
+            prefix = f"pair {pair.name!r}: " if len(pairs) > 1 else ""
+            problems.append(prefix + "; ".join(found))
+    return "; ".join(problems) if problems else None
+
+
+def _pair_server_problem(
+    pair: ConversionPair, source: Provider, destination: Provider, named: bool
+) -> str | None:
+    where = f"conversion_hosts.pairs[{pair.name}]" if named else "conversion_hosts"
+    prefix = f"pair {pair.name!r}: " if named else ""
     for side, provider, host in (
-        ("source", source, hosts.source),
-        ("destination", destination, hosts.destination),
+        ("source", source, pair.source),
+        ("destination", destination, pair.destination),
     ):
         if host.deploy is not None and host.address is None:
             return (
@@ -193,13 +223,34 @@ def _conversion_host_problem(
         if ops is None:
             return f"the {side} ({provider.label}) cannot attach volumes (a snapshot file?)"
         if host.server is None:
-            return f"conversion_hosts.{side}.server must name the host's server to attach to"
+            return f"{where}.{side}.server must name the host's server to attach to"
         try:
             status = ops.server_status(host.server)
         except ProviderError as exc:
-            return f"conversion_hosts.{side}.server: {exc}"
+            return f"{where}.{side}.server: {exc}"
         if status != "ACTIVE":
-            return f"the {side} conversion host {host.server!r} is {status}, not ACTIVE"
-    # Reachable with the configured host key, Python runs, devices can be found, sudo works.
-    problems = asyncio.run(probe_hosts(hosts))
-    return "; ".join(problems) if problems else None
+            return f"{prefix}the {side} conversion host {host.server!r} is {status}, not ACTIVE"
+    return None
+
+
+def assign_pairs(changes: list[Change], manifest: Manifest) -> list[Change]:
+    """Each unblocked migrate that copies through the hosts gets its planned pair
+    (``engine/pool.py``: largest first, to the least loaded pair)."""
+    hosts = manifest.conversion_hosts
+    if hosts is None:
+        return changes
+    copying = [
+        c
+        for c in changes
+        if c.action is Action.MIGRATE
+        and not c.blocked
+        and c.kind in MIGRATIONS
+        and MIGRATIONS[c.kind].NEEDS_HOSTS
+    ]
+    planned = plan_pairs(
+        ((c.address, c.bytes_to_move or 0) for c in copying), [p.name for p in hosts.all_pairs]
+    )
+    return [
+        c.model_copy(update={"conversion_pair": planned[c.address]}) if c.address in planned else c
+        for c in changes
+    ]

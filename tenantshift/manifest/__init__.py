@@ -6,11 +6,15 @@ The lowest layer of tenantshift: it imports nothing else from the package.
 from tenantshift.manifest.api import canonical_json, load_manifest, manifest_hash, parse_vars
 from tenantshift.manifest.errors import Diagnostic, ManifestError
 from tenantshift.manifest.schema import (
+    DEFAULT_PAIR,
     KINDS,
+    AnyConversionHosts,
     Auth,
     CloudRef,
     ConversionHost,
     ConversionHosts,
+    ConversionPair,
+    ConversionPool,
     Deploy,
     KindSelect,
     Manifest,
@@ -21,11 +25,15 @@ from tenantshift.manifest.schema import (
 )
 
 __all__ = [
+    "DEFAULT_PAIR",
     "KINDS",
+    "AnyConversionHosts",
     "Auth",
     "CloudRef",
     "ConversionHost",
     "ConversionHosts",
+    "ConversionPair",
+    "ConversionPool",
     "Deploy",
     "Diagnostic",
     "KindSelect",

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tenantshift.manifest.schema import ConversionHost, Manifest
+from tenantshift.manifest.schema import ConversionHost, ConversionHosts, Manifest
 
 __all__ = [
     "RECORD_FORMAT",
@@ -105,7 +105,10 @@ def with_deployed_hosts(manifest: Manifest) -> Manifest:
     """``manifest`` with each deployed host's address and host key filled in from the record
     (unchanged when no host declares ``deploy``)."""
     hosts = manifest.conversion_hosts
-    if hosts is None or (hosts.source.deploy is None and hosts.destination.deploy is None):
+    # A pool's hosts are declared (the schema refuses deploy there): nothing to fill.
+    if not isinstance(hosts, ConversionHosts) or (
+        hosts.source.deploy is None and hosts.destination.deploy is None
+    ):
         return manifest
     record = read_record(manifest.state_dir)
     filled = hosts.model_copy(

@@ -18,27 +18,35 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     PrivateAttr,
     SecretStr,
+    Tag,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
 __all__ = [
+    "DEFAULT_PAIR",
     "KINDS",
+    "AnyConversionHosts",
     "Auth",
     "CloudRef",
     "ConversionHost",
     "ConversionHosts",
+    "ConversionPair",
+    "ConversionPool",
     "Deploy",
+    "HostPair",
     "KindSelect",
     "Manifest",
     "Map",
     "Options",
     "Select",
     "Workloads",
+    "as_pair",
 ]
 
 #: Every resource kind tenantshift knows, in reference order. The resource layer checks that
@@ -570,13 +578,142 @@ class ConversionHost(_Model):
         return self.address
 
 
-class ConversionHosts(_Model):
-    """The pair of conversion hosts that workload data flows between."""
+#: The name the single-pair form's pair gets (journal, plan, messages).
+DEFAULT_PAIR = "default"
+
+
+class ConversionPair(_Model):
+    """One source conversion host and the destination host that pulls from it."""
+
+    name: str
+    """The pair's name (lowercase letters, digits, ``-``, ``_``): the plan shows it, the
+    journal records it, so a re-run resumes a node's copies on the same pair."""
+    source: ConversionHost
+    """Conversion host in the source cloud."""
+    destination: ConversionHost
+    """Conversion host in the destination cloud; it pulls data from the source host."""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", value):
+            raise ValueError(
+                "a pair name is 1-32 lowercase letters, digits, '-' or '_', starting with a "
+                "letter or digit"
+            )
+        return value
+
+
+class _Pairs:
+    """What every consumer reads of either form: one normalised tuple of pairs."""
+
+    @property
+    def all_pairs(self) -> tuple[ConversionPair, ...]:
+        """Every pair, in manifest order (the one-pair form is one pair, ``default``)."""
+        raise NotImplementedError
+
+    def pair(self, name: str) -> ConversionPair:
+        for pair in self.all_pairs:
+            if pair.name == name:
+                return pair
+        raise KeyError(f"no conversion host pair {name!r} in the manifest")
+
+    def only_pair(self) -> ConversionPair:
+        """The pair of a one-pair configuration (the transfer layer's own tests, tools)."""
+        pairs = self.all_pairs
+        if len(pairs) != 1:
+            raise ValueError(f"{len(pairs)} conversion host pairs: name the pair to use")
+        return pairs[0]
+
+
+class ConversionHosts(_Pairs, _Model):
+    """The pair of conversion hosts that workload data flows between (the one-pair form)."""
 
     source: ConversionHost
     """Conversion host in the source cloud."""
     destination: ConversionHost
     """Conversion host in the destination cloud; it pulls data from the source host."""
+
+    @property
+    def all_pairs(self) -> tuple[ConversionPair, ...]:
+        return (
+            ConversionPair(name=DEFAULT_PAIR, source=self.source, destination=self.destination),
+        )
+
+
+def _host_identity(host: ConversionHost) -> list[str]:
+    """What makes two entries the same host: its server, or its SSH endpoint."""
+    return ([f"server {host.server!r}"] if host.server else []) + [
+        f"address {host.address}:{host.port}"
+    ]
+
+
+class ConversionPool(_Pairs, _Model):
+    """Several pairs of conversion hosts (the pool form): volume copies are spread across
+    them, largest first, ``options.copy_parallelism`` at once per pair."""
+
+    pairs: list[ConversionPair] = Field(min_length=1)
+    """The pairs, each with a unique ``name``; a host (server or address:port) may serve one
+    pair only."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_form(cls, value: Any) -> Any:
+        if isinstance(value, dict) and ({"source", "destination"} & set(value)):
+            raise ValueError(
+                "give either 'source' and 'destination' (one pair) or 'pairs' (a pool), not both"
+            )
+        return value
+
+    @field_validator("pairs")
+    @classmethod
+    def _distinct(cls, pairs: list[ConversionPair]) -> list[ConversionPair]:
+        names: set[str] = set()
+        used: dict[str, str] = {}
+        for pair in pairs:
+            if pair.name in names:
+                raise ValueError(f"pair name {pair.name!r} is used twice")
+            names.add(pair.name)
+            if pair.source.deploy is not None or pair.destination.deploy is not None:
+                raise ValueError(
+                    f"pair {pair.name!r}: 'deploy' is for the one-pair form (source and "
+                    "destination); a pool's hosts are declared (address and host key)"
+                )
+            # Two pairs on one host would share its link and its slots, and a failover from
+            # one to the other would land on the host that just failed.
+            for side, host in (("source", pair.source), ("destination", pair.destination)):
+                for identity in _host_identity(host):
+                    key = f"{side} {identity}"
+                    if key in used:
+                        raise ValueError(
+                            f"the {side} host ({identity}) is in pairs {used[key]!r} and "
+                            f"{pair.name!r}: a host may serve one pair only"
+                        )
+                    used[key] = pair.name
+        return pairs
+
+    @property
+    def all_pairs(self) -> tuple[ConversionPair, ...]:
+        return tuple(self.pairs)
+
+
+def _hosts_form(value: Any) -> str:
+    """Which form a ``conversion_hosts`` value is: ``pairs`` makes it a pool."""
+    if isinstance(value, dict):
+        return "pool" if "pairs" in value else "pair"
+    return "pool" if isinstance(value, ConversionPool) else "pair"
+
+
+#: The manifest's ``conversion_hosts``: one pair (``source``/``destination``) or a pool.
+AnyConversionHosts = ConversionHosts | ConversionPool
+
+#: What the transfer layer accepts: one pair, or a one-pair ``ConversionHosts``.
+HostPair = ConversionPair | ConversionHosts
+
+
+def as_pair(hosts: HostPair) -> ConversionPair:
+    """The one pair ``hosts`` names."""
+    return hosts if isinstance(hosts, ConversionPair) else hosts.only_pair()
 
 
 # --------------------------------------------------------------------------- workloads, options
@@ -634,7 +771,13 @@ class Manifest(_Model):
     """What to take, per kind; everything the source project owns by default."""
     map: Map = Map()
     """Renames and mappings applied to the desired state."""
-    conversion_hosts: ConversionHosts | None = None
+    conversion_hosts: (
+        Annotated[
+            Annotated[ConversionHosts, Tag("pair")] | Annotated[ConversionPool, Tag("pool")],
+            Discriminator(_hosts_form),
+        ]
+        | None
+    ) = None
     """Needed only to migrate workloads (servers and their volumes)."""
     workloads: Workloads = Workloads()
     """Workload migration settings."""

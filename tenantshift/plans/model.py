@@ -87,6 +87,9 @@ class Change(BaseModel):
     target_address: str | None = None
     #: For a migrate: the logical bytes its disks hold (what the copies read), when known.
     bytes_to_move: int | None = None
+    #: For a migrate through the conversion hosts: the pair its copies are planned on (the
+    #: engine's largest-first schedule; at apply a free pair takes it when this one is busy).
+    conversion_pair: str | None = None
 
     @property
     def blocked(self) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import shlex
 
-from tenantshift.manifest.schema import ConversionHost, ConversionHosts
+from tenantshift.manifest.schema import ConversionHost, HostPair, as_pair
 
 from . import ssh
 from .errors import TransferError
@@ -41,8 +41,9 @@ async def _probe(host: ConversionHost, role: str, timeout: float) -> str | None:
         conn.close()
 
 
-async def probe_hosts(hosts: ConversionHosts, timeout: float = 15.0) -> list[str]:
+async def probe_hosts(hosts: HostPair, timeout: float = 15.0) -> list[str]:
     """The problems of both hosts (empty when both are ready), checked concurrently."""
+    hosts = as_pair(hosts)
     found = await asyncio.gather(
         _probe(hosts.source, "source", timeout),
         _probe(hosts.destination, "destination", timeout),

@@ -31,7 +31,7 @@ from typing import Any
 
 import asyncssh
 
-from tenantshift.manifest.schema import ConversionHost, ConversionHosts
+from tenantshift.manifest.schema import ConversionHost, HostPair, as_pair
 
 from . import ssh
 from .agent import codecs as agent_codecs  # stdlib only; the preference table is shared
@@ -63,7 +63,8 @@ class TransferSession:
     ``<marker>-<hex>``.
     """
 
-    def __init__(self, hosts: ConversionHosts, options: TransferOptions | None = None) -> None:
+    def __init__(self, hosts: HostPair, options: TransferOptions | None = None) -> None:
+        hosts = as_pair(hosts)  # one session serves one pair of hosts
         check_host_fields(hosts.source, "source")
         check_host_fields(hosts.destination, "destination")
         self.hosts = hosts
@@ -447,7 +448,7 @@ def _error(copy: VolumeCopy, message: dict[str, Any]) -> TransferError:
 
 
 async def copy_volumes(
-    hosts: ConversionHosts,
+    hosts: HostPair,
     copies: Sequence[VolumeCopy],
     *,
     options: TransferOptions | None = None,

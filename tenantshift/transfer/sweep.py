@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import asyncssh
 
-from tenantshift.manifest.schema import ConversionHosts
+from tenantshift.manifest.schema import HostPair, as_pair
 
 from . import ssh
 from .agent.keys import MARKER_RE
@@ -20,7 +20,7 @@ from .model import TransferOptions
 
 
 async def sweep_leftover_keys(
-    hosts: ConversionHosts,
+    hosts: HostPair,
     markers: Sequence[str] | None = None,
     *,
     options: TransferOptions | None = None,
@@ -34,7 +34,7 @@ async def sweep_leftover_keys(
     for marker in markers or ():
         if not MARKER_RE.match(marker):
             raise ValueError(f"{marker!r} is not a tenantshift transfer marker")
-    host = hosts.source
+    host = as_pair(hosts).source
     selections = [["--every-run"]] if markers is None else [["--marker", m] for m in markers]
     keys_file = ["--file", options.source_authorized_keys] if options.source_authorized_keys else []
     conn = await ssh.connect(host, "source", options.connect_timeout)
@@ -62,7 +62,7 @@ async def sweep_leftover_keys(
 
 
 async def remove_run_dirs(
-    hosts: ConversionHosts,
+    hosts: HostPair,
     role: str,
     run_dirs: Sequence[str],
     *,
@@ -72,7 +72,8 @@ async def remove_run_dirs(
     destination). The agent refuses any path that is not a tenantshift run directory, and a
     directory already gone counts as removed. Returns how many existed."""
     options = options or TransferOptions()
-    host = hosts.source if role == "source" else hosts.destination
+    pair = as_pair(hosts)
+    host = pair.source if role == "source" else pair.destination
     conn = await ssh.connect(host, role, options.connect_timeout)
     try:
         own, _ = await ssh.install_agent(conn, host, role, agent_zip())

@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.markup import escape
 
+from tenantshift.manifest import DEFAULT_PAIR
 from tenantshift.plans import Action
 
 _VERB = {
@@ -62,6 +63,9 @@ def _block(change: dict[str, Any]) -> list[str]:
         heading = f"  # {address} [bold red]is blocked[/]: {escape(change['detail'])}"
     elif change.get("detail"):
         heading += f" ({escape(change['detail'])})"
+    pair = change.get("conversion_pair")
+    if pair and pair != DEFAULT_PAIR:  # a pool: which pair the copies are planned on
+        heading += f" [cyan]on pair {escape(pair)}[/]"
     symbol = escape(_SYMBOL[action])
     out = [heading, f"[{style}]{symbol:>3}[/] {address}"]
     if action in ("create", "migrate"):

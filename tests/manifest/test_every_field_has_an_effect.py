@@ -44,11 +44,31 @@ OTHER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB8GM8QyKPsdiKIqQ6rQKrn+elZRbxL
 def leaf_paths(model: type[BaseModel], prefix: str = "") -> Iterator[str]:
     for name, info in model.model_fields.items():
         args = typing.get_args(info.annotation) or (info.annotation,)
-        nested = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+        nested = _models_in(args)
         if nested:
-            yield from leaf_paths(nested[0], f"{prefix}{name}.")
+            # Every model of a union (conversion_hosts: one pair, or a pool of pairs).
+            seen = set()
+            for model_type in nested:
+                for path in leaf_paths(model_type, f"{prefix}{name}."):
+                    if path not in seen:
+                        seen.add(path)
+                        yield path
         else:
             yield prefix + name
+
+
+def _models_in(args: tuple[Any, ...]) -> list[type[BaseModel]]:
+    """The models in a field's type arguments, looking through ``Annotated`` (tagged union
+    members) and nested unions."""
+    out: list[type[BaseModel]] = []
+    for arg in args:
+        if typing.get_origin(arg) is typing.Annotated:
+            arg = typing.get_args(arg)[0]
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            out.append(arg)
+        elif typing.get_args(arg):
+            out.extend(_models_in(typing.get_args(arg)))
+    return out
 
 
 def manifest(**sections: Any) -> Manifest:
@@ -257,8 +277,9 @@ class _Captured(Exception):
 def transport(hosts: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """What tenantshift would do with the source host: connect (captured, not sent), the
     command lines it runs, the volume key's forced command."""
-    host = manifest(conversion_hosts=hosts).conversion_hosts
-    assert host is not None
+    configured = manifest(conversion_hosts=hosts).conversion_hosts
+    assert configured is not None
+    host = configured.all_pairs[0]
     captured: dict[str, Any] = {}
 
     async def fake_connect(*args: Any, **kwargs: Any) -> None:
@@ -292,16 +313,23 @@ def conversion_host_transport(path: str, monkeypatch: pytest.MonkeyPatch) -> Non
     }[field]
     hosts = host_body()
     # Proven on the source host's side; the destination's fields are the same model.
-    if path.startswith("conversion_hosts.destination."):
+    if ".destination." in path:
         hosts = {"source": hosts["destination"], "destination": hosts["source"]}
-    before = transport(hosts, monkeypatch)
-    after = transport(host_body(**changed), monkeypatch)
+    before = transport(in_form(path, hosts), monkeypatch)
+    after = transport(in_form(path, host_body(**changed)), monkeypatch)
     assert before != after, path
+
+
+def in_form(path: str, pair: dict[str, Any]) -> dict[str, Any]:
+    """``pair`` as the one-pair form, or as a pool of one (for ``conversion_hosts.pairs.*``)."""
+    if path.startswith("conversion_hosts.pairs."):
+        return {"pairs": [{"name": "p1", **pair}]}
+    return pair
 
 
 def conversion_host_server(path: str) -> None:
     """The source host's server is left out of the workloads; both are checked ACTIVE."""
-    side = path.split(".")[1]
+    side = path.split(".")[-2]
 
     class Ops:
         def server_id(self, name: str) -> str:
@@ -319,7 +347,7 @@ def conversion_host_server(path: str) -> None:
         hosts["source"]["server"] = "conv-a"
         hosts["destination"] = dict(hosts["destination"], server="conv-b")
         hosts[side]["server"] = name
-        m = manifest(conversion_hosts=hosts)
+        m = manifest(conversion_hosts=in_form(path, hosts))
         cloud: Any = Cloud()
         return conversion_host_ids(m, cloud), _conversion_host_problem(m, cloud, cloud)
 
@@ -345,9 +373,7 @@ def server_request(deploy: dict[str, Any]) -> dict[str, Any]:
         create_server=lambda **kw: sent.update(kw),
     )
     network = SimpleNamespace(find_network=lambda n: SimpleNamespace(id=f"net-{n}"))
-    conn = SimpleNamespace(
-        current_project_id="p", image=found, compute=compute, network=network
-    )
+    conn = SimpleNamespace(current_project_id="p", image=found, compute=compute, network=network)
     CloudOps(conn, "source", "source").create_server("conv", Deploy(**deploy), "kp", "sg")
     return sent
 
@@ -398,6 +424,40 @@ def deploy_effect(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     assert effect(overrides) != effect({**overrides, field: changed}), path
 
 
+def deploy_not_in_a_pool(path: str) -> None:
+    """``deploy:`` belongs to the one-pair form; in a pool it is refused, not ignored."""
+    body = host_body()
+    body["source"] = dict(body["source"], deploy={"image": "i", "flavor": "f", "network": "n"})
+    body["source"].pop("host_key")
+    with pytest.raises(ValidationError, match="deploy"):
+        manifest(conversion_hosts={"pairs": [{"name": "p1", **body}]})
+
+
+def pair_name(path: str) -> None:
+    """A pool's pair names are what the plan schedules each copying migration on."""
+    from tenantshift.engine.workload_plan import assign_pairs
+    from tenantshift.plans import Change
+
+    def planned(names: list[str]) -> list[str | None]:
+        pool = {
+            "pairs": [
+                {
+                    "name": name,
+                    "source": dict(host_body()["source"], port=2200 + i),
+                    "destination": dict(host_body()["destination"], port=2300 + i),
+                }
+                for i, name in enumerate(names)
+            ]
+        }
+        change = Change(
+            address="volume.v", kind="volume", action=Action.MIGRATE, after={}, bytes_to_move=1
+        )
+        return [c.conversion_pair for c in assign_pairs([change], manifest(conversion_hosts=pool))]
+
+    assert planned(["fast", "slow"]) == ["fast"]
+    assert planned(["other", "slow"]) == ["other"], path
+
+
 # -- fields shown on the devcloud ------------------------------------------------------------
 
 
@@ -444,6 +504,10 @@ PROOFS: dict[str, Callable[..., None]] = {
     "conversion_hosts.*.server": conversion_host_server,
     "conversion_hosts.source.deploy.*": deploy_effect,
     "conversion_hosts.destination.deploy.*": deploy_effect,
+    "conversion_hosts.pairs.*.server": conversion_host_server,
+    "conversion_hosts.pairs.name": pair_name,
+    "conversion_hosts.pairs.source.deploy.*": deploy_not_in_a_pool,
+    "conversion_hosts.pairs.destination.deploy.*": deploy_not_in_a_pool,
     "conversion_hosts.*": conversion_host_transport,
     "options.parallelism": apply_setting,
     "options.copy_parallelism": apply_setting,

@@ -392,10 +392,15 @@ def _submodels(cls: type[BaseModel]) -> list[type[BaseModel]]:
     import typing
 
     out = []
+
+    def visit(arg: object) -> None:  # through unions, Annotated (tagged members), lists
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            out.append(arg)
+        for inner in typing.get_args(arg):
+            visit(inner)
+
     for field in cls.model_fields.values():
-        for arg in (field.annotation, *typing.get_args(field.annotation)):
-            if isinstance(arg, type) and issubclass(arg, BaseModel):
-                out.append(arg)
+        visit(field.annotation)
     return out
 
 

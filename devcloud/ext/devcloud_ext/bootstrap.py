@@ -187,26 +187,53 @@ def _public_network(conn: Any) -> None:
             allocation_pools=[{"start": "172.24.4.10", "end": "172.24.4.250"}])
 
 
-def _conversion_host(key: str, image_id: str) -> Any:
-    """The tenant's `conversion-host` server (created by its non-admin user)."""
+#: DEVCLOUD_CONVERSION_PAIRS (see devcloud/harness/layout.py): pairs 2.. add an sshd per
+#: tenant (keys src2/dst2, ...; ports 2223/2224, ...) and a `conversion-host-2`, ... server.
+MAX_PAIRS = 8
+
+
+def _pair_count() -> int:
+    return int(os.environ.get("DEVCLOUD_CONVERSION_PAIRS") or 1)
+
+
+def _host_name(k: int) -> str:
+    return CONVERSION_HOST if k == 1 else f"{CONVERSION_HOST}-{k}"
+
+
+def _conversion_host(key: str, image_id: str, name: str = CONVERSION_HOST) -> Any:
+    """The tenant's conversion host server `name` (created by its non-admin user)."""
     conn = connect(f"devcloud-{key}")
-    servers = list(conn.compute.servers(name=f"^{CONVERSION_HOST}$"))
+    servers = list(conn.compute.servers(name=f"^{name}$"))
     keep = None
     for s in servers:
         # power_state 1 = RUNNING: an ACTIVE server its compute host forgot reads 0 (NOSTATE)
         if keep is None and s.status == "ACTIVE" and s.power_state in (1, None):
             keep = s
         else:  # ERROR/SHUTOFF ghosts or duplicates: replace
-            log(f"{key}: removing stale {CONVERSION_HOST} {s.id} ({s.status})")
+            log(f"{key}: removing stale {name} {s.id} ({s.status})")
             conn.compute.delete_server(s, force=True)
             conn.compute.wait_for_delete(s, wait=120)
     if keep is not None:
         return keep
     flavor = conn.compute.find_flavor("m1.tiny")
     server = conn.compute.create_server(
-        name=CONVERSION_HOST, image_id=image_id, flavor_id=flavor.id, networks="none",
+        name=name, image_id=image_id, flavor_id=flavor.id, networks="none",
         metadata={"devcloud": "conversion-host"})
     return conn.compute.wait_for_server(server, status="ACTIVE", wait=300, interval=2)
+
+
+def _remove_surplus_hosts(key: str, pairs: int) -> None:
+    """Servers of pairs beyond DEVCLOUD_CONVERSION_PAIRS (an earlier `up` asked for more)."""
+    conn = connect(f"devcloud-{key}")
+    surplus = {_host_name(k) for k in range(pairs + 1, MAX_PAIRS + 1)}
+    gone = [s for s in conn.compute.servers() if s.name in surplus]
+    for s in gone:
+        for att in conn.compute.volume_attachments(s):
+            conn.compute.delete_volume_attachment(s, att.volume_id)
+        log(f"{key}: removing {s.name} (beyond DEVCLOUD_CONVERSION_PAIRS)")
+        conn.compute.delete_server(s, force=True)
+    for s in gone:
+        conn.compute.wait_for_delete(s, wait=120)
 
 
 def cloud() -> None:
@@ -221,47 +248,71 @@ def cloud() -> None:
     known_hosts = os.path.join(ssh, "known_hosts")
     # The conversion hosts' helper runs on "the host": Debian's own python3 (stdlib only).
     python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
-    manifest: dict[str, Any] = {}
-    details: dict[str, Any] = {}
-    for key, label in (("src", "source"), ("dst", "destination")):
-        server = _conversion_host(key, image.id)
-        by_id = paths.by_id_dir(server.id)
-        os.makedirs(by_id, exist_ok=True)
-        with open(os.path.join(ssh, key, "ssh_host_ed25519_key.pub")) as f:
-            host_key = " ".join(f.read().split()[:2])
-        port = SSH_PORTS[key] + OFFSET
-        # Exactly tenantshift's manifest `conversion_hosts.<side>` keys (extra keys are
-        # rejected there), so the file can be pasted or loaded as is.
-        manifest[label] = {
-            "server": CONVERSION_HOST,
-            "address": HOST,
-            "port": port,
-            "user": "root",
-            "key_file": os.path.join(ssh, "id_ed25519"),
-            "host_key": host_key,
-            "known_hosts": known_hosts,
-            "device_dir": by_id,
-            "python": python,
-        }
-        details[label] = {
-            **manifest[label],
-            "server_id": server.id,
-            "cloud": f"devcloud-{key}",
-            "project": TENANTS[key]["project"],
-            "known_hosts_line": f"[{HOST}]:{port} {host_key}",
-        }
+    count = _pair_count()
+    for key in ("src", "dst"):
+        _remove_surplus_hosts(key, count)
+    pairs: list[dict[str, Any]] = []
+    detail_pairs: list[dict[str, Any]] = []
+    for k in range(1, count + 1):
+        manifest: dict[str, Any] = {}
+        details: dict[str, Any] = {}
+        for key, label in (("src", "source"), ("dst", "destination")):
+            sshd = key if k == 1 else f"{key}{k}"
+            server = _conversion_host(key, image.id, _host_name(k))
+            by_id = paths.by_id_dir(server.id)
+            os.makedirs(by_id, exist_ok=True)
+            with open(os.path.join(ssh, sshd, "ssh_host_ed25519_key.pub")) as f:
+                host_key = " ".join(f.read().split()[:2])
+            port = SSH_PORTS[key] + 2 * (k - 1) + OFFSET
+            # Exactly tenantshift's manifest `conversion_hosts.<side>` keys (extra keys are
+            # rejected there), so the file can be pasted or loaded as is.
+            manifest[label] = {
+                "server": _host_name(k),
+                "address": HOST,
+                "port": port,
+                "user": "root",
+                "key_file": os.path.join(ssh, "id_ed25519"),
+                "host_key": host_key,
+                "known_hosts": known_hosts,
+                "device_dir": by_id,
+                "python": python,
+            }
+            details[label] = {
+                **manifest[label],
+                "server_id": server.id,
+                "cloud": f"devcloud-{key}",
+                "project": TENANTS[key]["project"],
+                "known_hosts_line": f"[{HOST}]:{port} {host_key}",
+            }
+        pairs.append({"name": f"pair-{k}", **manifest})
+        detail_pairs.append({"name": f"pair-{k}", **details})
+    # One pair: today's form (source/destination). Several: `pairs`, each named.
+    document: dict[str, Any] = (
+        {k: v for k, v in pairs[0].items() if k != "name"} if count == 1 else {"pairs": pairs}
+    )
+    # The .json keeps pair 1 as source/destination (what the tests' fixture reads) and
+    # lists every pair under `pairs`.
+    all_details = {
+        "source": detail_pairs[0]["source"],
+        "destination": detail_pairs[0]["destination"],
+        "pairs": detail_pairs,
+    }
     with open(known_hosts + ".tmp", "w") as f:
-        f.writelines(h["known_hosts_line"] + "\n" for h in details.values())
+        f.writelines(
+            p[side]["known_hosts_line"] + "\n"
+            for p in detail_pairs for side in ("source", "destination")
+        )
     os.replace(known_hosts + ".tmp", known_hosts)
     base = os.path.join(paths.state_dir(), "conversion-hosts")
     with open(base + ".yaml.tmp", "w") as f:
         f.write("# written by `devcloud up`: a tenantshift manifest's `conversion_hosts:`\n")
-        yaml.safe_dump(manifest, f, sort_keys=False, default_flow_style=False)
+        yaml.safe_dump(document, f, sort_keys=False, default_flow_style=False)
     os.replace(base + ".yaml.tmp", base + ".yaml")
     with open(base + ".json.tmp", "w") as f:
-        json.dump(details, f, indent=2)
+        json.dump(all_details, f, indent=2)
     os.replace(base + ".json.tmp", base + ".json")
-    log(f"cloud: tenants, flavors, image, public network, conversion hosts ready ({base}.yaml)")
+    log(f"cloud: tenants, flavors, image, public network, {count} conversion host pair(s) "
+        f"ready ({base}.yaml)")
 
 
 def main(argv: list[str]) -> int:

@@ -1,21 +1,28 @@
 """`devcloud reset`: delete every tenant resource in both tenants.
 
 Kept: the install, service users, flavors, the public image and network, quotas and each
-tenant's `conversion-host` server (its volumes are detached, though). Runs as each tenant's
-own user, so it only ever sees that tenant's resources; the admin connection is used only to
-un-stick volumes a tenant user cannot reset.
+tenant's `conversion-host` servers (and `-2`, `-3`, ... with DEVCLOUD_CONVERSION_PAIRS; their
+volumes are detached, though). Runs as each tenant's own user, so it only ever sees that
+tenant's resources; the admin connection is used only to un-stick volumes a tenant user cannot
+reset.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from typing import Any
 
 from openstack import exceptions
 
 from .cloud import CONVERSION_HOST, IMAGE_NAME, TENANTS, connect, log, wait
+
+
+def _is_conversion_host(name: str | None) -> bool:
+    """`conversion-host`, and `conversion-host-2`, ... of DEVCLOUD_CONVERSION_PAIRS."""
+    return bool(re.fullmatch(rf"{CONVERSION_HOST}(-\d+)?", name or ""))
 
 
 def reset_tenant(key: str) -> None:
@@ -26,14 +33,14 @@ def reset_tenant(key: str) -> None:
     # Servers first: they hold ports and volume attachments.
     servers = list(conn.compute.servers())
     for s in servers:
-        if s.name == CONVERSION_HOST:
+        if _is_conversion_host(s.name):
             for att in conn.compute.volume_attachments(s):
-                log(f"{key}: detaching {att.volume_id} from {CONVERSION_HOST}")
+                log(f"{key}: detaching {att.volume_id} from {s.name}")
                 conn.compute.delete_volume_attachment(s, att.volume_id)
         else:
             conn.compute.delete_server(s, force=True)
     for s in servers:
-        if s.name != CONVERSION_HOST:
+        if not _is_conversion_host(s.name):
             conn.compute.wait_for_delete(s, wait=180)
 
     for img in conn.image.images(owner=project_id):

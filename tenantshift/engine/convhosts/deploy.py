@@ -31,7 +31,7 @@ from tenantshift.engine.convhosts.hostkeys import (
     fingerprint,
 )
 from tenantshift.engine.lock import ApplyLock, LockedError
-from tenantshift.manifest import ConversionHost, Manifest
+from tenantshift.manifest import ConversionHost, ConversionHosts, Manifest
 from tenantshift.manifest.deployed import SIDES, read_record, write_record
 
 __all__ = ["DeployError", "HostReport", "deploy", "remove", "status"]
@@ -69,7 +69,8 @@ def _open_ops(manifest: Manifest, side: str) -> CloudOps:
 
 def _deployed_hosts(manifest: Manifest) -> list[tuple[str, ConversionHost]]:
     hosts = manifest.conversion_hosts
-    found = [] if hosts is None else [(s, getattr(hosts, s)) for s in SIDES]
+    # Only the one-pair form deploys (a pool's hosts are declared; the schema refuses deploy).
+    found = [(s, getattr(hosts, s)) for s in SIDES] if isinstance(hosts, ConversionHosts) else []
     chosen = [(side, host) for side, host in found if host.deploy is not None]
     if not chosen:
         raise DeployError("no conversion host in the manifest declares 'deploy:'")
