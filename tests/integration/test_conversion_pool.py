@@ -127,13 +127,14 @@ def test_volumes_spread_over_three_pairs_with_identical_bytes(
 
     planned = {a: c["conversion_pair"] for a, c in plan_changes(path).items()}
     by_name = {v.name.rpartition("-")[2]: f"volume.{v.name}" for v in pool_volumes}
-    # Largest first, each to the least loaded pair: 3 | 2 | 2, then 3 | 3 | 2, 3 | 3 | 3.
+    # Largest first, each to the least loaded pair (a tie to the earlier pair):
+    # 3 | 2 | 2, then d: 3 | 3 | 2, then e: 3 | 3 | 3.
     assert planned == {
         by_name["a"]: "pair-1",
         by_name["b"]: "pair-2",
         by_name["c"]: "pair-3",
-        by_name["d"]: "pair-3",
-        by_name["e"]: "pair-2",
+        by_name["d"]: "pair-2",
+        by_name["e"]: "pair-3",
     }
     human = ok(run_cli("plan", "-m", str(path))).stdout
     assert "on pair pair-1" in human and "on pair pair-3" in human, human
