@@ -32,6 +32,7 @@ import random
 import re
 import resource
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -444,6 +445,8 @@ def main() -> int:
         "two sites; default: none (loopback)",
     )
     args = parser.parse_args()
+    # A kill (timeout, pkill) still runs the clean-up below: volumes, loop devices, cgroup.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     methods = args.methods.split(",")
     unknown = [m for m in methods if m not in OURS and m not in pipelines.METHODS]
     if unknown:

@@ -16,6 +16,7 @@ from tenantshift import __version__
 from tenantshift.engine.journal import JOURNAL_FILE, Journal
 from tenantshift.engine.workload_plan import check_workloads
 from tenantshift.manifest import Manifest, manifest_hash
+from tenantshift.manifest.deployed import RecordError, read_record
 from tenantshift.plans import Action, Change, Fingerprint, Plan, diff
 from tenantshift.providers import Provider, ProviderError
 from tenantshift.resources import REGISTRY, Snapshot, derive_desired
@@ -102,7 +103,7 @@ def _make_plan(
         manifest.map,
         workloads=manifest.workloads,
         conversion_hosts=hosts,
-        held=held_by_migrations(manifest.state_dir),
+        held={**held_by_migrations(manifest.state_dir), **deployed_tools(manifest.state_dir, src)},
     )
     # The markers name this migration, so prune leaves other migrations' copies alone (M6).
     changes = diff(desired, dst, prune=manifest.options.prune, migration=migration_id(src))
@@ -190,6 +191,29 @@ def held_by_migrations(state_dir: Path) -> dict[str, str]:
         }
     finally:
         journal.close()
+
+
+def deployed_tools(state_dir: Path, src: Snapshot) -> dict[str, str]:
+    """What ``tenantshift conversion-hosts deploy`` created in the source project for the
+    source conversion host (its security group, its keypair), by id: tools of the migration,
+    never part of it, so they are left out without the user having to exclude them. A group or
+    keypair of the user's that the deploy only used is the user's, and migrates as usual."""
+    try:
+        entry = read_record(state_dir).get("source")
+    except RecordError:
+        return {}  # plan and apply report the unreadable record where they need the hosts
+    if not isinstance(entry, dict):
+        return {}
+    owns = set(entry.get("owns") or [])
+    why = "created by `tenantshift conversion-hosts deploy` for the source conversion host"
+    ids = set()
+    if "security_group" in owns and entry.get("security_group_id"):
+        ids.add(str(entry["security_group_id"]))
+    if "keypair" in owns and entry.get("keypair"):  # keypairs have no id of their own
+        ids.update(
+            str(r.id) for r in src.of_kind("keypair") if r.params.get("name") == entry["keypair"]
+        )
+    return dict.fromkeys(ids, why)
 
 
 def conversion_host_ids(manifest: Manifest, source: Provider) -> frozenset[str]:

@@ -123,7 +123,9 @@ def test_parallel_copies_are_identical_sparse_and_extent_only(
         assert result.source_volume_id == pair.copy.source_volume_id
         assert sha256_file(pair.destination) == sha256_file(pair.source)
         assert result.verified and result.digest and result.bytes_logical == SIZE
-        assert result.bytes_allocated == allocated(pair.source) == 37 * MiB + 512 + 3584
+        # the data extents, exactly; st_blocks may add a block of ext4's extent tree
+        assert result.bytes_allocated == 37 * MiB + 512 + 3584
+        assert 0 <= allocated(pair.source) - result.bytes_allocated <= 64 * 1024
         # only non-zero data moved: not the holes, not the 16 MiB of allocated zeros
         assert NONZERO <= result.bytes_data <= NONZERO + 256 * 1024
         assert result.bytes_wire < result.bytes_data + 256 * 1024

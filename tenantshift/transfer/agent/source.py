@@ -207,6 +207,7 @@ class _Chunk(NamedTuple):
     records: list[tuple[bytes, int, int, Any]]  # kind, offset, raw length, payload
     data: int
     buf: bytearray  # the records point into it: back to the pool once they are written
+    packed: bool = False  # prepared with compression on (its runs may still be raw)
 
 
 class _Worker:
@@ -230,7 +231,8 @@ class _Worker:
         codec = getattr(self.local, "codec", None)
         if codec is None and self.codec_name:
             codec = self.local.codec = codecs.load(self.codec_name)
-        if not self.compress and codec is not None:
+        packed = self.compress and codec is not None
+        if not packed and codec is not None:
             codec = _RAW
         buf = self.buffers.get()  # the records below point into it
         extents.read_chunk(self.fd, buf, offset, length, pieces)
@@ -242,70 +244,67 @@ class _Worker:
             return _Chunk(offset, length, digest, [], 0, buf)
         view = memoryview(buf)
         records = [_pack(codec, view[rel : rel + n], offset + rel) for rel, n in runs]
-        return _Chunk(offset, length, digest, records, sum(n for _, n in runs), buf)
+        return _Chunk(offset, length, digest, records, sum(n for _, n in runs), buf, packed)
 
 
 _RAW = codecs.Codec()
 
 
 class _Adapter:
-    """Compression only where it pays: when the link, not the CPU, is what limits the copy.
+    """Compression only where it pays, measured on the stream itself.
 
-    Compressing trades CPU for wire bytes. Behind a link slower than the codec (a WAN, a
-    rate limit) it is a clear gain; on a host whose cores are already busy (with the SSH
-    cipher, other copies, or the other end on the same machine) it slows the copy down. Every
-    ``WINDOW`` seconds this looks at where the stream's own time went and at the host's idle
-    CPU (/proc/stat): compression goes off while the stream waits for its workers or the host
-    has less than one idle core, and back on once the stream waits for the link and a core is
-    free. Runs are marked raw or compressed one by one, so the receiver needs nothing new."""
+    Compressing trades CPU for wire bytes: a clear gain behind a link slower than the codec
+    (a WAN, a rate limit), a loss where the cores are the limit (the SSH cipher, other copies,
+    or the other end on the same machine). Which one holds depends on the hosts, the link
+    and the data, and changes during a copy, so it is measured rather than guessed: the
+    stream runs in epochs of ``PROBE`` chunks compressed, ``PROBE`` chunks raw, then
+    ``EXPLOIT`` chunks in whichever mode moved more volume data per second (the time between
+    chunks handed to the link, counted for the mode each chunk was prepared in). Each run
+    says whether it is compressed, so the receiver needs nothing new."""
 
-    WINDOW = 0.25
+    PROBE = 6
+    EXPLOIT = 48
 
     def __init__(self, work: _Worker) -> None:
         self.work = work
-        self.cores = os.cpu_count() or 1
-        self.started = time.monotonic()
-        self.waiting = self.writing = 0.0  # for the workers / blocked on the link
-        self.cpu = _cpu_times()
+        self.last = time.monotonic()
+        self._epoch()
 
-    def observe(self, waiting: float, writing: float) -> None:
-        self.waiting += waiting
-        self.writing += writing
+    def _epoch(self) -> None:
+        self.seconds = {True: 0.0, False: 0.0}
+        self.data = {True: 0, False: 0}
+        self.counted = {True: 0, False: 0}
+        self.exploiting = 0
+        self.work.compress = True
+
+    def observe(self, packed: bool, data: int) -> None:
+        """A chunk prepared compressed (``packed``) or raw, holding ``data`` bytes, has just
+        been handed to the link."""
         now = time.monotonic()
-        if now - self.started < self.WINDOW:
+        elapsed, self.last = now - self.last, now
+        if self.exploiting:
+            self.exploiting += 1
+            if self.exploiting > self.EXPLOIT:
+                self._epoch()  # the load or the link may have changed: measure again
             return
-        cpu = _cpu_times()
-        idle_cores = _idle_cores(self.cpu, cpu, self.cores)
-        self.work.compress = decide(self.work.compress, self.waiting, self.writing, idle_cores)
-        self.started, self.cpu, self.waiting, self.writing = now, cpu, 0.0, 0.0
+        self.seconds[packed] += elapsed
+        self.data[packed] += data
+        self.counted[packed] += 1
+        if self.counted[True] < self.PROBE:
+            return
+        if self.counted[False] < self.PROBE:
+            self.work.compress = False
+            return
+        self.work.compress = choose(
+            self.data[True] / max(self.seconds[True], 1e-9),
+            self.data[False] / max(self.seconds[False], 1e-9),
+        )
+        self.exploiting = 1
 
 
-def decide(compressing: bool, waiting: float, writing: float, idle_cores: float | None) -> bool:
-    """Whether the next chunks are compressed. ``waiting``: seconds the stream waited for its
-    workers to prepare chunks; ``writing``: seconds it was blocked handing them to the link;
-    ``idle_cores``: the host's idle CPU over the same window (None: unknown)."""
-    free = idle_cores is None or idle_cores >= 1.0
-    if compressing:
-        return free and writing >= waiting  # CPU-bound or no core to spare: send raw
-    return free and writing > 2 * waiting  # the link is the limit again, with a core free
-
-
-def _cpu_times() -> tuple[int, int] | None:
-    """(idle, total) jiffies of the host, or None where /proc/stat cannot be read."""
-    try:
-        with open("/proc/stat", "rb") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    return fields[3] + (fields[4] if len(fields) > 4 else 0), sum(fields[:8])
-
-
-def _idle_cores(
-    before: tuple[int, int] | None, after: tuple[int, int] | None, cores: int
-) -> float | None:
-    if before is None or after is None or after[1] <= before[1]:
-        return None
-    return cores * (after[0] - before[0]) / (after[1] - before[1])
+def choose(compressed_rate: float, raw_rate: float) -> bool:
+    """Compress the next chunks when that moved volume data (bytes/s) at least as fast."""
+    return compressed_rate >= raw_rate
 
 
 def _prepared(
@@ -329,15 +328,12 @@ def _prepared(
                 pending.append(pool.submit(work, window))
             if not pending:
                 return
-            waited = time.monotonic()
             chunk = pending.popleft().result()
-            waited = time.monotonic() - waited
             if chunk is not None:
-                written = time.monotonic()
                 yield chunk  # the caller writes its records out before it asks for more
                 work.buffers.put(chunk.buf)
                 if adapter is not None:
-                    adapter.observe(waited, time.monotonic() - written)
+                    adapter.observe(chunk.packed, chunk.data)
 
 
 def _workers(req: Request, codec_name: str = "") -> int:
