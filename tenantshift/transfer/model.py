@@ -52,9 +52,8 @@ class TransferOptions:
     chunk_size: int = 4 * MiB
     """Grid the volume is read, hashed and resumed in."""
     compression: Compression = "auto"
-    """``auto``: zstd when both hosts have it, else none, and compressing only where it moves
-    the data faster (the source measures both modes on the stream, epoch by epoch). ``zstd``:
-    always zstd, else zlib, else none. ``zlib``: zlib level 1, else none. ``none``."""
+    """``auto``: zstd when both hosts have it, else none. ``zstd``: zstd, else zlib, else none.
+    ``zlib``: zlib level 1, else none. ``none``."""
     hash_algorithm: Literal["auto", "xxh3", "sha256", "blake2b"] = "auto"
     """Per-chunk hash. ``auto``: XXH3-128 when both hosts have libxxhash (about 10x faster
     than sha256 here; it guards against corruption and bugs, not against someone choosing

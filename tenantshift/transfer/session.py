@@ -309,8 +309,6 @@ class TransferSession:
             "chunk_size": o.chunk_size,
             "hash": self.hash_algorithm,
             "codecs": agent_codecs.preference(o.compression),
-            # auto: the source compresses only while the link, not the CPU, is the limit
-            "adaptive": o.compression == "auto",
             "target_zeroed": o.target_zeroed,
             "verify": o.verify,
             "reread": o.reread,

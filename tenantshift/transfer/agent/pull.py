@@ -119,7 +119,6 @@ def parse_request(request: Any) -> dict[str, Any]:
         "chunk_size": chunk_size,
         "hash": validate.hash_name(request.get("hash")),
         "codecs": validate.codec_list(request.get("codecs")),
-        "adaptive": validate.flag(request.get("adaptive", False), "adaptive"),
         "target_zeroed": validate.flag(request.get("target_zeroed", False), "target_zeroed"),
         "verify": validate.flag(request.get("verify", True), "verify"),
         "reread": validate.flag(request.get("reread", False), "reread"),
@@ -148,7 +147,6 @@ class _Stream:
             "hash": request["hash"],
             "codecs": sink.codecs_offered,
             "rate_limit": request["rate_limit"],
-            "adaptive": request["adaptive"],
             # A resumed copy is verified against what the source holds *now*, not against
             # anything remembered on this side.
             "verify_prefix": bool(request["verify"]),

@@ -56,7 +56,6 @@ class Request(NamedTuple):
     begin: int
     end: int | None
     split: tuple[int, int] | None
-    adaptive: bool
 
 
 def parse_request(request: Any) -> Request:
@@ -76,7 +75,6 @@ def parse_request(request: Any) -> Request:
         begin=validate.integer(request.get("begin", 0), "begin"),
         end=None if request.get("end") is None else validate.integer(request["end"], "end"),
         split=_split(request.get("split")),
-        adaptive=validate.flag(request.get("adaptive", False), "adaptive"),
     )
 
 
@@ -207,7 +205,6 @@ class _Chunk(NamedTuple):
     records: list[tuple[bytes, int, int, Any]]  # kind, offset, raw length, payload
     data: int
     buf: bytearray  # the records point into it: back to the pool once they are written
-    packed: bool = False  # prepared with compression on (its runs may still be raw)
 
 
 class _Worker:
@@ -223,17 +220,11 @@ class _Worker:
         #: page fault and a zeroed page for every 4 KiB of it. ``_prepared`` sizes it.
         self.buffers: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
 
-    #: Compress this chunk's runs (the adaptive mode turns it off while the CPU is the limit).
-    compress = True
-
     def __call__(self, window: tuple[int, int, list[extents.Extent]]) -> _Chunk | None:
         offset, length, pieces = window
         codec = getattr(self.local, "codec", None)
         if codec is None and self.codec_name:
             codec = self.local.codec = codecs.load(self.codec_name)
-        packed = self.compress and codec is not None
-        if not packed and codec is not None:
-            codec = _RAW
         buf = self.buffers.get()  # the records below point into it
         extents.read_chunk(self.fd, buf, offset, length, pieces)
         if extents.is_zero(buf, length):
@@ -244,75 +235,11 @@ class _Worker:
             return _Chunk(offset, length, digest, [], 0, buf)
         view = memoryview(buf)
         records = [_pack(codec, view[rel : rel + n], offset + rel) for rel, n in runs]
-        return _Chunk(offset, length, digest, records, sum(n for _, n in runs), buf, packed)
-
-
-_RAW = codecs.Codec()
-
-
-class _Adapter:
-    """Compression only where it pays, measured on the stream itself.
-
-    Compressing trades CPU for wire bytes: a clear gain behind a link slower than the codec
-    (a WAN, a rate limit), a loss where the cores are the limit (the SSH cipher, other copies,
-    or the other end on the same machine). Which one holds depends on the hosts, the link
-    and the data, and changes during a copy, so it is measured rather than guessed: the
-    stream runs in epochs of ``PROBE`` chunks compressed, ``PROBE`` chunks raw, then
-    ``EXPLOIT`` chunks in whichever mode moved more volume data per second (the time between
-    chunks handed to the link, counted for the mode each chunk was prepared in). Each run
-    says whether it is compressed, so the receiver needs nothing new."""
-
-    PROBE = 6
-    EXPLOIT = 48
-
-    def __init__(self, work: _Worker) -> None:
-        self.work = work
-        self.last = time.monotonic()
-        self._epoch()
-
-    def _epoch(self) -> None:
-        self.seconds = {True: 0.0, False: 0.0}
-        self.data = {True: 0, False: 0}
-        self.counted = {True: 0, False: 0}
-        self.exploiting = 0
-        self.work.compress = True
-
-    def observe(self, packed: bool, data: int) -> None:
-        """A chunk prepared compressed (``packed``) or raw, holding ``data`` bytes, has just
-        been handed to the link."""
-        now = time.monotonic()
-        elapsed, self.last = now - self.last, now
-        if self.exploiting:
-            self.exploiting += 1
-            if self.exploiting > self.EXPLOIT:
-                self._epoch()  # the load or the link may have changed: measure again
-            return
-        self.seconds[packed] += elapsed
-        self.data[packed] += data
-        self.counted[packed] += 1
-        if self.counted[True] < self.PROBE:
-            return
-        if self.counted[False] < self.PROBE:
-            self.work.compress = False
-            return
-        self.work.compress = choose(
-            self.data[True] / max(self.seconds[True], 1e-9),
-            self.data[False] / max(self.seconds[False], 1e-9),
-        )
-        self.exploiting = 1
-
-
-def choose(compressed_rate: float, raw_rate: float) -> bool:
-    """Compress the next chunks when that moved volume data (bytes/s) at least as fast."""
-    return compressed_rate >= raw_rate
+        return _Chunk(offset, length, digest, records, sum(n for _, n in runs), buf)
 
 
 def _prepared(
-    fd: int,
-    windows: Iterator[tuple[int, int, list[extents.Extent]]],
-    work: _Worker,
-    workers: int,
-    adapter: _Adapter | None = None,
+    fd: int, windows: Iterator[tuple[int, int, list[extents.Extent]]], work: _Worker, workers: int
 ) -> Iterator[_Chunk]:
     """The non-zero chunks of ``windows``, in order, prepared by a small thread pool."""
     pending: collections.deque[Future[_Chunk | None]] = collections.deque()
@@ -332,8 +259,6 @@ def _prepared(
             if chunk is not None:
                 yield chunk  # the caller writes its records out before it asks for more
                 work.buffers.put(chunk.buf)
-                if adapter is not None:
-                    adapter.observe(chunk.packed, chunk.data)
 
 
 def _workers(req: Request, codec_name: str = "") -> int:
@@ -367,11 +292,10 @@ def _stream(
     """Records for [start, size) (``size``: the end of this stream's part)."""
     throttle = _Throttle(req.rate_limit)
     work = _Worker(fd, req.chunk_size, req.hash_name, codec.name)
-    adapter = _Adapter(work) if req.adaptive and codec.name != "none" else None
     pos = start
     chunks = data = 0
     windows = extents.chunk_windows(found, req.chunk_size, size)
-    for chunk in _prepared(fd, windows, work, _workers(req, codec.name), adapter):
+    for chunk in _prepared(fd, windows, work, _workers(req, codec.name)):
         if chunk.offset > pos:
             writer.record(SKIP, pos, chunk.offset - pos)
         for record in chunk.records:
