@@ -134,9 +134,14 @@ class TransferSession:
         host_key = " ".join(server_key.export_public_key("openssh").decode().split()[:2])
         bundle = agent_zip()
         started = await asyncio.gather(
-            ssh.start_control(self._src, src_host, "source", bundle),
+            ssh.start_control(self._src, src_host, "source", bundle, timeout=2 * timeout),
             ssh.start_control(
-                self._dst, dst_host, "destination", bundle, f"{HOST_KEY_ALIAS} {host_key}\n"
+                self._dst,
+                dst_host,
+                "destination",
+                bundle,
+                f"{HOST_KEY_ALIAS} {host_key}\n",
+                timeout=2 * timeout,
             ),
             return_exceptions=True,
         )

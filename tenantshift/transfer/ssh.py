@@ -205,14 +205,24 @@ async def start_control(
     role: str,
     bundle: bytes,
     known_hosts: str | None = None,
+    timeout: float = 60.0,
 ) -> Control:
-    """Install the agent in a fresh run directory and start its control loop there."""
+    """Install the agent in a fresh run directory and start its control loop there. A host
+    whose login never runs the command (a shell start-up that blocks, e.g. on a stale lock)
+    fails after ``timeout`` seconds instead of hanging the migration."""
     argv = [host.python, "-c", _INSTALL, *([known_hosts] if known_hosts else [])]
     process = await conn.create_process(shlex.join(argv), encoding=None)
     control = Control(process, host, role)
     try:
         process.stdin.write(f"{len(bundle)}\n".encode() + bundle)
-        await control.ready()
+        async with asyncio.timeout(timeout):
+            await control.ready()
+    except TimeoutError:
+        process.close()
+        raise TransferError(
+            f"installing the agent on the {control.where}: no answer in {timeout:.0f} s "
+            "(does a login shell there block, e.g. in .bashrc?)"
+        ) from None
     except BaseException:
         process.close()
         raise
