@@ -164,8 +164,15 @@ class _Stream:
         self.tail.start()
         with contextlib.suppress(OSError):  # a bigger pipe: fewer wake-ups (64 KiB default)
             fcntl.fcntl(self.proc.stdout.fileno(), F_SETPIPE_SZ, 1024 * 1024)
-        self.proc.stdin.write((json.dumps(source_request) + "\n").encode("utf-8"))
-        self.proc.stdin.close()
+        try:
+            self.proc.stdin.write((json.dumps(source_request) + "\n").encode("utf-8"))
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            # ssh already exited (refused key, unreachable host): reading its stdout then
+            # ends at once, and _eof() reports its exit status and stderr. Not the
+            # orchestrator's pipe: that BrokenPipeError means "stop quietly".
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
         # A small buffer for the record headers: a payload larger than it is read straight
         # into its destination (BufferedReader.readinto bypasses the buffer then).
         stream = open(self.proc.stdout.fileno(), "rb", buffering=READ_BUFFER, closefd=False)  # noqa: SIM115
