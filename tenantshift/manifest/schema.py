@@ -636,8 +636,13 @@ class ConversionHosts(_Pairs, _Model):
 
     @property
     def all_pairs(self) -> tuple[ConversionPair, ...]:
+        # Not validated again: the hosts were, and a deployed host's address and host key
+        # are filled in from the deploy record afterwards (which 'deploy' forbids a user to
+        # write by hand, so re-validating them here would refuse the deployed hosts).
         return (
-            ConversionPair(name=DEFAULT_PAIR, source=self.source, destination=self.destination),
+            ConversionPair.model_construct(
+                name=DEFAULT_PAIR, source=self.source, destination=self.destination
+            ),
         )
 
 

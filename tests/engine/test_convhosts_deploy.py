@@ -43,6 +43,10 @@ def test_deploy_creates_each_resource_once_and_fills_the_manifest(
         filled.conversion_hosts.source.address == next(iter(src.ips.values())).floating_ip_address
     )
     assert filled.conversion_hosts.source.host_key == HOST_KEY
+    # What plan and apply read: the pair view carries the filled hosts (a re-validation
+    # would refuse a deployed host that now has a host key).
+    [pair] = filled.conversion_hosts.all_pairs
+    assert pair.source.host_key == HOST_KEY and pair.destination.address is not None
 
     again = convhosts.deploy(m, ops_for=ops_for)
     assert [r.actions for r in again] == [[], []]
