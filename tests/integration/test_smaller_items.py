@@ -19,27 +19,13 @@ import openstack
 import pytest
 from openstack.connection import Connection
 
+from tenantshift.manifest.schema import KINDS
 from tests.integration.conftest import Devcloud, run_cli
 from tests.integration.test_osm_topology import public_key
 
 pytestmark = pytest.mark.devcloud
 
-NOTHING_ELSE = {
-    kind: "{include: []}"
-    for kind in (
-        "network",
-        "subnet",
-        "router",
-        "router_interface",
-        "security_group",
-        "security_group_rule",
-        "port",
-        "keypair",
-        "volume",
-        "server",
-        "image",
-    )
-}
+NOTHING_ELSE = dict.fromkeys(KINDS, "{include: []}")
 
 
 def manifest(path: Path, source: str, select: dict[str, str], extra: str = "") -> Path:
