@@ -10,8 +10,9 @@ The link: every pair's source host is reached through its own token-bucket TCP p
 direction). The copies' SSH connections (the orchestrator's control connection and the
 destination host's pull) go through it, so the limit is on the bytes on that pair's wire, as a
 WAN link between two sites would impose, whatever the copy does: nothing in tenantshift
-sleeps. Copies are scheduled exactly as ``tenantshift apply`` does (``engine/pool.py``:
-largest first, ``--copy-parallelism`` slots per pair, one transfer session per pair).
+sleeps. Copies are scheduled exactly as ``plan`` and ``apply`` do (``engine/pool.py``: each
+volume planned on a pair, largest first; ``--copy-parallelism`` slots per pair; one transfer
+session per pair).
 
 Each run copies the same K volumes (``--volumes``, ``--size`` logical with ``--allocated``
 bytes of data, 40% random, 40% text, 20% zeros) into fresh destinations, checks every
@@ -41,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from link import Link, parse_rate  # noqa: E402
 from transfer import build_volume, digest, parse_size  # noqa: E402
 
-from tenantshift.engine.pool import PairPool  # noqa: E402
+from tenantshift.engine.pool import PairPool, plan_pairs  # noqa: E402
 from tenantshift.manifest.schema import ConversionPair, ConversionPool  # noqa: E402
 from tenantshift.transfer import TransferOptions, TransferSession, VolumeCopy  # noqa: E402
 
@@ -116,12 +117,14 @@ async def copy_all(
     pairs: list[ConversionPair], volumes: list[Volume], per_pair: int, options: TransferOptions
 ) -> list[tuple[str, int, int]]:
     """Every volume copied, scheduled like an apply: (pair, data bytes, stream bytes) each."""
-    pool = PairPool([p.name for p in pairs], per_pair)
+    names = [p.name for p in pairs]
+    pool = PairPool(names, per_pair)
+    planned = plan_pairs(((v.source_id, v.size) for v in volumes), names)
     sessions = {p.name: TransferSession(p, options) for p in pairs}
     opened: dict[str, asyncio.Task[None]] = {}
 
     async def one(volume: Volume) -> tuple[str, int, int]:
-        name = await pool.acquire(volume.source_id, volume.size)
+        name = await pool.acquire(volume.source_id, volume.size, [planned[volume.source_id]])
         try:
             if name not in opened:
                 opened[name] = asyncio.ensure_future(sessions[name].open())

@@ -9,9 +9,12 @@ Two halves share one rule, largest first:
 - ``PairPool`` (apply time): ``copy_parallelism`` slots per pair. A workload asks for a slot
   with the pairs it prefers, in order (the one its journal names, so a resumed copy finds its
   checkpoints on that destination host; then the planned one) and gets the first of them that
-  has a free slot, else the healthy pair with the most free slots. Waiting workloads are served
-  largest first. A pair found dead is ``mark_down``: nothing new goes to it, and a workload
-  that preferred it moves to another pair.
+  has a free slot. When those are busy, only an idle pair (no copy running, none waiting for
+  it) takes the workload over: the plan already balanced the bytes, and a pair still copying
+  shares its link with whatever it takes, so taking more would make it finish later. A
+  workload with no preference (a fail-over) gets the pair with the most free slots. Waiting
+  workloads are served largest first. A pair found dead is ``mark_down``: nothing new goes to
+  it, and a workload that preferred it moves to another pair.
 """
 
 from __future__ import annotations
@@ -101,11 +104,30 @@ class PairPool:
     def _choose(self, prefer: Sequence[str], sticky: str | None) -> str | None:
         if sticky is not None and sticky not in self.down:
             return sticky if self._free(sticky) > 0 else None
-        for pair in prefer:
-            if pair in self.busy and self._free(pair) > 0:
+        planned = [p for p in prefer if p in self.busy and p not in self.down]
+        for pair in planned:
+            if self._free(pair) > 0:
                 return pair
+        if planned:
+            # Its pair is busy. The plan balanced the bytes across the pairs, and a pair's
+            # link is shared by the copies on it: another pair that is still copying would
+            # finish later for taking this one. Only a pair with nothing to do takes it over.
+            idle = [p for p in self.healthy if self.busy[p] == 0 and not self._awaited(p)]
+            return idle[0] if idle else None
         best = max(self.pairs, key=lambda p: (self._free(p), -self.pairs.index(p)))
         return best if self._free(best) > 0 else None
+
+    def _awaited(self, pair: str) -> bool:
+        """Whether a waiting workload has ``pair`` as its first choice."""
+        for waiter in self._waiting:
+            if waiter.future.done():
+                continue
+            first = waiter.sticky or next(
+                (p for p in waiter.prefer if p in self.busy and p not in self.down), None
+            )
+            if first == pair:
+                return True
+        return False
 
     def _dispatch(self) -> None:
         if not self.healthy:

@@ -151,6 +151,36 @@ def test_a_resumed_workload_waits_for_its_pair_and_lets_others_pass() -> None:
     run(scenario())
 
 
+def test_a_planned_workload_moves_only_to_an_idle_pair() -> None:
+    async def scenario() -> None:
+        pool = PairPool(["a", "b", "c"], per_pair=2)
+        for workload, pair in (("a1", "a"), ("a2", "a"), ("b1", "b"), ("c1", "c"), ("c2", "c")):
+            assert await pool.acquire(workload, 1, [pair]) == pair
+        # Planned on a (full). b still copies with a free slot: taking a3 would share b's
+        # link and make b finish later than the plan balanced; a3 waits.
+        a3 = asyncio.ensure_future(pool.acquire("a3", 1, ["a"]))
+        await asyncio.sleep(0)
+        assert not a3.done()
+        # c becomes idle while b still copies: c takes a3 over.
+        pool.release("c")
+        await asyncio.sleep(0)
+        assert not a3.done()  # c still has c2
+        pool.release("c")
+        assert await a3 == "c"
+        # An idle pair keeps itself for a waiting workload planned on it, even a smaller one.
+        pool = PairPool(["a", "b"], per_pair=1)
+        assert [await pool.acquire(w, 1, [w[0]]) for w in ("a1", "b1")] == ["a", "b"]
+        a2 = asyncio.ensure_future(pool.acquire("a2", 9, ["a"]))
+        b2 = asyncio.ensure_future(pool.acquire("b2", 1, ["b"]))
+        await asyncio.sleep(0)
+        pool.release("b")
+        assert await b2 == "b" and not a2.done()
+        pool.release("a")
+        assert await a2 == "a"
+
+    run(scenario())
+
+
 def test_a_pair_marked_down_gets_nothing_new_and_an_empty_pool_fails_clearly() -> None:
     async def scenario() -> None:
         pool = PairPool(["a", "b"], per_pair=2)
