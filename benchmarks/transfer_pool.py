@@ -120,6 +120,7 @@ async def copy_all(
     names = [p.name for p in pairs]
     pool = PairPool(names, per_pair)
     planned = plan_pairs(((v.source_id, v.size) for v in volumes), names)
+    pool.expect(planned)
     sessions = {p.name: TransferSession(p, options) for p in pairs}
     opened: dict[str, asyncio.Task[None]] = {}
 

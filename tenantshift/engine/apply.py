@@ -20,7 +20,7 @@ from tenantshift.engine.executor import IdMap
 from tenantshift.engine.graph import build_graph
 from tenantshift.engine.journal import JOURNAL_FILE, Journal
 from tenantshift.engine.lock import ApplyLock
-from tenantshift.engine.nodes import Node, ResourceNode, WorkloadNode
+from tenantshift.engine.nodes import Node, ResourceNode, Step, WorkloadNode
 from tenantshift.engine.walker import Listener, Outcome, Status, walk
 from tenantshift.engine.workloads import sweep
 from tenantshift.plans import Plan
@@ -111,9 +111,23 @@ async def _run(ctx: ApplyContext, graph: nx.DiGraph) -> tuple[dict[str, Outcome]
         if isinstance(data["node"], WorkloadNode)
     )
 
+    pool = ctx.pairs
+    if pool is not None:
+        pool.expect(
+            {
+                data["node"].id: data["node"].change.conversion_pair
+                for _, data in graph.nodes(data=True)
+                if isinstance(data["node"], WorkloadNode)
+                and data["node"].step is Step.MIGRATE
+                and data["node"].change.conversion_pair
+            }
+        )
+
     def journal_skip(outcome: Outcome) -> None:
         node = outcome.node
         ctx.journal.record(node.id, node.step.value, "skipped", detail=outcome.message)
+        if pool is not None:
+            pool.settle(node.id)
 
     async def run(node: Node) -> str:
         if isinstance(node, ResourceNode):
@@ -125,6 +139,9 @@ async def _run(ctx: ApplyContext, graph: nx.DiGraph) -> tuple[dict[str, Outcome]
         except Exception as exc:
             ctx.journal.record(node.id, node.step.value, "failed", detail=str(exc))
             raise
+        finally:
+            if pool is not None:
+                pool.settle(node.id)
         ctx.journal.record(node.id, node.step.value, "done", detail=message)
         return message
 

@@ -9,19 +9,19 @@ Two halves share one rule, largest first:
 - ``PairPool`` (apply time): ``copy_parallelism`` slots per pair. A workload asks for a slot
   with the pairs it prefers, in order (the one its journal names, so a resumed copy finds its
   checkpoints on that destination host; then the planned one) and gets the first of them that
-  has a free slot. When those are busy, only an idle pair (no copy running, none waiting for
-  it) takes the workload over: the plan already balanced the bytes, and a pair still copying
-  shares its link with whatever it takes, so taking more would make it finish later. A
-  workload with no preference (a fail-over) gets the pair with the most free slots. Waiting
-  workloads are served largest first. A pair found dead is ``mark_down``: nothing new goes to
-  it, and a workload that preferred it moves to another pair.
+  has a free slot. When those are busy, only an idle pair (no copy running, no workload planned
+  on it still to start) takes the workload over: the plan already balanced the bytes, and a
+  pair still copying shares its link with whatever it takes, so taking more would make it
+  finish later. A workload with no preference (a fail-over) gets the pair with the most free
+  slots. Waiting workloads are served largest first. A pair found dead is ``mark_down``:
+  nothing new goes to it, and a workload that preferred it moves to another pair.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 
@@ -70,10 +70,22 @@ class PairPool:
         self.grants: list[tuple[str, str]] = []
         self._waiting: list[_Waiter] = []
         self._tick = itertools.count()
+        #: workload -> its planned pair, for the workloads not yet given a slot (``expect``)
+        self._expected: dict[str, str] = {}
 
     @property
     def healthy(self) -> tuple[str, ...]:
         return tuple(p for p in self.pairs if p not in self.down)
+
+    def expect(self, planned: Mapping[str, str]) -> None:
+        """The plan's pairs, ``{workload: pair}``, before any asks: an idle pair keeps itself
+        for the workloads planned on it until they have had their slot or ``settle``."""
+        self._expected = {w: p for w, p in planned.items() if p in self.busy}
+
+    def settle(self, workload: str) -> None:
+        """``workload`` will not ask (any more): it ended, or was skipped."""
+        if self._expected.pop(workload, None) is not None:
+            self._dispatch()
 
     async def acquire(
         self, workload: str, size: int, prefer: Sequence[str] = (), *, sticky: str | None = None
@@ -118,7 +130,10 @@ class PairPool:
         return best if self._free(best) > 0 else None
 
     def _awaited(self, pair: str) -> bool:
-        """Whether a waiting workload has ``pair`` as its first choice."""
+        """Whether a workload planned on ``pair`` has not had its slot yet, or a waiting one
+        has ``pair`` as its first choice."""
+        if pair in self._expected.values():
+            return True
         for waiter in self._waiting:
             if waiter.future.done():
                 continue
@@ -149,6 +164,7 @@ class PairPool:
                 still.append(waiter)
                 continue
             self.busy[pair] += 1
+            self._expected.pop(waiter.workload, None)
             self.grants.append((waiter.workload, pair))
             waiter.future.set_result(pair)
         self._waiting = still

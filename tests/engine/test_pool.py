@@ -181,6 +181,33 @@ def test_a_planned_workload_moves_only_to_an_idle_pair() -> None:
     run(scenario())
 
 
+def test_an_idle_pair_keeps_itself_for_the_workloads_planned_on_it_before_they_ask() -> None:
+    async def scenario() -> None:
+        pool = PairPool(["a", "b"], per_pair=1)
+        pool.expect({"a1": "a", "a2": "a", "b1": "b"})
+        assert await pool.acquire("a1", 1, ["a"]) == "a"
+        # b is idle, but b1 (planned on b) has not asked yet: a2 waits for a.
+        a2 = asyncio.ensure_future(pool.acquire("a2", 1, ["a"]))
+        await asyncio.sleep(0)
+        assert not a2.done()
+        assert await pool.acquire("b1", 1, ["b"]) == "b"
+        pool.release("b")  # b1 is done; nothing else is planned on b: b takes a2 over
+        assert await a2 == "b"
+        # A planned workload that ends without asking (failed, skipped) frees its pair too.
+        pool.expect({"x": "a", "y": "a", "z": "b"})
+        x = asyncio.ensure_future(pool.acquire("x", 1, ["a"]))
+        y = asyncio.ensure_future(pool.acquire("y", 1, ["a"]))
+        await asyncio.sleep(0)
+        assert not x.done() and not y.done()  # a is busy (a1), b is busy (a2)
+        pool.release("b")
+        await asyncio.sleep(0)
+        assert not x.done() and not y.done()  # b is kept for z
+        pool.settle("z")
+        assert await x == "b" and not y.done()
+
+    run(scenario())
+
+
 def test_a_pair_marked_down_gets_nothing_new_and_an_empty_pool_fails_clearly() -> None:
     async def scenario() -> None:
         pool = PairPool(["a", "b"], per_pair=2)
