@@ -32,6 +32,7 @@ size keeps the seeded source and empties the destinations first.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -49,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from openstack.exceptions import NotFoundException
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -232,7 +234,13 @@ def wipe(conn: Any) -> None:
     net = conn.network
     project = conn.current_project_id
     interfaces = [p for p in net.ports(project_id=project, device_owner="network:router_interface")]
-    parallel(lambda p: net.remove_interface_from_router(p.device_id, port_id=p.id), interfaces)
+
+    def detach(port: Any) -> None:
+        # Gone with its router meanwhile, or a leg port a failed run never attached.
+        with contextlib.suppress(NotFoundException):
+            net.remove_interface_from_router(port.device_id, port_id=port.id)
+
+    parallel(detach, interfaces)
     parallel(
         lambda r: net.delete_router(r, ignore_missing=True), list(net.routers(project_id=project))
     )

@@ -60,6 +60,17 @@ def conversion_pairs() -> int:
     return int(raw)
 
 
+def neutron_workers() -> int:
+    """DEVCLOUD_NEUTRON_WORKERS=N: Neutron's API in N processes (default 1). One Python process
+    answers on one core whatever its threads; the control-plane benchmark asks for more to see
+    how far apply's concurrency goes when the server is not the limit. Applies when Neutron
+    starts (`devcloud restart neutron`)."""
+    raw = os.environ.get("DEVCLOUD_NEUTRON_WORKERS") or "1"
+    if not raw.isdigit() or not 1 <= int(raw) <= 8:
+        raise SystemExit(f"DEVCLOUD_NEUTRON_WORKERS must be 1..8, not {raw!r}")
+    return int(raw)
+
+
 def sshd_keys(pairs: int) -> list[str]:
     """The sshd keys of pairs 1..pairs: src, dst, src2, dst2, ..."""
     return [f"{side}{k if k > 1 else ''}" for k in range(1, pairs + 1) for side in ("src", "dst")]

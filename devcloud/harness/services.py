@@ -11,6 +11,7 @@ from .layout import (
     RABBIT_USER,
     State,
     conversion_pairs,
+    neutron_workers,
     sshd_keys,
 )
 from .proc import http_ok, port_open
@@ -34,11 +35,12 @@ class Service:
         return True
 
 
-def _gunicorn(state: State, name: str, app: str, port: int, env: dict[str, str]) -> Service:
+def _gunicorn(state: State, name: str, app: str, port: int, env: dict[str, str],
+              workers: int = 1) -> Service:
     return Service(
         name=name,
         argv=[str(state.bin / "gunicorn"), "--bind", f"{HOST}:{port}",
-              "--worker-class", "gthread", "--workers", "1", "--threads", "8",
+              "--worker-class", "gthread", "--workers", str(workers), "--threads", "8",
               # gunicorn's 2 s default keep-alive races openstacksdk's 2 s polling and
               # yields "connection reset by peer"; outlive the client's idle interval.
               "--keep-alive", "65", "--timeout", "600", "--graceful-timeout", "5",
@@ -91,7 +93,8 @@ def all_services(state: State) -> list[Service]:
         _gunicorn(state, "glance", "glance.wsgi.api:application", PORTS["glance"],
                   {"OS_GLANCE_CONFIG_DIR": str(etc / "glance")}),
         _gunicorn(state, "neutron", "devcloud_ext.wsgi_neutron:application", PORTS["neutron"],
-                  {"DEVCLOUD_CONF": str(etc / "neutron" / "neutron.conf")}),
+                  {"DEVCLOUD_CONF": str(etc / "neutron" / "neutron.conf")},
+                  neutron_workers()),
         _gunicorn(state, "cinder-api", "devcloud_ext.wsgi_cinder:application",
                   PORTS["cinder-api"], {"DEVCLOUD_CONF": str(etc / "cinder" / "cinder.conf")}),
         _gunicorn(state, "nova-api", "devcloud_ext.wsgi_nova:application", PORTS["nova-api"],
