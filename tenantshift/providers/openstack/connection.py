@@ -29,6 +29,7 @@ from keystoneauth1.session import TCPKeepAliveAdapter
 from openstack import exceptions as sdk_exc
 
 from tenantshift.providers.base import NotFoundError, ProviderError
+from tenantshift.providers.openstack.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,9 @@ class RetryPolicy:
     """Bounded retries with exponential backoff and jitter.
 
     ``attempts`` counts the first try. ``budget`` caps the wall time of one call including its
-    sleeps: a delay that would cross it (a long ``Retry-After``) ends the call instead.
+    sleeps: a delay that would cross it (a long ``Retry-After``) ends the call instead. An
+    attempt that timed out does not count against it: that wait was the server's queue (the
+    ``Throttle`` now sends fewer requests at once), and ``attempts`` still bounds the call.
     """
 
     attempts: int = 6
@@ -78,6 +81,8 @@ class Failure:
     #: The request may have reached the server (lost response): a write may have happened.
     ambiguous: bool = False
     retry_after: float | None = None
+    #: No answer within the timeout: the server's queue is longer than the client waits.
+    timed_out: bool = False
 
 
 def _retry_after(response: requests.Response | None) -> float | None:
@@ -122,16 +127,31 @@ def classify(exc: BaseException) -> Failure:
     if isinstance(exc, ksa_exc.SSLError):
         # A certificate problem does not heal by retrying.
         return Failure(message=f"TLS error: {exc}")
+    timed_out = _read_timeout(exc)
     if isinstance(exc, ksa_exc.RetriableConnectionFailure | ksa_exc.UnknownConnectionError):
         # Resets and read timeouts can happen after the server acted on the request.
-        return Failure(message=str(exc), retryable=True, ambiguous=True)
+        return Failure(message=str(exc), retryable=True, ambiguous=True, timed_out=timed_out)
     if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
-        return Failure(message=str(exc), retryable=True, ambiguous=True)
+        return Failure(message=str(exc), retryable=True, ambiguous=True, timed_out=timed_out)
     if isinstance(exc, ConnectionError | TimeoutError):
-        return Failure(message=str(exc) or type(exc).__name__, retryable=True, ambiguous=True)
+        return Failure(
+            message=str(exc) or type(exc).__name__,
+            retryable=True,
+            ambiguous=True,
+            timed_out=timed_out,
+        )
     if isinstance(exc, ksa_exc.ClientException | sdk_exc.SDKException):
         return Failure(message=str(exc) or type(exc).__name__)
     return Failure(message=f"{type(exc).__name__}: {exc}")
+
+
+def _read_timeout(exc: BaseException) -> bool:
+    """The request was sent and no answer came in time: the server's queue, not a host that
+    cannot be reached (a connect timeout). keystoneauth raises ``ConnectTimeout`` ("Request to
+    ... timed out") for both; the requests exception it was raised from tells them apart."""
+    if isinstance(exc, ksa_exc.ConnectTimeout):
+        exc = exc.__context__ or exc
+    return isinstance(exc, requests.exceptions.ReadTimeout)
 
 
 def to_provider_error(label: str, call: str, failure: Failure, attempts: int) -> ProviderError:
@@ -158,6 +178,7 @@ class Caller:
         self._lock = threading.Lock()
         self._nested = threading.local()
         self.requests = 0
+        self.throttle = Throttle(label)
 
     def count_request(self, *_args: Any, **_kwargs: Any) -> None:
         """A ``requests`` response hook: one HTTP request completed (any status)."""
@@ -186,19 +207,31 @@ class Caller:
         unsure = False
         while True:
             attempt += 1
+            sent_at = policy.clock()
+            sent_in = self.throttle.round
             try:
-                if unsure and recover is not None:
-                    found = self._recover(call, recover)
-                    if found is not None:
-                        log.info("%s: %s had succeeded, its response was lost", self.label, call)
-                        return found
-                return fn()
+                with self.throttle.slot() as sent_in:
+                    sent_at = policy.clock()
+                    if unsure and recover is not None:
+                        found = self._recover(call, recover)
+                        if found is not None:
+                            log.info(
+                                "%s: %s had succeeded, its response was lost", self.label, call
+                            )
+                            self.throttle.answered()
+                            return found
+                    result = fn()
+                self.throttle.answered()
+                return result
             except _RecoverFailed as exc:
                 failure = exc.failure
             except ProviderError:
                 raise  # already ours (raised by a nested call)
             except Exception as exc:
                 failure = classify(exc)
+            if failure.timed_out and not nested:
+                self.throttle.timed_out(sent_in)
+                start += policy.clock() - sent_at  # the server's queue, not our budget
             unsure = unsure or failure.ambiguous
             if not failure.retryable or attempt >= attempts:
                 raise to_provider_error(self.label, call, failure, attempt) from None
