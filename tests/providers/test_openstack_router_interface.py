@@ -130,3 +130,34 @@ def test_an_answer_for_another_subnet_is_checked_by_listing() -> None:
     conn.network.add_interface_to_router.return_value = {**added(), "subnet_ids": ["s9"]}
     record = provider(conn).create("router_interface", params(None), None)
     assert conn.network.ports.call_count == 1 and record["id"] == "r1:s1"
+
+
+def test_a_leg_at_a_gateway_the_provider_has_seen_needs_no_read_of_its_subnet() -> None:
+    """Issue 10: the apply created (or read) the subnet just before; reading it again for its
+    gateway was one more round trip per interface. A leg elsewhere still reads it."""
+    conn = conn_with("10.0.0.1", [leg("10.0.0.1")], [])
+    conn.network.get_subnet.return_value = generate_fake_resource(
+        subnet.Subnet,
+        id=SUBNET,
+        network_id=NETWORK,
+        gateway_ip="10.0.0.1",
+        cidr="10.0.0.0/24",
+        ip_version=4,
+        allocation_pools=[],
+        dns_nameservers=[],
+        host_routes=[],
+        service_types=[],
+        tags=[],
+    )
+    conn.network.add_interface_to_router.return_value = added()
+    ours = provider(conn)
+    assert ours.get("subnet", SUBNET) is not None  # as a create or update would have
+    assert conn.network.get_subnet.call_count == 1
+    ours.create("router_interface", params("10.0.0.1"), None)
+    assert conn.network.get_subnet.call_count == 1
+    conn.network.add_interface_to_router.assert_called_once_with(ROUTER, subnet=SUBNET)
+    # Unknown subnet, or an address that is not its gateway: read, as before.
+    conn = conn_with("10.0.0.1", [leg("10.0.0.1")], [])
+    conn.network.add_interface_to_router.return_value = added()
+    provider(conn).create("router_interface", params("10.0.0.1"), None)
+    assert conn.network.get_subnet.call_count == 1

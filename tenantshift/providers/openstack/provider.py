@@ -84,6 +84,7 @@ class OpenStackProvider:
         self._lock = threading.Lock()
         self._project_id: str | None = None
         self._externals: dict[str, str] | None = None  # external network id -> name
+        self.subnet_gateways: dict[str, str | None] = {}
         self._extensions: set[str] | None = None
         self._extensions_lock = threading.Lock()
         self._claims: dict[tuple[str, str], threading.RLock] = {}

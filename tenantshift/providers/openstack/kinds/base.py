@@ -44,6 +44,9 @@ class ProviderContext(Protocol):
     conn: openstack.connection.Connection
     call: Caller
     label: str
+    #: Subnet id -> its gateway address, for every subnet read or written so far: a router
+    #: interface at the gateway then needs no read of its subnet.
+    subnet_gateways: dict[str, str | None]
 
     @property
     def project_id(self) -> str: ...

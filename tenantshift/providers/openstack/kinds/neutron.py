@@ -168,6 +168,7 @@ class SubnetHandler(NeutronHandler):
         return _unless_default(params, "service_types", [], creating=creating)
 
     def to_record(self, res: SdkObject) -> Record:
+        self.ctx.subnet_gateways[str(res.id)] = res.gateway_ip
         return nrec.subnet_record(res)
 
     def to_records(self, raw: Sequence[SdkObject], listing: Listing) -> Records:

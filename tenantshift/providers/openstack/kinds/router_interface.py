@@ -142,8 +142,11 @@ class RouterInterfaceHandler(KindHandler):
         address = attrs.get("ip_address")
         net = self.ctx.conn.network
         leg: SdkObject | None = None
-        if address:
+        # At the gateway (the usual case) by subnet; the subnet's gateway is known when this
+        # provider created or read the subnet (the same apply), else it is read.
+        if address and self.ctx.subnet_gateways.get(subnet, "") != address:
             sub = self.ctx.call("network.get_subnet", lambda: net.get_subnet(subnet))
+            self.ctx.subnet_gateways[subnet] = sub.gateway_ip
             if address != sub.gateway_ip:
                 leg = self._leg(sub, str(address))
         port = None if leg is None else str(leg.id)
