@@ -133,6 +133,26 @@ def timeout(cause: type[Exception] = requests.exceptions.ReadTimeout) -> Excepti
         return exc
 
 
+def test_a_create_that_timed_out_is_not_sent_again_in_the_same_run() -> None:
+    """Seen at parallelism 50 on the devcloud: a rule POST timed out while still queued in
+    Neutron; the look-up before the retry found nothing yet, the retry created the rule, then
+    Neutron ran the queued POST too (its duplicate check takes no lock): two equal rules."""
+    server = SlowServer([timeout(), "made"], seconds=30.0)
+    policy = RetryPolicy(
+        attempts=6, budget=1000.0, rng=random.Random(1), sleep=server.sleep, clock=server.clock
+    )
+    looked: list[int] = []
+    caller = Caller("devcloud-dst", policy)
+    with pytest.raises(ProviderError, match="not sent again in this run: run apply again"):
+        caller(
+            "network.create_security_group_rule",
+            server.fn,
+            recover=lambda: looked.append(1),  # type: ignore[func-returns-value]
+        )
+    assert server.calls == 1 and looked == []
+    assert caller.throttle.round == 1  # it still tells the throttle
+
+
 def test_a_host_that_cannot_be_reached_keeps_the_budget_and_cuts_nothing() -> None:
     server = SlowServer([timeout(requests.exceptions.ConnectTimeout)] * 6, seconds=30.0)
     policy = RetryPolicy(
@@ -196,7 +216,7 @@ def test_many_calls_against_a_saturated_server_all_finish_with_fewer_in_flight()
     def worker() -> None:
         barrier.wait()
         for _ in range(5):
-            results.append(caller("network.create_network", fn))
+            results.append(caller("network.get_network", fn))
 
     threads = [threading.Thread(target=worker) for _ in range(16)]
     for t in threads:

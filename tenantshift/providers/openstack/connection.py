@@ -54,7 +54,8 @@ class RetryPolicy:
     ``attempts`` counts the first try. ``budget`` caps the wall time of one call including its
     sleeps: a delay that would cross it (a long ``Retry-After``) ends the call instead. An
     attempt that timed out does not count against it: that wait was the server's queue (the
-    ``Throttle`` now sends fewer requests at once), and ``attempts`` still bounds the call.
+    ``Throttle`` now sends fewer requests at once), and ``attempts`` still bounds the call. A
+    create (a call with ``recover``) that timed out is never sent again in the same run.
     """
 
     attempts: int = 6
@@ -231,6 +232,20 @@ class Caller:
                 failure = classify(exc)
             if failure.timed_out and not nested:
                 self.throttle.timed_out(sent_in)
+                if recover is not None:
+                    # A create that timed out may still wait in the server's queue: a look-up
+                    # now can miss it, and sending it again can make it twice (Neutron checks
+                    # duplicate rules without a lock). Not again in this run: the next one
+                    # looks it up when the queue is long gone.
+                    raise to_provider_error(
+                        self.label,
+                        call,
+                        Failure(
+                            f"{failure.message}; the cloud may still carry it out, so it is not "
+                            "sent again in this run: run apply again, which looks for it first"
+                        ),
+                        attempt,
+                    ) from None
                 start += policy.clock() - sent_at  # the server's queue, not our budget
             unsure = unsure or failure.ambiguous
             if not failure.retryable or attempt >= attempts:
