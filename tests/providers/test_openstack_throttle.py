@@ -149,8 +149,17 @@ def test_a_create_that_timed_out_is_not_sent_again_in_the_same_run() -> None:
             server.fn,
             recover=lambda: looked.append(1),  # type: ignore[func-returns-value]
         )
-    assert server.calls == 1 and looked == []
+    assert server.calls == 1 and looked == [1]  # looked for once, not sent again
     assert caller.throttle.round == 1  # it still tells the throttle
+    # Done, with a late answer: the look-up finds it, nothing is sent again.
+    server = SlowServer([timeout(), "made twice"], seconds=30.0)
+    policy = RetryPolicy(
+        attempts=6, budget=1000.0, rng=random.Random(1), sleep=server.sleep, clock=server.clock
+    )
+    found = Caller("devcloud-dst", policy)(
+        "network.create_security_group_rule", server.fn, recover=lambda: "found"
+    )
+    assert found == "found" and server.calls == 1
 
 
 def test_a_host_that_cannot_be_reached_keeps_the_budget_and_cuts_nothing() -> None:

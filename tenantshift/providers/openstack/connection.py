@@ -10,6 +10,7 @@ lost response never creates a duplicate.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import random
@@ -233,10 +234,16 @@ class Caller:
             if failure.timed_out and not nested:
                 self.throttle.timed_out(sent_in)
                 if recover is not None:
-                    # A create that timed out may still wait in the server's queue: a look-up
-                    # now can miss it, and sending it again can make it twice (Neutron checks
+                    # A create that timed out may have been done (a slow answer: the look-up
+                    # finds it) or may still wait in the server's queue: then the look-up
+                    # misses it, and sending it again can make it twice (Neutron checks
                     # duplicate rules without a lock). Not again in this run: the next one
                     # looks it up when the queue is long gone.
+                    with contextlib.suppress(_RecoverFailed):
+                        found = self._recover(call, recover)
+                        if found is not None:
+                            log.info("%s: %s was done, its answer came late", self.label, call)
+                            return found
                     raise to_provider_error(
                         self.label,
                         call,
