@@ -10,7 +10,6 @@ lost response never creates a duplicate.
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import logging
 import random
@@ -207,6 +206,8 @@ class Caller:
         start = policy.clock()
         attempt = 0
         unsure = False
+        #: Set when a create timed out: it is looked up again, never sent again.
+        no_resend: Failure | None = None
         while True:
             attempt += 1
             sent_at = policy.clock()
@@ -222,6 +223,8 @@ class Caller:
                             )
                             self.throttle.answered()
                             return found
+                        if no_resend is not None:
+                            raise to_provider_error(self.label, call, no_resend, attempt)
                     result = fn()
                 self.throttle.answered()
                 return result
@@ -233,27 +236,17 @@ class Caller:
                 failure = classify(exc)
             if failure.timed_out and not nested:
                 self.throttle.timed_out(sent_in)
-                if recover is not None:
+                start += policy.clock() - sent_at  # the server's queue, not our budget
+                if recover is not None and no_resend is None:
                     # A create that timed out may have been done (a slow answer: the look-up
                     # finds it) or may still wait in the server's queue: then the look-up
                     # misses it, and sending it again can make it twice (Neutron checks
-                    # duplicate rules without a lock). Not again in this run: the next one
-                    # looks it up when the queue is long gone.
-                    with contextlib.suppress(_RecoverFailed):
-                        found = self._recover(call, recover)
-                        if found is not None:
-                            log.info("%s: %s was done, its answer came late", self.label, call)
-                            return found
-                    raise to_provider_error(
-                        self.label,
-                        call,
-                        Failure(
-                            f"{failure.message}; the cloud may still carry it out, so it is not "
-                            "sent again in this run: run apply again, which looks for it first"
-                        ),
-                        attempt,
-                    ) from None
-                start += policy.clock() - sent_at  # the server's queue, not our budget
+                    # duplicate rules without a lock). Only looked up in this run: the next
+                    # run looks again when the queue is long gone.
+                    no_resend = Failure(
+                        f"{failure.message}; the cloud may still carry it out, so it is not "
+                        "sent again in this run: run apply again, which looks for it first"
+                    )
             unsure = unsure or failure.ambiguous
             if not failure.retryable or attempt >= attempts:
                 raise to_provider_error(self.label, call, failure, attempt) from None
