@@ -211,6 +211,9 @@ def prepare_projects(clouds_yaml: str, bench_dir: Path, projects: list[str]) -> 
         }
         log(f"project {project_name}: ready")
     admin.close()
+    # Keystone revokes the tokens issued in the second of a password change (its revocation
+    # events have one-second resolution): a connection made at once can get a 401.
+    time.sleep(1.1)
     path = bench_dir / "clouds.yaml"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
