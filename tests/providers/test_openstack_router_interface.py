@@ -3,9 +3,6 @@ address (a router at .10, a subnet without a gateway) through a port made with t
 
 from __future__ import annotations
 
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -164,37 +161,3 @@ def test_a_leg_at_a_gateway_the_provider_has_seen_needs_no_read_of_its_subnet() 
     conn.network.add_interface_to_router.return_value = added()
     provider(conn).create("router_interface", params("10.0.0.1"), None)
     assert conn.network.get_subnet.call_count == 1
-
-
-def test_one_add_at_a_time_per_router_and_routers_side_by_side() -> None:
-    """Neutron adds a router's interfaces one at a time; sending them at once only queues them
-    there (and times them out at high parallelism). Two routers still go side by side."""
-    conn = fake_conn()
-    lock = threading.Lock()
-    running: dict[str, int] = {"r1": 0, "r2": 0}
-    peak = {"r1": 0, "r2": 0, "all": 0}
-
-    def add(router: str, subnet: str) -> dict[str, Any]:
-        with lock:
-            running[router] += 1
-            peak[router] = max(peak[router], running[router])
-            peak["all"] = max(peak["all"], running["r1"] + running["r2"])
-        time.sleep(0.1)
-        with lock:
-            running[router] -= 1
-        return added() | {"id": router, "subnet_id": subnet, "subnet_ids": [subnet]}
-
-    conn.network.add_interface_to_router.side_effect = add
-    ours = provider(conn)
-    jobs = [(r, s) for r in ("r1", "r2") for s in ("s1", "s2", "s3")]
-    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        made = list(
-            pool.map(
-                lambda job: ours.create(
-                    "router_interface", {"router": job[0], "subnet": job[1]}, None
-                ),
-                jobs,
-            )
-        )
-    assert sorted(r["id"] for r in made) == sorted(f"{r}:{s}" for r, s in jobs)
-    assert peak == {"r1": 1, "r2": 1, "all": 2}

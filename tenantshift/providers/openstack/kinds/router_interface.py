@@ -15,7 +15,6 @@ leg the source router did not have; an attach that fails deletes it again.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,7 +22,6 @@ from tenantshift.providers.base import ProviderError
 from tenantshift.providers.openstack.kinds.base import (
     KindHandler,
     Listing,
-    ProviderContext,
     Records,
     Recover,
     SdkObject,
@@ -109,18 +107,6 @@ def _added_record(answer: Any, router: str, subnet: str, address: Any) -> Record
 class RouterInterfaceHandler(KindHandler):
     kind = "router_interface"
 
-    def __init__(self, ctx: ProviderContext) -> None:
-        super().__init__(ctx)
-        # One add or remove at a time per router, as Terraform's provider does: Neutron runs
-        # them one at a time per router anyway, so more at once only wait in its queue, hold
-        # its worker threads and time out (seen at parallelism 50 on the devcloud).
-        self._routers: dict[str, threading.Lock] = {}
-        self._routers_lock = threading.Lock()
-
-    def _one_at_a_time(self, router: str) -> threading.Lock:
-        with self._routers_lock:
-            return self._routers.setdefault(router, threading.Lock())
-
     def list(self, project_id: str) -> SdkObjects:
         owners = list(ROUTER_INTERFACE_OWNERS)
         return list(self.ctx.conn.network.ports(project_id=project_id, device_owner=owners))
@@ -152,10 +138,6 @@ class RouterInterfaceHandler(KindHandler):
         return [r for p in ports for r in router_interface_records(p)]
 
     def create_call(self, attrs: dict[str, Any], recover: Recover) -> SdkObject | Record:
-        with self._one_at_a_time(str(attrs["router"])):
-            return self._add(attrs, recover)
-
-    def _add(self, attrs: dict[str, Any], recover: Recover) -> SdkObject | Record:
         router, subnet = str(attrs["router"]), str(attrs["subnet"])
         address = attrs.get("ip_address")
         net = self.ctx.conn.network
@@ -236,8 +218,7 @@ class RouterInterfaceHandler(KindHandler):
     def delete_call(self, id: str) -> None:
         router, subnet = split_interface_id(id)
         net = self.ctx.conn.network
-        with self._one_at_a_time(router):
-            self.ctx.call(
-                "network.remove_interface_from_router",
-                lambda: net.remove_interface_from_router(router, subnet=subnet),
-            )
+        self.ctx.call(
+            "network.remove_interface_from_router",
+            lambda: net.remove_interface_from_router(router, subnet=subnet),
+        )
