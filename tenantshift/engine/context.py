@@ -17,11 +17,13 @@ from typing import Any, TypeVar
 
 from tenantshift.engine.executor import IdMap, ResourceExecutor
 from tenantshift.engine.journal import Journal
+from tenantshift.engine.links import CopySession, Links
 from tenantshift.engine.pool import PairPool
+from tenantshift.engine.temporary import Temporary
 from tenantshift.engine.walker import Listener
 from tenantshift.manifest import AnyConversionHosts, ConversionPair, Manifest, Workloads
 from tenantshift.providers import Provider
-from tenantshift.transfer import RevokeError, TransferOptions, TransferSession
+from tenantshift.transfer import RevokeError, TransferOptions
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,7 @@ class ApplyContext:
         journal: Journal,
         ids: IdMap,
         listener: Listener,
+        links: Links | None = None,
     ) -> None:
         self.destination = destination
         self.source = source
@@ -75,6 +78,8 @@ class ApplyContext:
         self.journal = journal
         self.ids = ids
         self.listener = listener
+        #: How copies reach the conversion hosts (SSH unless a test says otherwise).
+        self.links = links or Links()
         self.executor = ResourceExecutor(
             destination,
             journal,
@@ -94,7 +99,7 @@ class ApplyContext:
             names = [pair.name for pair in hosts.all_pairs]
             self.pairs = PairPool(names, settings.copy_parallelism)
         #: One transfer session per pair, each opened by its pair's first copy.
-        self._sessions: dict[str, TransferSession] = {}
+        self._sessions: dict[str, CopySession] = {}
         self._key_rows: dict[str, int] = {}
         self._dir_rows: dict[str, list[int]] = {}
         self._session_lock = asyncio.Lock()
@@ -110,7 +115,7 @@ class ApplyContext:
             raise ValueError("this plan migrates workloads: the manifest needs conversion_hosts")
         return hosts.only_pair() if name is None else hosts.pair(name)
 
-    async def transfer_session(self, pair_name: str | None = None) -> TransferSession:
+    async def transfer_session(self, pair_name: str | None = None) -> CopySession:
         """The run's transfer session for a pair, opened on first use. Its key marker is
         journaled as a temporary (with the pair) before anything is authorised, so a key left
         by a killed run is swept on the right host."""
@@ -118,10 +123,10 @@ class ApplyContext:
         async with self._session_lock:
             session = self._sessions.get(pair.name)
             if session is None:
-                session = TransferSession(pair, self.settings.transfer)
+                session = self.links.open_session(pair, self.settings.transfer)
                 where = {"pair": pair.name}
                 self._key_rows[pair.name] = self.journal.intend_temporary(
-                    TRANSFER_OWNER, "source", "copy_key", session.marker, where
+                    TRANSFER_OWNER, "source", Temporary.COPY_KEY, session.marker, where
                 )
                 self._sessions[pair.name] = session
                 await session.open()
@@ -133,7 +138,7 @@ class ApplyContext:
                 ):
                     if run_dir:
                         row = self.journal.intend_temporary(
-                            TRANSFER_OWNER, role, "run_dir", run_dir, where
+                            TRANSFER_OWNER, role, Temporary.RUN_DIR, run_dir, where
                         )
                         self.journal.temporary_created(row, run_dir)
                         self._dir_rows.setdefault(pair.name, []).append(row)
@@ -156,7 +161,7 @@ class ApplyContext:
         for name, session in sessions.items():
             await self._close(name, session)
 
-    async def _close(self, name: str, session: TransferSession) -> None:
+    async def _close(self, name: str, session: CopySession) -> None:
         try:
             await session.close()
         except (RevokeError, OSError) as exc:

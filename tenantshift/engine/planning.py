@@ -14,6 +14,7 @@ from typing import Any
 
 from tenantshift import __version__
 from tenantshift.engine.journal import JOURNAL_FILE, Journal
+from tenantshift.engine.temporary import Temporary
 from tenantshift.engine.workload_plan import check_workloads
 from tenantshift.manifest import Manifest, manifest_hash
 from tenantshift.manifest.deployed import RecordError, read_record
@@ -187,7 +188,7 @@ def held_by_migrations(state_dir: Path) -> dict[str, str]:
                 f"detached from its server by the unfinished migration of {row['owner']}"
             )
             for row in journal.pending_temporaries()
-            if row["kind"] == "detached"
+            if row["kind"] == Temporary.DETACHED
         }
     finally:
         journal.close()
@@ -220,15 +221,15 @@ def conversion_host_ids(manifest: Manifest, source: Provider) -> frozenset[str]:
     """The source conversion hosts' server ids (every pair's), so their attachments (ours,
     from a killed run) do not make a volume look attached to a workload. Empty without any."""
     hosts = manifest.conversion_hosts
-    ops = getattr(source, "volume_ops", None)
-    if hosts is None or ops is None:
+    verbs = source.workloads
+    if hosts is None or verbs is None:
         return frozenset()
     ids = set()
     for pair in hosts.all_pairs:
         if pair.source.server is None:
             continue
         try:
-            ids.add(ops.server_id(pair.source.server))
+            ids.add(verbs.server.id_of(pair.source.server))
         except ProviderError as exc:
             where = "" if len(hosts.all_pairs) == 1 else f"pairs[{pair.name}]."
             raise PlanError(f"conversion_hosts.{where}source.server: {exc}") from None

@@ -11,6 +11,7 @@ import asyncio
 
 from tenantshift.engine.pool import plan_pairs
 from tenantshift.engine.workloads import MIGRATIONS
+from tenantshift.engine.workloads.base import Needs
 from tenantshift.manifest import ConversionPair, Manifest
 from tenantshift.plans import Action, Change, Reason
 from tenantshift.providers import Provider, ProviderError
@@ -29,7 +30,7 @@ def check_workloads(
     migrating = [c for c in changes if c.action is Action.MIGRATE and not c.blocked]
     if not migrating:
         return changes
-    via_hosts = any(MIGRATIONS[c.kind].NEEDS_HOSTS for c in migrating if c.kind in MIGRATIONS)
+    via_hosts = any(MIGRATIONS[c.kind].NEEDS_HOSTS for c in migrating)
     host_problem = _conversion_host_problem(manifest, source, destination) if via_hosts else None
     image_problem = _image_problem(source, destination)
     by_id = {(r.kind, r.id): dict(r.info) for r in source_snapshot.resources.values()}
@@ -42,62 +43,25 @@ def check_workloads(
     for change in migrating:
         info = infos[change.address]
         # What the copies will read: the reviewer's "how big", the progress bar's total.
-        moves = {"bytes_to_move": _gib_to_move(change, info, sizes) * 2**30}
+        migration = MIGRATIONS[change.kind]
+        moves = {"bytes_to_move": migration.gib_to_move(change, info, sizes) * 2**30}
         if change.address in over:
             updated[change.address] = change.model_copy(
                 update={"reason": Reason.BLOCKED_QUOTA, "detail": over[change.address], **moves}
             )
             continue
-        if change.kind in MIGRATIONS and not MIGRATIONS[change.kind].NEEDS_HOSTS:
+        if not migration.NEEDS_HOSTS:
             problem = image_problem
         else:
-            problem = host_problem or _source_problem(change, info, manifest)
+            problem = host_problem or migration.source_problem(info, manifest.workloads)
         if problem is not None:
             updated[change.address] = change.model_copy(
                 update={"reason": Reason.BLOCKED_PREREQUISITE, "detail": problem, **moves}
             )
         else:
-            detail = change.detail or _describe(change, info)
+            detail = change.detail or migration.describe(change, info)
             updated[change.address] = change.model_copy(update={"detail": detail, **moves})
     return assign_pairs([updated.get(c.address, c) for c in changes], manifest)
-
-
-def _gib_to_move(change: Change, info: dict[str, object], sizes: dict[str | None, int]) -> int:
-    if change.kind == "volume":
-        return int((change.after or {}).get("size") or 0)
-    need = _needs(change.model_copy(update={"target_id": None}), info, sizes)
-    return need.get(("destination", "gigabytes"), 0)
-
-
-Needs = dict[tuple[str, str], int]  # (cloud, quota name) -> amount
-
-
-def _needs(change: Change, info: dict[str, object], sizes: dict[str | None, int]) -> Needs:
-    """What one migration consumes: destination volumes, gigabytes, instances, cores and RAM;
-    at the source, the temporaries that read its boot disk (a snapshot and a volume)."""
-    need: Needs = {}
-
-    def add(cloud: str, name: str, amount: int) -> None:
-        need[(cloud, name)] = need.get((cloud, name), 0) + amount
-
-    if change.kind == "volume" and change.target_id is None:
-        add("destination", "volumes", 1)
-        add("destination", "gigabytes", int((change.after or {}).get("size") or 0))
-    if change.kind == "server" and change.target_id is None:
-        add("destination", "instances", 1)
-        add("destination", "cores", int(str(info.get("vcpus") or 0)))
-        add("destination", "ram", int(str(info.get("ram") or 0)))
-        volumes = [str(v) for v in info.get("volumes") or []]  # type: ignore[attr-defined]
-        root = 0 if not info.get("image_id") else int(str(info.get("root_gb") or 1))
-        disks = [sizes.get(v, 0) for v in volumes] + ([root] if root else [])
-        add("destination", "volumes", len(disks))
-        add("destination", "gigabytes", sum(disks))
-        boot = root or (disks[0] if disks else 0)
-        if not root and volumes:
-            add("source", "snapshots", 1)
-        add("source", "volumes", 1 if boot else 0)
-        add("source", "gigabytes", boot)
-    return need
 
 
 def _over_quota(
@@ -108,17 +72,19 @@ def _over_quota(
     destination: Provider,
 ) -> dict[str, str]:
     """Address -> why, for every migration that needs a quota the plan's migrations exceed."""
-    needs = {c.address: _needs(c, infos[c.address], sizes) for c in migrating}
+    needs = {
+        c.address: MIGRATIONS[c.kind].needs(c, infos[c.address], sizes) for c in migrating
+    }
     total: Needs = {}
     for need in needs.values():
         for key, amount in need.items():
             total[key] = total.get(key, 0) + amount
     room: dict[tuple[str, str], int] = {}
     for cloud, provider in (("source", source), ("destination", destination)):
-        ops = getattr(provider, "volume_ops", None)
-        if ops is not None and any(k[0] == cloud and v for k, v in total.items()):
+        verbs = provider.workloads
+        if verbs is not None and any(k[0] == cloud and v for k, v in total.items()):
             try:
-                room.update({(cloud, k): v for k, v in ops.headroom().items()})
+                room.update({(cloud, k): v for k, v in verbs.headroom().items()})
             except ProviderError:
                 continue  # unknown quota: the cloud will say at apply time
     short = {k: (room[k], v) for k, v in total.items() if k in room and v > room[k]}
@@ -134,43 +100,10 @@ def _over_quota(
     return out
 
 
-def _source_problem(change: Change, info: dict[str, object], manifest: Manifest) -> str | None:
-    if change.kind != "server":
-        return None
-    status = info.get("status")
-    if status not in (None, "SHUTOFF") and not manifest.workloads.stop_source_servers:
-        return (
-            f"the source server is {status}: migration is cold; stop it, or set "
-            "workloads.stop_source_servers"
-        )
-    return None
-
-
-def _describe(change: Change, info: dict[str, object]) -> str:
-    after = change.after or {}
-    if change.kind == "volume":
-        return f"copy {after.get('size')} GiB between the conversion hosts, verified"
-    if change.kind == "image":
-        size = int(str(info.get("size") or 0))
-        algo = info.get("os_hash_algo") or "md5 checksum"
-        return f"stream {size / 2**20:.1f} MiB from Glance to Glance, verified by {algo}"
-    if change.kind == "server":
-        volumes = list(info.get("volumes") or [])  # type: ignore[call-overload]
-        disks = []
-        if info.get("image_id"):
-            disks.append("root disk via a server image")
-        for index, _ in enumerate(volumes):
-            boot = not info.get("image_id") and index == 0
-            disks.append("boot volume via a snapshot" if boot else "a data volume, detached")
-        ports = len(after.get("ports") or [])
-        return f"copy {len(disks)} disk(s): {', '.join(disks)}; boot with {ports} port(s)"
-    return ""
-
-
 def _image_problem(source: Provider, destination: Provider) -> str | None:
     """Image data streams from Glance to Glance: both ends must be able to move it."""
     for side, provider in (("source", source), ("destination", destination)):
-        if getattr(provider, "image_ops", None) is None:
+        if provider.workloads is None:
             return f"the {side} ({provider.label}) cannot read or write image data"
     return None
 
@@ -219,13 +152,13 @@ def _pair_server_problem(
                 f"the {side} conversion host {host.server!r} is not deployed yet: run "
                 "'tenantshift conversion-hosts deploy -m MANIFEST'"
             )
-        ops = getattr(provider, "volume_ops", None)
-        if ops is None:
+        verbs = provider.workloads
+        if verbs is None:
             return f"the {side} ({provider.label}) cannot attach volumes (a snapshot file?)"
         if host.server is None:
             return f"{where}.{side}.server must name the host's server to attach to"
         try:
-            status = ops.server_status(host.server)
+            status = verbs.server.status(host.server)
         except ProviderError as exc:
             return f"{where}.{side}.server: {exc}"
         if status != "ACTIVE":
@@ -244,7 +177,6 @@ def assign_pairs(changes: list[Change], manifest: Manifest) -> list[Change]:
         for c in changes
         if c.action is Action.MIGRATE
         and not c.blocked
-        and c.kind in MIGRATIONS
         and MIGRATIONS[c.kind].NEEDS_HOSTS
     ]
     planned = plan_pairs(

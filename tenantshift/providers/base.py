@@ -8,11 +8,14 @@ exceptions into ``ProviderError`` at this boundary, so no SDK traceback reaches 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from tenantshift.resources import REGISTRY, Record, Snapshot
 from tenantshift.resources.marker import same_source
 from tenantshift.resources.snapshot import params_from_record
+
+if TYPE_CHECKING:
+    from tenantshift.providers.workload import WorkloadVerbs
 
 
 class ProviderError(Exception):
@@ -38,6 +41,9 @@ class Provider(Protocol):
 
     #: Who this is, for messages: a clouds.yaml name, a file name.
     label: str
+    #: The workload kinds' verbs (attach, snapshot, boot...); None when this provider cannot
+    #: move data (a snapshot file).
+    workloads: WorkloadVerbs | None
 
     def snapshot(self) -> Snapshot:
         """Normalized state of the project: one list call per kind, never one GET per resource."""

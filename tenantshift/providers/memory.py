@@ -12,11 +12,21 @@ import copy
 import itertools
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
-from tenantshift.providers.base import MARKERS_KEY, NotFoundError, ProviderError, find_in
+from tenantshift import faults
+from tenantshift.providers.base import (
+    MARKERS_KEY,
+    NotFoundError,
+    ProviderError,
+    find_in,
+    id_key,
+)
 from tenantshift.providers.memory_kinds import behaviour
+from tenantshift.providers.memory_workloads import MemoryData, memory_workloads
+from tenantshift.providers.workload import WorkloadVerbs
 from tenantshift.resources import REGISTRY, Record, Snapshot, normalize
 from tenantshift.resources.snapshot import params_from_record
 
@@ -43,14 +53,19 @@ class MemoryProvider:
         self.calls: list[tuple[str, str]] = []
         self._records: dict[str, dict[str, Record]] = {k.name: {} for k in REGISTRY}
         self._lock = threading.RLock()
+        self._claims: dict[tuple[str, str], threading.RLock] = {}
         self._clock = itertools.count(1)
+        #: Bytes, attachments' devices, snapshots and flavors (``memory_workloads``).
+        self.data = MemoryData()
+        #: What ``WorkloadVerbs.headroom`` answers (empty: every quota unknown).
+        self.headroom_left: dict[str, int] = {}
+        self.workloads: WorkloadVerbs | None = memory_workloads(self)
         for kind in REGISTRY:
             behaviour(kind.name).seed(self)
 
     # -- reading ---------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
-        with self._lock:
-            self.calls.append(("snapshot", "*"))
+        with self.call("snapshot", "*", {}):
             records = {
                 kind: [copy.deepcopy(r) for r in recs.values()]
                 for kind, recs in self._records.items()
@@ -58,19 +73,20 @@ class MemoryProvider:
         return normalize(
             self.label,
             records,
-            externals={"external_network": list(self.external_networks)},
+            externals={
+                "external_network": list(self.external_networks),
+                "flavor": list(self.data.flavors),
+            },
             api_calls=len(records),
         )
 
     def get(self, kind: str, id: str) -> Record | None:
-        with self._lock:
-            self.calls.append(("get", kind))
+        with self.call("get", kind, {}):
             record = self._records[kind].get(id)
             return copy.deepcopy(record) if record else None
 
     def find(self, kind: str, source_id: str | None, params: Mapping[str, Any]) -> Record | None:
-        with self._lock:
-            self.calls.append(("find", kind))
+        with self._claim(kind, params), self.call("find", kind, params):
             found = find_in(self._records[kind].values(), kind, source_id, params)
             return copy.deepcopy(found) if found else None
 
@@ -79,23 +95,31 @@ class MemoryProvider:
 
     # -- writing ---------------------------------------------------------------------------
     def create(self, kind: str, params: Mapping[str, Any], source_id: str | None) -> Record:
-        self._maybe_fail("create", kind, params)
-        with self._lock:
-            self.calls.append(("create", kind))
-            self._check_refs(kind, params)
-            rules = behaviour(kind)
-            rules.check_create(self, params)
-            # The marker goes in with the resource (like a port's tags in Neutron's POST): no
-            # moment at which another source's ``find`` could see it unmarked.
-            marker = source_id if REGISTRY[kind].provenance else None
-            record = self.insert(kind, dict(params), provenance=marker)
-            rules.after_create(self, record)
-            return copy.deepcopy(record)
+        rules = behaviour(kind)
+        marker = source_id if REGISTRY[kind].provenance else None
+        # What the real API sets by calls of their own after the POST (Cinder's bootable flag
+        # and image metadata; Neutron's tags where the POST cannot carry them): so here, and a
+        # kill between them leaves what it leaves in a real cloud.
+        late = {k: params[k] for k in rules.set_after_create if k in params}
+        stamp_later = rules.marker_after_create and marker is not None
+        # Held from the POST to the stamp, like the OpenStack provider's per-key claim: another
+        # worker's ``find`` of the same key cannot see the resource unmarked within this run.
+        with self._claim(kind, params):
+            with self.call("create", kind, params):
+                self._check_refs(kind, params)
+                rules.check_create(self, params)
+                first = {k: v for k, v in params.items() if k not in late}
+                record = self.insert(kind, first, provenance=None if stamp_later else marker)
+                rules.after_create(self, record)
+                made = copy.deepcopy(record)
+            if late:
+                made = self.update(kind, made["id"], late)
+            if stamp_later:
+                made = self.update(kind, made["id"], {"provenance": marker})
+            return made
 
     def update(self, kind: str, id: str, changes: Mapping[str, Any]) -> Record:
-        self._maybe_fail("update", kind, changes)
-        with self._lock:
-            self.calls.append(("update", kind))
+        with self.call("update", kind, changes):
             record = self._records[kind].get(id)
             if record is None:
                 raise NotFoundError(f"{kind} {id} not found", call="update")
@@ -107,9 +131,7 @@ class MemoryProvider:
             return copy.deepcopy(record)
 
     def delete(self, kind: str, id: str) -> None:
-        self._maybe_fail("delete", kind, {"id": id})
-        with self._lock:
-            self.calls.append(("delete", kind))
+        with self.call("delete", kind, {"id": id}):
             record = self._records[kind].get(id)
             if record is None:
                 return
@@ -128,6 +150,15 @@ class MemoryProvider:
                             )
             behaviour(kind).on_delete(self, record)
             del self._records[kind][id]
+
+    @contextmanager
+    def call(self, operation: str, kind: str, params: Mapping[str, Any]) -> Iterator[None]:
+        """One cloud call: a fault point (``faults``), counted, under the cloud's lock."""
+        with faults.cloud_call(f"{self.label} {operation} {kind}"):
+            self._maybe_fail(operation, kind, params)
+            with self._lock:
+                self.calls.append((operation, kind))
+                yield
 
     # -- test helpers ----------------------------------------------------------------------
     def add_marker(self, kind: str, id: str, source_id: str) -> None:
@@ -158,6 +189,19 @@ class MemoryProvider:
         return record
 
     # -- internals -------------------------------------------------------------------------
+    @contextmanager
+    def _claim(self, kind: str, params: Mapping[str, Any]) -> Iterator[None]:
+        """A re-entrant lock per (kind, key): create-and-stamp is atomic to ``find``."""
+        try:
+            key = (kind, id_key(kind, params_from_record(REGISTRY[kind], params)))
+        except (KeyError, TypeError):
+            yield  # params without their key: nothing to guard
+            return
+        with self._lock:
+            lock = self._claims.setdefault(key, threading.RLock())
+        with lock:
+            yield
+
     def _check_refs(self, kind: str, params: Mapping[str, Any]) -> None:
         for field, target in REGISTRY[kind].references(params):
             if target not in self._records[str(field.ref)]:

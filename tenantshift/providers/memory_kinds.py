@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol
 
 from tenantshift.providers.base import NotFoundError, ProviderError, find_in
+from tenantshift.providers.memory_workloads import MemoryData
 from tenantshift.resources import REGISTRY, Field, Record
 
 
@@ -22,6 +23,7 @@ class MemoryCloud(Protocol):
     """What a behaviour sees of the in-memory cloud (called with its lock held)."""
 
     external_networks: tuple[str, ...]
+    data: MemoryData
 
     def records_of(self, kind: str) -> dict[str, Record]:
         """The live records of a kind by id (mutable: behaviours may cascade deletes)."""
@@ -36,6 +38,12 @@ class MemoryBehaviour:
     """Default rules: none beyond the shared ones. Subclasses override the hooks they need."""
 
     kind: ClassVar[str | None] = None
+    #: Fields the real API sets by calls of their own after the create (Cinder's bootable
+    #: flag and image metadata): the memory cloud does the same, one counted call more.
+    set_after_create: ClassVar[frozenset[str]] = frozenset()
+    #: The marker goes on by a call of its own after the create (Neutron's tags where the
+    #: POST cannot carry them), not in the create itself.
+    marker_after_create: ClassVar[bool] = False
     #: A second resource with the same key is a 409 (Neutron refuses duplicate rules, a second
     #: leg of a router on one subnet).
     unique: ClassVar[bool] = False
@@ -177,7 +185,53 @@ class Ports(MemoryBehaviour):
             )
 
 
+class Networks(MemoryBehaviour):
+    """Neutron tags a network by ``PUT .../tags`` after its POST: a kill in between leaves an
+    unmarked network."""
+
+    kind = "network"
+    marker_after_create = True
+
+
+class Volumes(MemoryBehaviour):
+    """Cinder: a new volume is ``available`` and empty; the bootable flag and image metadata
+    are actions on it afterwards; an attached volume cannot be deleted."""
+
+    kind = "volume"
+    set_after_create = frozenset({"is_bootable", "image_metadata"})
+
+    def after_create(self, cloud: MemoryCloud, record: Record) -> None:
+        record.update(status="available", attached_to=[], migrated=None, temporary=False)
+        record["updated_at"] = record["created_at"]
+        cloud.data.blocks[record["id"]] = b""
+
+    def check_delete(self, cloud: MemoryCloud, record: Record) -> None:
+        if record.get("attached_to"):
+            raise ProviderError(
+                f"400 Bad Request: volume {record['id']} is in-use", call="delete volume"
+            )
+
+    def on_delete(self, cloud: MemoryCloud, record: Record) -> None:
+        cloud.data.blocks.pop(record["id"], None)
+
+
+class Images(MemoryBehaviour):
+    """Glance: a new image is ``queued`` without data, and unprotected until it is marked."""
+
+    kind = "image"
+
+    def after_create(self, cloud: MemoryCloud, record: Record) -> None:
+        record.update(status="queued", migrated=None, temporary=False, protected=False)
+        record.update(size=None, checksum=None, os_hash_algo=None, os_hash_value=None)
+
+    def on_delete(self, cloud: MemoryCloud, record: Record) -> None:
+        cloud.data.images.pop(record["id"], None)
+
+
 for _behaviour in (
+    Networks(),
+    Volumes(),
+    Images(),
     SecurityGroups(),
     SecurityGroupRules(),
     Routers(),

@@ -10,6 +10,7 @@ from typing import Any
 
 from tenantshift.fileio import write_private
 from tenantshift.providers.base import ReadOnlyError
+from tenantshift.providers.workload import WorkloadVerbs
 from tenantshift.resources import REGISTRY, Record, Snapshot
 
 SNAPSHOT_FORMAT = 1
@@ -60,6 +61,8 @@ class SnapshotFileProvider:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.label = path.name
+        #: A file holds no data to move.
+        self.workloads: WorkloadVerbs | None = None
         self._snapshot = load_snapshot(path)
 
     def snapshot(self) -> Snapshot:

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from tenantshift.engine.workload_plan import _needs
+from typing import Any
+
+from tenantshift.engine.workloads import MIGRATIONS
+from tenantshift.engine.workloads.base import Needs
 from tenantshift.plans import Action, Change
+
+
+def _needs(change: Change, info: dict[str, Any], sizes: dict[str | None, int]) -> Needs:
+    """What the kind's registered migration says it consumes."""
+    return MIGRATIONS[change.kind].needs(change, info, sizes)
 
 
 def migrate(address: str, **kw: object) -> Change:

@@ -331,16 +331,19 @@ def conversion_host_server(path: str) -> None:
     """The source host's server is left out of the workloads; both are checked ACTIVE."""
     side = path.split(".")[-2]
 
-    class Ops:
-        def server_id(self, name: str) -> str:
+    class Servers:
+        def id_of(self, name: str) -> str:
             return f"id-of-{name}"
 
-        def server_status(self, name: str) -> str:
+        def status(self, name: str) -> str:
             return "ACTIVE" if side == "destination" and name == "conv-a" else "SHUTOFF"
+
+    class Verbs:
+        server = Servers()
 
     class Cloud:
         label = "cloud"
-        volume_ops = Ops()
+        workloads = Verbs()
 
     def effect(name: str) -> tuple[frozenset[str], str | None]:
         hosts = host_body()

@@ -1,21 +1,16 @@
-"""Workload migrations: resumable state machines, one per ``migrate`` change (see base.py)."""
+"""Workload migrations: resumable state machines, one per ``migrate`` change (see base.py).
+
+Each workload kind registers its migration (``@register_migration``); importing this package
+registers them all.
+"""
 
 from __future__ import annotations
 
 from tenantshift.engine.context import ApplyContext
 from tenantshift.engine.nodes import Node
-from tenantshift.engine.workloads.base import FAULT_KILL_AFTER, Migration, WorkloadError
-from tenantshift.engine.workloads.image import ImageMigration
-from tenantshift.engine.workloads.server import ServerMigration
-from tenantshift.engine.workloads.temporaries import clean_up, sweep
-from tenantshift.engine.workloads.volume import VolumeMigration
-
-#: Migration per kind; every kind declared ``workload=True`` has one (a test checks).
-MIGRATIONS: dict[str, type[Migration]] = {
-    "volume": VolumeMigration,
-    "server": ServerMigration,
-    "image": ImageMigration,
-}
+from tenantshift.engine.workloads import image, server, volume  # noqa: F401  (registration)
+from tenantshift.engine.workloads.base import MIGRATIONS, Migration, WorkloadError
+from tenantshift.engine.workloads.temporaries import UNDO, clean_up, sweep
 
 
 async def migrate(ctx: ApplyContext, node: Node) -> str:
@@ -27,4 +22,4 @@ async def migrate(ctx: ApplyContext, node: Node) -> str:
     return await migration(ctx, node).run()
 
 
-__all__ = ["FAULT_KILL_AFTER", "MIGRATIONS", "WorkloadError", "clean_up", "migrate", "sweep"]
+__all__ = ["MIGRATIONS", "UNDO", "Migration", "WorkloadError", "clean_up", "migrate", "sweep"]

@@ -1,14 +1,20 @@
 """The shape every workload migration shares: journaled phases, temporaries, copies.
 
-A migration is an ordered list of phases. A phase re-reads the clouds before it acts and does
-nothing when its work is already done (pyinfra's fact-then-operation, per phase); after it
-completes, the journal's ``node_state`` moves forward with the ids the next phases need
-(alembic's ``update_to_step``), so a killed apply resumes at the phase it was in.
+A migration is an ordered list of phases. A phase re-reads the clouds before it acts, checks
+what it finds against what it would have made, and does nothing more when its work is already
+done (pyinfra's fact-then-operation, per phase); after it completes, the journal's
+``node_state`` moves forward with the ids the next phases need (alembic's ``update_to_step``),
+so a killed apply resumes at the phase it was in. Running a phase again after a kill at any
+point inside it leads to the same end state: that is what ``tests/engine/test_kill_points.py``
+checks at every cloud call.
 
-Every temporary change (a volume attached to a conversion host, a snapshot, a temporary volume,
-a data volume detached from its server) is journaled as *intended* before it is made and
-*cleaned* when undone, so the cleanup node, ``tenantshift cleanup`` and the sweep at the start
-of the next apply can always find it (``temporaries.py`` undoes them).
+Every temporary change (``engine/temporary.py``) is journaled as *intended* before it is made
+and *cleaned* when undone, so the cleanup node, ``tenantshift cleanup`` and the sweep at the
+start of the next apply can always find it (``temporaries.py`` undoes them). Whatever undoes a
+phase's effects also moves the journal back to before that phase (``rewind``).
+
+A workload kind registers its migration with ``@register_migration``; its plan-time needs,
+description and problems are class methods of the migration, read by ``workload_plan.py``.
 """
 
 from __future__ import annotations
@@ -16,20 +22,21 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
-import signal
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import asyncssh
 
+from tenantshift import faults
 from tenantshift.engine.context import ApplyContext
 from tenantshift.engine.nodes import Node
 from tenantshift.engine.pool import NoPairError
-from tenantshift.manifest import DEFAULT_PAIR, ConversionPair
-from tenantshift.providers import Provider
-from tenantshift.providers.volume_ops import VolumeOps
+from tenantshift.engine.temporary import Temporary
+from tenantshift.manifest import DEFAULT_PAIR, ConversionPair, Workloads
+from tenantshift.plans import Change
+from tenantshift.providers.workload import WorkloadVerbs
+from tenantshift.resources import REGISTRY
 from tenantshift.resources.marker import make_marker, split_marker
 from tenantshift.transfer import (
     DeviceNotFoundError,
@@ -37,7 +44,6 @@ from tenantshift.transfer import (
     TransferError,
     TransferResult,
     VolumeCopy,
-    probe_hosts,
 )
 
 log = logging.getLogger(__name__)
@@ -47,14 +53,12 @@ DEVICE_WAIT_SECONDS = 120.0
 #: How long the check of a pair that failed a copy may take to reach its hosts.
 PROBE_SECONDS = 10.0
 
-#: Fault injection for the kill-and-resume tests: SIGKILL this process right after the named
-#: phase is journaled, exactly as a crash or ``kill -9`` would land there.
-FAULT_KILL_AFTER = "TENANTSHIFT_FAULT_KILL_AFTER"
-#: ... or as soon as a copy reports this many bytes done (a kill in the middle of a copy).
-FAULT_KILL_AT_BYTES = "TENANTSHIFT_FAULT_KILL_AT_BYTES"
-
 Cloud = str  # "source" | "destination"
 Data = dict[str, Any]
+#: (cloud, quota name) -> amount: what one migration consumes.
+Needs = dict[tuple[str, str], int]
+Info = dict[str, Any]
+Sizes = dict[str | None, int]
 
 
 class WorkloadError(Exception):
@@ -70,43 +74,47 @@ class PairLost(Exception):
         self.reason = reason
 
 
-def provider_ops(ctx: ApplyContext, cloud: Cloud, attr: str, what: str, cannot: str) -> Any:
-    """``provider.<attr>`` of one side (its volume or image operations), or a clear error."""
-    provider: Provider | None = ctx.source if cloud == "source" else ctx.destination
+def verbs_of(ctx: ApplyContext, cloud: Cloud, what: str) -> WorkloadVerbs:
+    """One side's workload verbs, or a clear error (a snapshot file has none)."""
+    provider = ctx.source if cloud == "source" else ctx.destination
     if provider is None:
         raise WorkloadError(f"migrating {what} needs the {cloud} cloud, and apply has none")
-    ops = getattr(provider, attr, None)
-    if ops is None:
-        raise WorkloadError(f"{provider.label}: this provider cannot {cannot}")
-    return ops
+    if provider.workloads is None:
+        raise WorkloadError(f"{provider.label}: this provider cannot move {what}")
+    return provider.workloads
 
 
-def ops_of(ctx: ApplyContext, cloud: Cloud) -> VolumeOps:
-    ops: VolumeOps = provider_ops(ctx, cloud, "volume_ops", "workloads", "attach or copy volumes")
-    return ops
+M = TypeVar("M", bound="type[Migration]")
+
+#: kind -> its migration, one per kind declared ``workload=True`` (a test checks).
+MIGRATIONS: dict[str, type[Migration]] = {}
 
 
-def _fault_point(phase: str) -> None:
-    if os.environ.get(FAULT_KILL_AFTER) == phase:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _fault_at_bytes(done: int) -> None:
-    limit = os.environ.get(FAULT_KILL_AT_BYTES)
-    if limit and done >= int(limit):
-        os.kill(os.getpid(), signal.SIGKILL)
+def register_migration(cls: M) -> M:
+    """Class decorator: ``cls`` migrates the workload kind ``cls.kind``."""
+    kind = REGISTRY[cls.kind]
+    if not kind.workload:
+        raise ValueError(f"{cls.__name__}: kind {cls.kind!r} is not a workload kind")
+    if cls.kind in MIGRATIONS:
+        raise ValueError(f"kind {cls.kind!r} has two migrations")
+    MIGRATIONS[cls.kind] = cls
+    return cls
 
 
 class Migration:
     """Run ``PHASES`` in order from where the journal says this node stopped."""
 
+    kind: ClassVar[str]
     PHASES: ClassVar[tuple[str, ...]] = ()
     #: Its data moves between the conversion hosts (volumes, servers). An image's does not:
     #: it streams from Glance to Glance, and the plan does not require conversion hosts for it.
     NEEDS_HOSTS: ClassVar[bool] = True
+    #: The phase that makes each kind of temporary (``temporaries._rewind`` moves the journal
+    #: back to before it when the temporary is undone before the copies are verified).
+    MADE_IN: ClassVar[dict[Temporary, str]] = {}
 
-    src: VolumeOps
-    dst: VolumeOps
+    src: WorkloadVerbs
+    dst: WorkloadVerbs
     #: The conversion host pair this node's copies use (set when it gets a slot).
     pair: ConversionPair
 
@@ -119,12 +127,34 @@ class Migration:
         self.migration, source_id = split_marker(self.marker)
         #: ... and the source resource's own id.
         self.source_id = source_id
-        if self.NEEDS_HOSTS:
-            self.src = ops_of(ctx, "source")
-            self.dst = ops_of(ctx, "destination")
-            if ctx.settings.conversion_hosts is None:
-                raise WorkloadError("migrating data needs conversion_hosts in the manifest")
+        self.src = verbs_of(ctx, "source", f"{self.kind}s")
+        self.dst = verbs_of(ctx, "destination", f"{self.kind}s")
+        if self.NEEDS_HOSTS and ctx.settings.conversion_hosts is None:
+            raise WorkloadError("migrating data needs conversion_hosts in the manifest")
 
+    # -- plan time (class methods: no cloud, no context) ----------------------------------------
+    @classmethod
+    def needs(cls, change: Change, info: Info, sizes: Sizes) -> Needs:
+        """What this migration consumes of the quotas (a copy that exists already: nothing)."""
+        return {}
+
+    @classmethod
+    def gib_to_move(cls, change: Change, info: Info, sizes: Sizes) -> int:
+        """How many GiB its copies read: the reviewer's "how big", the progress bar's total."""
+        need = cls.needs(change.model_copy(update={"target_id": None}), info, sizes)
+        return need.get(("destination", "gigabytes"), 0)
+
+    @classmethod
+    def describe(cls, change: Change, info: Info) -> str:
+        """What the plan says it will do."""
+        return ""
+
+    @classmethod
+    def source_problem(cls, info: Info, workloads: Workloads) -> str | None:
+        """Why the source resource cannot migrate as it is (None: it can)."""
+        return None
+
+    # -- apply ----------------------------------------------------------------------------------
     async def run(self) -> str:
         journal = self.ctx.journal
         state = journal.state_of(self.node.id)
@@ -170,21 +200,31 @@ class Migration:
         self.step(f"on conversion host pair {name}")
         if previous in (None, name) or "copied" not in self.PHASES:
             return done_phase
-        attached, copied = self.PHASES.index("attached"), self.PHASES.index("copied")
-        done = self.PHASES.index(done_phase) if done_phase in self.PHASES else -1
-        if done >= copied:
+        if self._done(done_phase, "copied"):
             return done_phase  # the copies are verified: only clean-up is left
         from tenantshift.engine.workloads.temporaries import clean_up
 
         # The old pair's attachments go (journaled, so this is a tolerant re-do after a
         # crash too), the volumes go to this pair's hosts, and the copy starts over there:
         # its checkpoints were on the old destination host.
-        await clean_up(self.ctx, owner=self.node.id, kinds=frozenset({"attachment"}))
+        await clean_up(self.ctx, owner=self.node.id, kinds=frozenset({Temporary.ATTACHMENT}))
         if "src_host" in data:
             await self.host_ids(data)
-        if done < attached:
+        return self.rewind(done_phase, "attached", data)
+
+    def _done(self, done_phase: str, phase: str) -> bool:
+        """Whether the journal says ``phase`` is done."""
+        if done_phase not in self.PHASES:
+            return False
+        return self.PHASES.index(done_phase) >= self.PHASES.index(phase)
+
+    def rewind(self, done_phase: str, phase: str, data: Data) -> str:
+        """The journal moves back to just before ``phase`` when it says ``phase`` is done:
+        whatever undid that phase's effects (detached the volumes) must not leave a journal
+        that trusts them. Returns the phase to resume after."""
+        if not self._done(done_phase, phase):
             return done_phase
-        rewound = self.PHASES[attached - 1]
+        rewound = self.PHASES[self.PHASES.index(phase) - 1]
         self.ctx.journal.advance(self.node.id, rewound, data)
         return rewound
 
@@ -199,7 +239,7 @@ class Migration:
         from tenantshift.engine.workloads.temporaries import clean_up
 
         try:
-            await clean_up(self.ctx, owner=self.node.id, kinds=frozenset({"attachment"}))
+            await clean_up(self.ctx, owner=self.node.id, kinds=frozenset({Temporary.ATTACHMENT}))
         except WorkloadError as exc:
             raise WorkloadError(
                 f"conversion host pair {lost.pair!r} went away ({lost.reason}), and its "
@@ -227,11 +267,13 @@ class Migration:
             try:
                 await self.phase(phase)(data)
             except BaseException as exc:
+                if faults.killed():
+                    raise  # a test's stand-in for SIGKILL: nothing more is written
                 journal.phase_finished(seq, "failed", str(exc) or type(exc).__name__)
                 raise
             journal.advance(self.node.id, phase, data)
             journal.phase_finished(seq, "done")
-            _fault_point(phase)
+            faults.after_phase(phase)
         message = await self.finish(data)
         journal.clear_state(self.node.id)
         return message
@@ -239,18 +281,18 @@ class Migration:
     async def pair_problem(self) -> str | None:
         """Why this node's pair is gone (a host's server not ACTIVE, its sshd unreachable or
         not working), or None when it is fine and a failure was the copy's own."""
-        for side, ops, host in (
+        for side, verbs, host in (
             ("source", self.src, self.pair.source),
             ("destination", self.dst, self.pair.destination),
         ):
             if host.server:
                 try:
-                    status = await self.block(ops.server_status, host.server)
+                    status = await self.block(verbs.server.status, host.server)
                 except Exception as exc:
                     return f"the {side} host's server {host.server!r}: {exc}"
                 if status != "ACTIVE":
                     return f"the {side} host's server {host.server!r} is {status}"
-        problems = await probe_hosts(self.pair, timeout=PROBE_SECONDS)
+        problems = await self.ctx.links.probe(self.pair, PROBE_SECONDS)
         return "; ".join(problems) if problems else None
 
     def phase(self, name: str) -> Callable[[Data], Awaitable[None]]:
@@ -276,28 +318,35 @@ class Migration:
         return host.server
 
     async def host_ids(self, data: Data) -> None:
-        data["src_host"] = await self.block(self.src.server_id, self.host_name("source"))
-        data["dst_host"] = await self.block(self.dst.server_id, self.host_name("destination"))
+        data["src_host"] = await self.block(self.src.server.id_of, self.host_name("source"))
+        data["dst_host"] = await self.block(self.dst.server.id_of, self.host_name("destination"))
 
     async def attach(self, cloud: Cloud, server_id: str, volume_id: str) -> None:
         """Attach a volume to a conversion host, journaled so it is always detached again."""
-        ops = self.src if cloud == "source" else self.dst
+        verbs = self.src if cloud == "source" else self.dst
         journal = self.ctx.journal
         seq = journal.intend_temporary(
             self.node.id,
             cloud,
-            "attachment",
+            Temporary.ATTACHMENT,
             f"{volume_id}@{server_id}",
             {"server_id": server_id, "volume_id": volume_id},
         )
         try:
-            await self.block(ops.attach, server_id, volume_id)
+            await self.block(verbs.volume.attach, server_id, volume_id)
         except Exception as exc:
             problem = await self.pair_problem()
             if problem is not None:
                 raise PairLost(self.pair.name, problem) from exc
             raise
         journal.temporary_created(seq, volume_id)
+
+    async def check_attached(self, cloud: Cloud, server_id: str, volume_id: str) -> None:
+        """A resumed copy's precondition, checked rather than trusted from the journal."""
+        verbs = self.src if cloud == "source" else self.dst
+        volume = await self.block(verbs.volume.get, volume_id)
+        if volume is None or server_id not in (volume.get("attached_to") or []):
+            await self.attach(cloud, server_id, volume_id)
 
     async def copy(
         self, source_volume: str, destination_volume: str, generation: str | None = None
@@ -307,7 +356,7 @@ class Migration:
         copy = VolumeCopy(source_volume, destination_volume, source_generation=generation)
 
         def progress(report: Progress) -> None:
-            _fault_at_bytes(report.bytes_done)
+            faults.at_bytes(report.bytes_done)
             self.ctx.listener.progress(self.node, report.bytes_done, report.bytes_total)
 
         deadline = time.monotonic() + DEVICE_WAIT_SECONDS
@@ -346,6 +395,19 @@ class Migration:
 
     async def block(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await self.ctx.run_blocking(fn, *args)
+
+
+def copy_record(source: str, destination: str, result: TransferResult) -> Data:
+    """What the journal keeps of one verified copy (the report and the final marker read it)."""
+    return {
+        "source": source,
+        "destination": destination,
+        "digest": result.digest,
+        "data_bytes": result.bytes_data,
+        "wire_bytes": result.bytes_wire,
+        "codec": result.codec,
+        "resumed_from": result.resumed_from,
+    }
 
 
 def copied_line(results: list[Data]) -> str:

@@ -19,17 +19,18 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from tenantshift import faults
 from tenantshift.engine.context import ApplyContext
 from tenantshift.engine.nodes import Node
 from tenantshift.engine.workloads.base import (
     Data,
+    Info,
     Migration,
     WorkloadError,
-    _fault_at_bytes,
-    provider_ops,
+    register_migration,
 )
-from tenantshift.providers.image_ops import ImageOps
-from tenantshift.providers.volume_ops import MIGRATED_KEY
+from tenantshift.plans import Change
+from tenantshift.providers.workload import MIGRATED_KEY
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,6 @@ CHUNK = 4 * 2**20
 
 #: What must match between the source and a copy for their data to be the same.
 DATA_KEYS = ("size", "checksum", "os_hash_algo", "os_hash_value")
-
-
-def image_ops_of(ctx: ApplyContext, cloud: str) -> ImageOps:
-    ops: ImageOps = provider_ops(ctx, cloud, "image_ops", "images", "read or write image data")
-    return ops
 
 
 def same_data(copy: Mapping[str, Any], source: Mapping[str, Any]) -> bool:
@@ -57,19 +53,27 @@ def same_data(copy: Mapping[str, Any], source: Mapping[str, Any]) -> bool:
     return bool(source.get("checksum")) and copy.get("checksum") == source.get("checksum")
 
 
+@register_migration
 class ImageMigration(Migration):
+    kind = "image"
     PHASES = ("destination_image", "uploaded")
     NEEDS_HOSTS = False
 
     def __init__(self, ctx: ApplyContext, node: Node) -> None:
         super().__init__(ctx, node)
-        self.src_images = image_ops_of(ctx, "source")
-        self.dst_images = image_ops_of(ctx, "destination")
+        self.src_images = self.src.image
+        self.dst_images = self.dst.image
         #: Copies this process created (queued, empty): the only ones it uploads into.
         self._fresh: set[str] = set()
 
+    @classmethod
+    def describe(cls, change: Change, info: Info) -> str:
+        size = int(str(info.get("size") or 0))
+        algo = info.get("os_hash_algo") or "md5 checksum"
+        return f"stream {size / 2**20:.1f} MiB from Glance to Glance, verified by {algo}"
+
     async def _destination_image(self, data: Data) -> None:
-        source = await self.block(self.src_images.image, self.source_id)
+        source = await self.block(self.src_images.get, self.source_id)
         if source is None:
             raise WorkloadError(f"source image {self.source_id} is gone")
         if source["status"] != "active":
@@ -78,7 +82,7 @@ class ImageMigration(Migration):
         await self._clean_slate(data)
 
     async def _uploaded(self, data: Data) -> None:
-        current = await self.block(self.dst_images.image, data["dst_image"])
+        current = await self.block(self.dst_images.get, data["dst_image"])
         if current is not None and same_data(current, data["source"]):
             return  # uploaded and verified by Glance before a kill: nothing to send again
         if current is None or current["status"] != "queued" or current["id"] not in self._fresh:
@@ -136,7 +140,7 @@ class ImageMigration(Migration):
         total = int(source.get("size") or 0)
 
         def progress(done: int) -> None:
-            _fault_at_bytes(done)  # the kill tests: a SIGKILL in the middle of the upload
+            faults.at_bytes(done)  # the kill tests: a SIGKILL in the middle of the upload
             loop.call_soon_threadsafe(self._report, done, total)
 
         result = await self.block(self._transfer, image_id, source, progress)
@@ -167,12 +171,12 @@ class ImageMigration(Migration):
                 progress(counts["bytes"])
                 yield chunk
 
-        with self.src_images.read(self.source_id, CHUNK) as chunks:
-            self.dst_images.write(image_id, counted(chunks))
+        with self.src_images.read_data(self.source_id, CHUNK) as chunks:
+            self.dst_images.write_data(image_id, counted(chunks))
         return {**counts, "os_hash_algo": algo, "hash": digest.hexdigest(), "md5": md5.hexdigest()}
 
     async def _verify(self, image_id: str, source: Mapping[str, Any], sent: Data) -> None:
-        copy = await self.block(self.dst_images.image, image_id)
+        copy = await self.block(self.dst_images.get, image_id)
         problems = []
         if sent["bytes"] != source.get("size"):
             problems.append(f"read {sent['bytes']} bytes of {source.get('size')}")

@@ -1,6 +1,6 @@
 """A server: its disks copied between the conversion hosts, then booted in the destination.
 
-Phases (DESIGN.md, "Workload migration"):
+Phases:
 
 1. ``source_stopped``: the source server is SHUTOFF (stopped first when the manifest allows,
    and then started again when the source is restored).
@@ -26,14 +26,39 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from tenantshift.engine.workloads.base import Data, Migration, WorkloadError, copied_line
+from tenantshift.engine.temporary import Temporary
+from tenantshift.engine.workloads.adopt import destination_volume
+from tenantshift.engine.workloads.base import (
+    Data,
+    Info,
+    Migration,
+    Needs,
+    Sizes,
+    WorkloadError,
+    copied_line,
+    copy_record,
+    register_migration,
+)
 from tenantshift.engine.workloads.temporaries import clean_up
-from tenantshift.providers.volume_ops import MIGRATED_KEY
+from tenantshift.manifest import Workloads
+from tenantshift.plans import Change
+from tenantshift.providers.workload import MIGRATED_KEY
 
-GiB = 1024**3
+#: Statuses of a server boot that is still under way (waited for, not replaced).
+BOOTING = frozenset({"BUILD", "REBUILD"})
 
 
+@register_migration
 class ServerMigration(Migration):
+    kind = "server"
+    MADE_IN = {
+        Temporary.STOPPED: "source_stopped",
+        Temporary.IMAGE: "source_disks",
+        Temporary.SNAPSHOT: "source_disks",
+        Temporary.VOLUME: "source_disks",
+        Temporary.DETACHED: "source_disks",
+        Temporary.ATTACHMENT: "attached",
+    }
     PHASES = (
         "source_stopped",
         "source_disks",
@@ -45,9 +70,53 @@ class ServerMigration(Migration):
         "settled",
     )
 
+    # -- plan time ------------------------------------------------------------------------------
+    @classmethod
+    def needs(cls, change: Change, info: Info, sizes: Sizes) -> Needs:
+        """Destination volumes, gigabytes, instances, cores and RAM; at the source, the
+        temporaries that read its boot disk (a snapshot and a volume)."""
+        if change.target_id is not None:
+            return {}
+        volumes = [str(v) for v in info.get("volumes") or []]
+        root = 0 if not info.get("image_id") else int(str(info.get("root_gb") or 1))
+        disks = [sizes.get(v, 0) for v in volumes] + ([root] if root else [])
+        boot = root or (disks[0] if disks else 0)
+        need = {
+            ("destination", "instances"): 1,
+            ("destination", "cores"): int(str(info.get("vcpus") or 0)),
+            ("destination", "ram"): int(str(info.get("ram") or 0)),
+            ("destination", "volumes"): len(disks),
+            ("destination", "gigabytes"): sum(disks),
+            ("source", "volumes"): 1 if boot else 0,
+            ("source", "gigabytes"): boot,
+        }
+        if not root and volumes:
+            need[("source", "snapshots")] = 1
+        return need
+
+    @classmethod
+    def describe(cls, change: Change, info: Info) -> str:
+        volumes = list(info.get("volumes") or [])
+        disks = ["root disk via a server image"] if info.get("image_id") else []
+        for index, _ in enumerate(volumes):
+            boot = not info.get("image_id") and index == 0
+            disks.append("boot volume via a snapshot" if boot else "a data volume, detached")
+        ports = len((change.after or {}).get("ports") or [])
+        return f"copy {len(disks)} disk(s): {', '.join(disks)}; boot with {ports} port(s)"
+
+    @classmethod
+    def source_problem(cls, info: Info, workloads: Workloads) -> str | None:
+        status = info.get("status")
+        if status not in (None, "SHUTOFF") and not workloads.stop_source_servers:
+            return (
+                f"the source server is {status}: migration is cold; stop it, or set "
+                "workloads.stop_source_servers"
+            )
+        return None
+
     # -- phases -----------------------------------------------------------------------------
     async def _source_stopped(self, data: Data) -> None:
-        server = await self.block(self.src.server, self.source_id)
+        server = await self.block(self.src.server.disks, self.source_id)
         if server is None:
             raise WorkloadError(f"source server {self.source_id} is gone")
         if server["status"] != "SHUTOFF":
@@ -58,13 +127,17 @@ class ServerMigration(Migration):
                 )
             # Journaled like any temporary: the source ends as it began, running again.
             seq = self.ctx.journal.intend_temporary(
-                self.node.id, "source", "stopped", self.source_id, {"server_id": self.source_id}
+                self.node.id,
+                "source",
+                Temporary.STOPPED,
+                self.source_id,
+                {"server_id": self.source_id},
             )
-            await self.block(self.src.stop_server, self.source_id)
+            await self.block(self.src.server.stop, self.source_id)
             self.ctx.journal.temporary_created(seq, self.source_id)
         data["volumes"] = server["volumes"]
         data["image_id"] = server["image_id"]
-        data["root_gb"] = int(server["flavor"].get("disk") or 1)
+        data["root_gb"] = int(server["root_gb"])
 
     async def _source_disks(self, data: Data) -> None:
         await self.host_ids(data)
@@ -74,7 +147,7 @@ class ServerMigration(Migration):
             disks.append(await self._root_from_image(data))
         for index, attached in enumerate(volumes):
             boot = not data["image_id"] and index == 0
-            volume = await self.block(self.src.volume, attached["volume_id"])
+            volume = await self.block(self.src.volume.get, attached["volume_id"])
             if volume is None:
                 raise WorkloadError(f"volume {attached['volume_id']} of the server is gone")
             disk: Data = {
@@ -99,7 +172,6 @@ class ServerMigration(Migration):
         data["disks"] = disks
 
     async def _destination_volumes(self, data: Data) -> None:
-        destination = self.ctx.destination
         mapping = self._volume_type_map()
         for disk in data["disks"]:
             marker = self.marker_for(disk["source_volume"] or f"{self.source_id}-root")
@@ -115,10 +187,7 @@ class ServerMigration(Migration):
                     k: v for k, v in disk["metadata"].items() if not k.startswith("tenantshift")
                 },
             }
-            found = await self.block(destination.find, "volume", marker, params)
-            if found is None:
-                found = await self.block(destination.create, "volume", params, marker)
-            disk["dst_volume"] = str(found["id"])
+            disk["dst_volume"] = await destination_volume(self, params, marker, data["dst_host"])
 
     async def _attached(self, data: Data) -> None:
         for disk in data["disks"]:
@@ -128,37 +197,40 @@ class ServerMigration(Migration):
     async def _copied(self, data: Data) -> None:
         copies = []
         for disk in data["disks"]:
+            await self.check_attached("source", data["src_host"], disk["copy_from"])
+            await self.check_attached("destination", data["dst_host"], disk["dst_volume"])
             # A temporary volume made in this migration is its own generation.
             result = await self.copy(disk["copy_from"], disk["dst_volume"], disk["copy_from"])
-            copies.append(
-                {
-                    "source": disk["copy_from"],
-                    "destination": disk["dst_volume"],
-                    "digest": result.digest,
-                    "data_bytes": result.bytes_data,
-                    "wire_bytes": result.bytes_wire,
-                    "codec": result.codec,
-                    "resumed_from": result.resumed_from,
-                }
-            )
+            copies.append(copy_record(disk["copy_from"], disk["dst_volume"], result))
         data["copies"] = copies
 
     async def _source_restored(self, data: Data) -> None:
         await clean_up(self.ctx, owner=self.node.id)
 
     async def _server(self, data: Data) -> None:
-        existing = await self.block(self.dst.find_server_by_marker, self.marker)
-        if existing is None:
+        server_id = await self._booted()
+        if server_id is None:
             spec = await self._server_spec(data)
-            server_id = await self.block(self.dst.create_server, spec)
-        else:
-            server_id = existing["id"]
+            server_id = await self.block(self.dst.server.boot, spec)
         self.ctx.ids.set(self.change.address, server_id)
         data["dst_server"] = server_id
 
+    async def _booted(self) -> str | None:
+        """The server a killed run booted, checked: one that failed to boot (``ERROR``) is
+        deleted, so its volumes are free for the boot that replaces it."""
+        found = await self.block(self.dst.server.find_marked, self.marker)
+        if found is None:
+            return None
+        status = await self.block(self.dst.server.status, found)
+        if status in BOOTING or status in ("ACTIVE", "SHUTOFF"):
+            return str(found)
+        self.step(f"replacing the server {found}: it is {status}")
+        await self.block(self.ctx.destination.delete, "server", str(found))
+        return None
+
     async def _settled(self, data: Data) -> None:
         if not self.ctx.settings.workloads.start_destination_servers:
-            await self.block(self.dst.stop_server, data["dst_server"])
+            await self.block(self.dst.server.stop, data["dst_server"])
 
     async def finish(self, data: Data) -> str:
         digest = hashlib.sha256(
@@ -166,25 +238,27 @@ class ServerMigration(Migration):
         ).hexdigest()
         for copy in data["copies"]:
             await self.block(
-                self.dst.set_metadata, copy["destination"], {MIGRATED_KEY: str(copy["digest"])}
+                self.dst.volume.set_metadata,
+                copy["destination"],
+                {MIGRATED_KEY: str(copy["digest"])},
             )
-        await self.block(self.dst.set_server_metadata, data["dst_server"], {MIGRATED_KEY: digest})
+        await self.block(self.dst.server.set_metadata, data["dst_server"], {MIGRATED_KEY: digest})
         return f"booted as {data['dst_server']}: {copied_line(data['copies'])}"
 
     # -- helpers ----------------------------------------------------------------------------
     async def _root_from_image(self, data: Data) -> Data:
         image = await self.temporary(
-            "image",
+            Temporary.IMAGE,
             self._name("root", self.source_id),
-            lambda name: self.src.create_server_image(self.source_id, name),
+            lambda name: self.src.server.create_image(self.source_id, name),
         )
         volume = await self.temporary(
-            "volume",
+            Temporary.VOLUME,
             self._name("rootvol", self.source_id),
-            lambda name: self.src.create_volume_from(name, data["root_gb"], image_id=image),
+            lambda name: self.src.volume.create_temporary(name, data["root_gb"], image_id=image),
         )
         # Cinder copied the server image's properties (hw_*, os_*) onto the volume made from it.
-        made = await self.block(self.src.volume, volume)
+        made = await self.block(self.src.volume.get, volume)
         return {
             "role": "boot",
             "source_volume": None,
@@ -201,55 +275,84 @@ class ServerMigration(Migration):
 
     async def _from_snapshot(self, volume_id: str, size: int) -> str:
         def snapshot(name: str) -> str:
-            return self.src.create_snapshot(volume_id, name)
+            return self.src.volume.snapshot(volume_id, name)
 
-        snapshot_id = await self.temporary("snapshot", self._name("snap", volume_id), snapshot)
+        snapshot_id = await self.temporary(
+            Temporary.SNAPSHOT, self._name("snap", volume_id), snapshot
+        )
 
         def volume(name: str) -> str:
-            return self.src.create_volume_from(name, size, snapshot_id=snapshot_id)
+            return self.src.volume.create_temporary(name, size, snapshot_id=snapshot_id)
 
-        return await self.temporary("volume", self._name("boot", volume_id), volume)
+        return await self.temporary(Temporary.VOLUME, self._name("boot", volume_id), volume)
 
-    async def temporary(self, kind: str, name: str, create: Callable[[str], str]) -> str:
+    async def temporary(self, kind: Temporary, name: str, create: Callable[[str], str]) -> str:
         """Create a source temporary once: journaled before it exists, and on a resumed phase
-        found again (by its journal row, else by its unique name) instead of made twice."""
+        found again (by its journal row, else by its unique name) and checked, instead of made
+        twice. One that is not usable (a snapshot or volume in ``error``, gone) is made again."""
         journal = self.ctx.journal
+        seq: int | None = None
+        known: str | None = None
         for row in journal.pending_temporaries(self.node.id):
             if row["kind"] == kind and row["name"] == name:
-                if row["resource_id"]:
-                    return str(row["resource_id"])
-                seq = int(row["seq"])
+                seq, known = int(row["seq"]), row["resource_id"]
                 break
-        else:
+        if seq is None:
             seq = journal.intend_temporary(self.node.id, "source", kind, name)
-        finder = {
-            "snapshot": self.src.find_snapshot,
-            "volume": self.src.find_volume,
-            "image": self.src.find_image,
-        }[kind]
-        found = await self.block(finder, name)
+        found = known or await self.block(self._finder(kind), name)
+        if found is not None and not await self._usable(kind, str(found)):
+            self.step(f"replacing the temporary {kind} {found}")
+            await self.block(self._deleter(kind), str(found))
+            found = None
         resource_id = found if found is not None else await self.block(create, name)
         journal.temporary_created(seq, str(resource_id))
         return str(resource_id)
+
+    def _finder(self, kind: Temporary) -> Callable[[str], str | None]:
+        finders: dict[Temporary, Callable[[str], str | None]] = {
+            Temporary.SNAPSHOT: self.src.volume.find_snapshot,
+            Temporary.VOLUME: self.src.volume.find_named,
+            Temporary.IMAGE: self.src.image.find_named,
+        }
+        return finders[kind]
+
+    def _deleter(self, kind: Temporary) -> Callable[[str], None]:
+        deleters: dict[Temporary, Callable[[str], None]] = {
+            Temporary.SNAPSHOT: self.src.volume.delete_snapshot,
+            Temporary.VOLUME: self.src.volume.delete,
+            Temporary.IMAGE: self.src.image.discard,
+        }
+        return deleters[kind]
+
+    async def _usable(self, kind: Temporary, found: str) -> bool:
+        """A temporary found again is what its create waits for: available, active."""
+        if kind is Temporary.SNAPSHOT:
+            status = await self.block(self.src.volume.snapshot_status, found)
+            return status == "available"
+        if kind is Temporary.VOLUME:
+            volume = await self.block(self.src.volume.get, found)
+            return volume is not None and volume["status"] in ("available", "in-use")
+        image = await self.block(self.src.image.get, found)
+        return image is not None and image["status"] == "active"
 
     async def _detach_from_server(self, volume_id: str, device: str | None) -> None:
         """Take a data volume off its stopped server; journaled so it always goes back."""
         journal = self.ctx.journal
         name = f"{volume_id}@{self.source_id}"
         if not any(
-            r["kind"] == "detached" and r["name"] == name
+            r["kind"] == Temporary.DETACHED and r["name"] == name
             for r in journal.pending_temporaries(self.node.id)
         ):
             seq = journal.intend_temporary(
                 self.node.id,
                 "source",
-                "detached",
+                Temporary.DETACHED,
                 name,
                 {"server_id": self.source_id, "volume_id": volume_id, "device": device},
             )
         else:
             seq = None
-        await self.block(self.src.detach, self.source_id, volume_id)
+        await self.block(self.src.volume.detach, self.source_id, volume_id)
         if seq is not None:
             journal.temporary_created(seq, volume_id)
 
@@ -270,7 +373,7 @@ class ServerMigration(Migration):
         ]
         spec: dict[str, Any] = {
             "name": after.get("name"),
-            "flavor_id": await self.block(self.dst.flavor_id, str(after.get("flavor"))),
+            "flavor_id": await self.block(self.dst.server.flavor_id, str(after.get("flavor"))),
             "networks": [{"port": self.ctx.ids.get(port)} for port in after.get("ports") or []]
             or "none",
             "block_device_mapping": devices,

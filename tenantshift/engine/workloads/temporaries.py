@@ -1,24 +1,50 @@
 """Undoing temporaries: what cleanup nodes, ``tenantshift cleanup`` and the pre-walk sweep do.
 
-Rows are undone newest first, so an attachment to a conversion host goes before the temporary
-volume it attached, and that before the snapshot it was made from; a data volume detached from
-its server is re-attached last. Every undo is idempotent (detaching what is detached, deleting
-what is gone are no-ops), so a sweep interrupted half-way is simply run again.
+Each kind of ``Temporary`` has its undo registered here with ``@undoes`` (a test checks that
+every kind has one). Rows are undone newest first, so an attachment to a conversion host goes
+before the temporary volume it attached, and that before the snapshot it was made from; a data
+volume detached from its server is re-attached last. Every undo is idempotent (detaching what
+is detached, deleting what is gone are no-ops), so a sweep interrupted half-way is simply run
+again. Undoing what an unfinished phase made moves that migration's journal back to before the
+phase (``_rewind``): a resumed run makes them again instead of trusting ids that are gone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tenantshift.engine.context import TRANSFER_OWNER, ApplyContext
-from tenantshift.engine.workloads.base import WorkloadError, ops_of
+from tenantshift.engine.temporary import Temporary
+from tenantshift.engine.workloads.base import MIGRATIONS, WorkloadError, verbs_of
 from tenantshift.manifest import ConversionPair
 from tenantshift.providers import ProviderError
-from tenantshift.providers.volume_ops import VolumeOps
-from tenantshift.transfer import TransferError, remove_run_dirs, sweep_leftover_keys
+from tenantshift.providers.workload import WorkloadVerbs
+from tenantshift.transfer import TransferError
 
 Row = dict[str, Any]
+Undo = Callable[[ApplyContext, Row], Awaitable[None]]
+
+#: Temporary kind -> how it is undone.
+UNDO: dict[Temporary, Undo] = {}
+
+
+def undoes(kind: Temporary) -> Callable[[Undo], Undo]:
+    def register(fn: Undo) -> Undo:
+        if kind in UNDO:
+            raise ValueError(f"temporary {kind} has two undos")
+        UNDO[kind] = fn
+        return fn
+
+    return register
+
+
+def _verbs(ctx: ApplyContext, row: Row) -> WorkloadVerbs:
+    return verbs_of(ctx, str(row["cloud"]), "workloads")
+
+
+async def _blocking(ctx: ApplyContext, fn: Callable[[], Any]) -> None:
+    await ctx.run_blocking(fn)
 
 
 def _target(row: Row, find: Callable[[str], str | None]) -> str | None:
@@ -27,10 +53,71 @@ def _target(row: Row, find: Callable[[str], str | None]) -> str | None:
     return str(row["resource_id"]) if row["resource_id"] else find(str(row["name"]))
 
 
+@undoes(Temporary.ATTACHMENT)
+async def _detach(ctx: ApplyContext, row: Row) -> None:
+    data = row["data"]
+    await _blocking(
+        ctx, lambda: _verbs(ctx, row).volume.detach(data["server_id"], data["volume_id"])
+    )
+
+
+@undoes(Temporary.DETACHED)
+async def _reattach(ctx: ApplyContext, row: Row) -> None:
+    """A data volume taken off its server goes back where it was."""
+    data = row["data"]
+    volume = _verbs(ctx, row).volume
+    await _blocking(
+        ctx, lambda: volume.attach(data["server_id"], data["volume_id"], data.get("device"))
+    )
+
+
+@undoes(Temporary.STOPPED)
+async def _start(ctx: ApplyContext, row: Row) -> None:
+    """A source server we stopped ends as it began, running."""
+    server = _verbs(ctx, row).server
+    await _blocking(ctx, lambda: server.start(row["data"]["server_id"]))
+
+
+@undoes(Temporary.VOLUME)
+async def _delete_volume(ctx: ApplyContext, row: Row) -> None:
+    volume = _verbs(ctx, row).volume
+
+    def undo() -> None:
+        target = _target(row, volume.find_named)
+        if target is not None:
+            volume.delete(target)
+
+    await _blocking(ctx, undo)
+
+
+@undoes(Temporary.SNAPSHOT)
+async def _delete_snapshot(ctx: ApplyContext, row: Row) -> None:
+    volume = _verbs(ctx, row).volume
+
+    def undo() -> None:
+        target = _target(row, volume.find_snapshot)
+        if target is not None:
+            volume.delete_snapshot(target)
+
+    await _blocking(ctx, undo)
+
+
+@undoes(Temporary.IMAGE)
+async def _delete_image(ctx: ApplyContext, row: Row) -> None:
+    image = _verbs(ctx, row).image
+
+    def undo() -> None:
+        target = _target(row, image.find_named)
+        if target is not None:
+            image.discard(target)
+
+    await _blocking(ctx, undo)
+
+
 def _pair_of(ctx: ApplyContext, row: Row) -> ConversionPair:
     """The pair a session temporary was made on (rows of one-pair runs name none)."""
     hosts = ctx.settings.conversion_hosts
-    what = "a copy key" if row["kind"] == "copy_key" else "a run directory"
+    what = "a copy key" if row["kind"] == Temporary.COPY_KEY else "a run directory"
     if hosts is None:
         raise WorkloadError(f"{what} is left on a conversion host: conversion_hosts needed")
     name = (row.get("data") or {}).get("pair")
@@ -40,82 +127,74 @@ def _pair_of(ctx: ApplyContext, row: Row) -> ConversionPair:
         raise WorkloadError(f"{what} is left on conversion host pair {name!r}: {exc}") from None
 
 
-async def _undo(ctx: ApplyContext, row: Row) -> None:
-    if row["kind"] == "copy_key":
-        pair = _pair_of(ctx, row)
-        try:
-            await sweep_leftover_keys(pair, [str(row["name"])], options=ctx.settings.transfer)
-        except TransferError as exc:
-            raise WorkloadError(f"copy key {row['name']} (pair {pair.name!r}): {exc}") from None
-        return
-    if row["kind"] == "run_dir":
-        pair = _pair_of(ctx, row)
-        try:
-            await remove_run_dirs(
-                pair, str(row["cloud"]), [str(row["name"])], options=ctx.settings.transfer
-            )
-        except TransferError as exc:
-            raise WorkloadError(
-                f"run directory {row['name']} (pair {pair.name!r}): {exc}"
-            ) from None
-        return
-    ops: VolumeOps = ops_of(ctx, str(row["cloud"]))
-    data = row["data"]
-    kind = row["kind"]
-    undo: Callable[[], Any]
-    if kind == "attachment":
-        undo = lambda: ops.detach(data["server_id"], data["volume_id"])  # noqa: E731
-    elif kind == "detached":  # a data volume taken off its server: put it back where it was
-        undo = lambda: ops.attach(data["server_id"], data["volume_id"], data.get("device"))  # noqa: E731
-    elif kind == "stopped":  # a source server we stopped: it ends as it began, running
-        undo = lambda: ops.start_server(data["server_id"])  # noqa: E731
-    elif kind == "volume":
+@undoes(Temporary.COPY_KEY)
+async def _revoke_key(ctx: ApplyContext, row: Row) -> None:
+    pair = _pair_of(ctx, row)
+    try:
+        await ctx.links.sweep_keys(pair, [str(row["name"])], ctx.settings.transfer)
+    except TransferError as exc:
+        raise WorkloadError(f"copy key {row['name']} (pair {pair.name!r}): {exc}") from None
 
-        def undo() -> None:
-            target = _target(row, ops.find_volume)
-            if target is not None:
-                ops.delete_volume(target)
 
-    elif kind == "snapshot":
-
-        def undo() -> None:
-            target = _target(row, ops.find_snapshot)
-            if target is not None:
-                ops.delete_snapshot(target)
-
-    elif kind == "image":
-
-        def undo() -> None:
-            target = _target(row, ops.find_image)
-            if target is not None:
-                ops.delete_image(target)
-
-    else:
-        raise WorkloadError(f"unknown temporary kind {kind!r}")
-    await ctx.run_blocking(undo)
+@undoes(Temporary.RUN_DIR)
+async def _remove_run_dir(ctx: ApplyContext, row: Row) -> None:
+    pair = _pair_of(ctx, row)
+    try:
+        await ctx.links.remove_dirs(
+            pair, str(row["cloud"]), [str(row["name"])], ctx.settings.transfer
+        )
+    except TransferError as exc:
+        raise WorkloadError(f"run directory {row['name']} (pair {pair.name!r}): {exc}") from None
 
 
 async def clean_up(
-    ctx: ApplyContext, *, owner: str | None, kinds: frozenset[str] | None = None
+    ctx: ApplyContext, *, owner: str | None, kinds: frozenset[Temporary] | None = None
 ) -> str:
     """Undo the pending temporaries of ``owner`` (all owners when None; only ``kinds`` when
     given), newest first. Every one is tried; failures are raised together at the end."""
     rows = [
         row
         for row in ctx.journal.pending_temporaries(owner)
-        if kinds is None or row["kind"] in kinds
+        if kinds is None or Temporary(row["kind"]) in kinds
     ]
     failures: list[str] = []
+    undone: dict[str, set[Temporary]] = {}
     for row in rows:
+        kind = Temporary(row["kind"])
         try:
-            await _undo(ctx, row)
+            await UNDO[kind](ctx, row)
         except (ProviderError, WorkloadError) as exc:
             failures.append(f"{row['kind']} {row['name']} ({row['cloud']}): {exc}")
             continue
         ctx.journal.temporary_cleaned(int(row["seq"]))
+        undone.setdefault(str(row["owner"]), set()).add(kind)
+    for node, made in undone.items():
+        _rewind(ctx, node, made)
     if failures:
         raise WorkloadError("could not clean up: " + "; ".join(failures))
     return f"cleaned up {len(rows)} temporaries" if rows else "nothing to clean up"
+
+
+def _rewind(ctx: ApplyContext, node: str, undone: set[Temporary]) -> None:
+    """Move a migration's journal back to before the first phase whose temporaries were just
+    undone, unless its copies are verified already (then undoing them is the rest of its
+    work). Without this, a resumed run would trust attachments or temporary volumes that are
+    gone: it waited for devices that never came, or attached a deleted volume."""
+    state = ctx.journal.state_of(node)
+    migration = MIGRATIONS.get(node.partition(".")[0])
+    if state is None or migration is None:
+        return
+    done_phase, data = state
+    phases = migration.PHASES
+    if done_phase not in phases or "copied" not in phases:
+        return
+    if phases.index(done_phase) >= phases.index("copied"):
+        return
+    made_in = [phases.index(migration.MADE_IN[k]) for k in undone if k in migration.MADE_IN]
+    if not made_in or phases.index(done_phase) < min(made_in):
+        return
+    first = min(made_in)
+    ctx.journal.advance(node, phases[first - 1] if first else "", data)
 
 
 async def sweep(ctx: ApplyContext, keep: frozenset[str] = frozenset()) -> tuple[str, ...]:

@@ -3,20 +3,43 @@ copied and verified between the hosts, both detached, the twin marked migrated."
 
 from __future__ import annotations
 
-import logging
-
-from tenantshift.engine.workloads.base import Data, Migration, WorkloadError, copied_line
+from tenantshift.engine.temporary import Temporary
+from tenantshift.engine.workloads.adopt import destination_volume
+from tenantshift.engine.workloads.base import (
+    Data,
+    Info,
+    Migration,
+    Needs,
+    Sizes,
+    WorkloadError,
+    copied_line,
+    copy_record,
+    register_migration,
+)
 from tenantshift.engine.workloads.temporaries import clean_up
-from tenantshift.providers.volume_ops import MIGRATED_KEY
+from tenantshift.plans import Change
+from tenantshift.providers.workload import MIGRATED_KEY
 
-log = logging.getLogger(__name__)
 
-
+@register_migration
 class VolumeMigration(Migration):
+    kind = "volume"
     PHASES = ("destination_volume", "attached", "copied", "detached")
+    MADE_IN = {Temporary.ATTACHMENT: "attached"}
+
+    @classmethod
+    def needs(cls, change: Change, info: Info, sizes: Sizes) -> Needs:
+        if change.target_id is not None:
+            return {}
+        size = int((change.after or {}).get("size") or 0)
+        return {("destination", "volumes"): 1, ("destination", "gigabytes"): size}
+
+    @classmethod
+    def describe(cls, change: Change, info: Info) -> str:
+        return f"copy {(change.after or {}).get('size')} GiB between the conversion hosts, verified"
 
     async def _destination_volume(self, data: Data) -> None:
-        source = await self.block(self.src.volume, self.source_id)
+        source = await self.block(self.src.volume.get, self.source_id)
         if source is None:
             raise WorkloadError(f"source volume {self.source_id} is gone")
         await self.host_ids(data)
@@ -29,12 +52,9 @@ class VolumeMigration(Migration):
                 "must stay detached while it migrates"
             )
         params = dict(self.change.after or {})
-        destination = self.ctx.destination
-        found = await self.block(destination.find, "volume", self.marker, params)
-        if found is None:
-            found = await self.block(destination.create, "volume", params, self.marker)
-        self.ctx.ids.set(self.change.address, str(found["id"]))
-        data["dst_volume"] = str(found["id"])
+        found = await destination_volume(self, params, self.marker, data["dst_host"])
+        self.ctx.ids.set(self.change.address, found)
+        data["dst_volume"] = found
         # What the source was when this migration began: a resumed copy continues only
         # against the same generation (attaching it later changes its updated_at).
         data["generation"] = str(source.get("updated_at") or "")
@@ -44,23 +64,15 @@ class VolumeMigration(Migration):
         await self.attach("destination", data["dst_host"], data["dst_volume"])
 
     async def _copied(self, data: Data) -> None:
+        await self.check_attached("source", data["src_host"], self.source_id)
+        await self.check_attached("destination", data["dst_host"], data["dst_volume"])
         result = await self.copy(self.source_id, data["dst_volume"], data.get("generation"))
-        data["copies"] = [
-            {
-                "source": self.source_id,
-                "destination": data["dst_volume"],
-                "digest": result.digest,
-                "data_bytes": result.bytes_data,
-                "wire_bytes": result.bytes_wire,
-                "codec": result.codec,
-                "resumed_from": result.resumed_from,
-            }
-        ]
+        data["copies"] = [copy_record(self.source_id, data["dst_volume"], result)]
 
     async def _detached(self, data: Data) -> None:
         await clean_up(self.ctx, owner=self.node.id)
 
     async def finish(self, data: Data) -> str:
         digest = str(data["copies"][0]["digest"])
-        await self.block(self.dst.set_metadata, data["dst_volume"], {MIGRATED_KEY: digest})
+        await self.block(self.dst.volume.set_metadata, data["dst_volume"], {MIGRATED_KEY: digest})
         return f"copied to {data['dst_volume']}: {copied_line(data['copies'])} ({digest[:16]})"

@@ -28,6 +28,7 @@ from keystoneauth1 import exceptions as ksa_exc
 from keystoneauth1.session import TCPKeepAliveAdapter
 from openstack import exceptions as sdk_exc
 
+from tenantshift import faults
 from tenantshift.providers.base import NotFoundError, ProviderError
 from tenantshift.providers.openstack.throttle import Throttle
 
@@ -197,7 +198,14 @@ class Caller:
 
         ``recover`` is for writes: after an attempt whose outcome is unknown, it looks for the
         result of that attempt (``None``: it did not happen) before the write is sent again.
+        Every call is a fault point of the kill tests (``tenantshift.faults``).
         """
+        with faults.cloud_call(call):
+            return self._retrying(call, fn, recover)
+
+    def _retrying(
+        self, call: str, fn: Callable[[], T], recover: Callable[[], T | None] | None
+    ) -> T:
         policy = self.policy
         # Calls made by ``recover`` run inside this loop: one attempt each, so the attempts and
         # the budget of the outer call bound everything (no retries multiplied by retries).

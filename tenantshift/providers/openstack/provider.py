@@ -33,9 +33,16 @@ from tenantshift.providers.openstack.connection import (
     connect,
     longer_timeout,
 )
-from tenantshift.providers.openstack.image_ops import OpenStackImageOps
-from tenantshift.providers.openstack.kinds import KindHandler, QuotaSource, Usage, handler_classes
-from tenantshift.providers.openstack.volume_ops import OpenStackVolumeOps
+from tenantshift.providers.openstack.kinds import (
+    ImageHandler,
+    KindHandler,
+    QuotaSource,
+    ServerHandler,
+    Usage,
+    VolumeHandler,
+    handler_classes,
+)
+from tenantshift.providers.workload import WorkloadVerbs
 from tenantshift.resources import REGISTRY, Record, Snapshot, normalize
 from tenantshift.resources.snapshot import params_from_record
 
@@ -91,10 +98,13 @@ class OpenStackProvider:
         self.handlers: dict[str, KindHandler] = {
             name: cls(self) for name, cls in handler_classes().items()
         }
-        #: Attach, detach and mark volumes: what workload migrations need beyond CRUD.
-        self.volume_ops = OpenStackVolumeOps(self)
-        #: Stream image data from one Glance to another (image migrations).
-        self.image_ops = OpenStackImageOps(self)
+        #: The workload kinds' verbs beyond CRUD live on their handlers.
+        volume, server, image = (self.handlers[k] for k in ("volume", "server", "image"))
+        assert isinstance(volume, VolumeHandler) and isinstance(server, ServerHandler)
+        assert isinstance(image, ImageHandler)
+        self.workloads: WorkloadVerbs | None = WorkloadVerbs(
+            volume=volume, server=server, image=image, headroom=self.headroom
+        )
 
     @classmethod
     def from_cloud_ref(
@@ -310,6 +320,33 @@ class OpenStackProvider:
     def delete(self, kind: str, id: str) -> None:
         self._handler(kind).delete(id)
 
+    def headroom(self) -> dict[str, int]:
+        """How many more servers, cores, RAM, volumes, gigabytes and snapshots the quotas
+        allow (``WorkloadVerbs.headroom``); a quota these credentials cannot read is absent."""
+        left: dict[str, int] = {}
+        compute, bs = self.conn.compute, self.conn.block_storage
+        try:
+            limits = self.call("compute.get_limits", lambda: compute.get_limits()).absolute
+            for name, limit, used in (
+                ("instances", "instances", "instances_used"),
+                ("cores", "total_cores", "total_cores_used"),
+                ("ram", "total_ram", "total_ram_used"),
+            ):
+                _left(left, name, getattr(limits, limit, None), getattr(limits, used, None))
+        except ProviderError:
+            pass  # not readable with these credentials: unknown, not zero
+        try:
+            project = self.project_id
+            quota = self.call(
+                "block_storage.get_quota_set", lambda: bs.get_quota_set(project, usage=True)
+            )
+            usage = dict(quota.usage or {})
+            for name in ("volumes", "gigabytes", "snapshots"):
+                _left(left, name, getattr(quota, name, None), usage.get(name))
+        except ProviderError:
+            pass
+        return left
+
     # -- helpers ---------------------------------------------------------------------------
     def _handler(self, kind: str) -> KindHandler:
         handler = self.handlers.get(kind)
@@ -338,3 +375,9 @@ class OpenStackProvider:
             lock = self._claims.setdefault(key, threading.RLock())
         with lock:
             yield
+
+
+def _left(out: dict[str, int], name: str, limit: Any, used: Any) -> None:
+    if limit is None or int(limit) < 0:  # -1: unlimited
+        return
+    out[name] = max(0, int(limit) - int(used or 0))

@@ -25,15 +25,21 @@ from tenantshift.providers.openstack.kinds.base import (
     handler_classes,
     register_handler,
 )
+from tenantshift.providers.openstack.kinds.image import ImageHandler
+from tenantshift.providers.openstack.kinds.server import ServerHandler
+from tenantshift.providers.openstack.kinds.volume import VolumeHandler
 
 __all__ = [
+    "ImageHandler",
     "KindHandler",
     "MetadataProvenance",
     "NeutronTags",
     "ProvenanceStore",
     "ProviderContext",
     "QuotaSource",
+    "ServerHandler",
     "Usage",
+    "VolumeHandler",
     "Wait",
     "handler_classes",
     "register_handler",

@@ -517,53 +517,90 @@ class KindHandler(ABC):
     ) -> SdkObject:
         """Poll until ``res.status`` is ``status``. Outside the retry budget: every poll is its
         own call, the whole wait is bounded by ``wait.timeout``."""
-        deadline = wait.clock() + wait.timeout
-        while True:
-            current = str(getattr(res, "status", "") or "").lower()
-            if current == status.lower():
-                return res
-            if current in failures:
-                raise ProviderError(
-                    f"{self.ctx.label}: {self.kind} {res.id} went to status {current!r} "
-                    f"while waiting for {status!r}",
-                    call=f"wait {self.kind}",
-                )
-            if wait.clock() >= deadline:
-                raise ProviderError(
-                    f"{self.ctx.label}: {self.kind} {res.id} still {current!r} after "
-                    f"{wait.timeout:g}s waiting for {status!r}",
-                    call=f"wait {self.kind}",
-                    retryable=True,
-                )
-            wait.sleep(wait.interval)
-            res = self.fetch(str(res.id))
+        latest, polled = res, False
+
+        def read() -> str:
+            nonlocal latest, polled
+            if polled:  # the first look is at the resource in hand
+                latest = self.fetch(str(res.id))
+            polled = True
+            return str(getattr(latest, "status", "") or "")
+
+        poll(read, status, f"{self.kind} {res.id}", wait, self.ctx.label, failures)
+        return latest
 
     def wait_for_delete(self, id: str, *, wait: Wait) -> None:
-        deadline = wait.clock() + wait.timeout
-        while True:
+        def read() -> str:
             try:
-                res = self.fetch(id)
+                return str(getattr(self.fetch(id), "status", "") or "")
             except NotFoundError:
-                return
-            if str(getattr(res, "status", "") or "").lower() in ("error_deleting", "error"):
-                raise ProviderError(
-                    f"{self.ctx.label}: {self.kind} {id} failed to delete (status {res.status!r})",
-                    call=f"wait delete {self.kind}",
-                )
-            if wait.clock() >= deadline:
-                raise ProviderError(
-                    f"{self.ctx.label}: {self.kind} {id} still there {wait.timeout:g}s after "
-                    f"its delete",
-                    call=f"wait delete {self.kind}",
-                    retryable=True,
-                )
-            wait.sleep(wait.interval)
+                return GONE
+
+        poll(
+            read,
+            GONE,
+            f"{self.kind} {id} (deleting)",
+            wait,
+            self.ctx.label,
+            frozenset({"error_deleting", "error"}),
+        )
+
+    def wait_until(
+        self, id: str, done: Callable[[Record], bool], what: str, *, wait: Wait
+    ) -> Record | None:
+        """Poll the record until ``done(record)`` (or the resource is gone: None)."""
+        found: Record | None = None
+
+        def read() -> str:
+            nonlocal found
+            found = self.get(id)
+            if found is None or done(found):
+                return what
+            return str(found.get("status") or "")
+
+        poll(read, what, f"{self.kind} {id}", wait, self.ctx.label)
+        return found
 
     def _replace_only(self, name: str) -> bool:
         try:
             return self.declaration.field(name).replace
         except KeyError:
             return False
+
+
+#: The status ``poll`` reads for a resource that is gone.
+GONE = "gone"
+
+
+def poll(
+    read: Callable[[], str],
+    wanted: str,
+    what: str,
+    wait: Wait,
+    label: str,
+    failures: frozenset[str] = frozenset({"error"}),
+) -> None:
+    """The one wait loop of the provider: ``read()`` (one ``Caller`` call or more, each with
+    its own retry budget) until it says ``wanted``; a failure status or ``wait.timeout`` (the
+    whole wait, minutes) raises ``ProviderError``."""
+    deadline = wait.clock() + wait.timeout
+    while True:
+        current = read()
+        if current.lower() == wanted.lower():
+            return
+        if current.lower() in failures or current.lower().startswith("error"):
+            raise ProviderError(
+                f"{label}: {what} went to status {current!r} while waiting for {wanted!r}",
+                call=f"wait {what}",
+            )
+        if wait.clock() >= deadline:
+            raise ProviderError(
+                f"{label}: {what} still {current!r} after {wait.timeout:g}s waiting for "
+                f"{wanted!r}",
+                call=f"wait {what}",
+                retryable=True,
+            )
+        wait.sleep(wait.interval)
 
 
 def _merge(attrs: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

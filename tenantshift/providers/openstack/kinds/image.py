@@ -13,13 +13,17 @@ record's ``properties``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from openstack import exceptions as sdk_exc
 
+from tenantshift import faults
+from tenantshift.providers.base import ProviderError
 from tenantshift.providers.openstack import records as rec
+from tenantshift.providers.openstack.connection import classify, to_provider_error
 from tenantshift.providers.openstack.kinds.base import (
     KindHandler,
     MetadataProvenance,
@@ -30,7 +34,7 @@ from tenantshift.providers.openstack.kinds.base import (
     SdkObjects,
     register_handler,
 )
-from tenantshift.providers.volume_ops import MIGRATED_KEY, TEMPORARY_KEY
+from tenantshift.providers.workload import MIGRATED_KEY, TEMPORARY_KEY
 from tenantshift.resources import Record
 from tenantshift.resources.image import TEMPORARY_NAME
 
@@ -62,6 +66,7 @@ ATTRIBUTES = {
     "tags": "tags",
 }
 
+OCTETS = {"Content-Type": "application/octet-stream"}
 PATCH = {"Content-Type": "application/openstack-images-v2.1-json-patch"}
 #: JSON patch operations (an alias: ``list`` is shadowed inside a handler class).
 Patch = list[dict[str, Any]]
@@ -225,6 +230,64 @@ class ImageHandler(KindHandler):
         response = self.ctx.conn.image.request(url, method, **kwargs)
         sdk_exc.raise_from_response(response)
         return response.json()
+
+    # -- workload verbs (``providers.workload.ImageVerbs``) ---------------------------------
+    def marked(self, marker: str) -> Records:
+        return self.candidates(marker, {})
+
+    def discard(self, image_id: str) -> None:
+        current = self.get(image_id)
+        if current is None:
+            return
+        if current["protected"]:
+            self.update(image_id, {"protected": False})
+        self.delete(image_id)
+
+    def find_named(self, name: str) -> str | None:
+        body = self._request("image.images(name)", "GET", "/images", params={"name": name})
+        found = body.get("images") or []
+        return str(found[0]["id"]) if found else None
+
+    @contextmanager
+    def read_data(self, image_id: str, chunk_size: int) -> Iterator[Iterator[bytes]]:
+        image = self.ctx.conn.image
+        call = "image.download_image"
+
+        def open_stream() -> Any:
+            response = image.request(f"/images/{image_id}/file", "GET", stream=True)
+            sdk_exc.raise_from_response(response)
+            return response
+
+        response = self.ctx.call(call, open_stream)
+        try:
+            yield self._chunks(response, chunk_size, call)
+        finally:
+            response.close()
+
+    def _chunks(self, response: Any, chunk_size: int, call: str) -> Iterator[bytes]:
+        try:
+            yield from response.iter_content(chunk_size=chunk_size)
+        except Exception as exc:  # a reset mid-stream: ours, not requests'
+            raise to_provider_error(self.ctx.label, call, classify(exc), 1) from None
+
+    def write_data(self, image_id: str, chunks: Iterable[bytes]) -> None:
+        image = self.ctx.conn.image
+        call = "image.upload_image"
+        try:
+            # A generator body goes out with chunked transfer encoding, a chunk at a time.
+            # Not through ``ctx.call``: a stream cannot be sent twice.
+            with faults.cloud_call(call):
+                response = image.request(
+                    f"/images/{image_id}/file", "PUT", data=iter(chunks), headers=OCTETS
+                )
+            sdk_exc.raise_from_response(response)
+        except ProviderError:
+            raise  # the source side of the stream failed: already ours
+        except Exception as exc:
+            raise to_provider_error(self.ctx.label, call, classify(exc), 1) from None
+
+    def set_properties(self, image_id: str, properties: dict[str, str]) -> None:
+        self.write_metadata(self.fetch_or_missing(image_id, "update"), properties)
 
 
 def _property_ops(

@@ -7,6 +7,7 @@ taken from the port listing of the same snapshot rather than a call per server.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,16 +17,18 @@ from tenantshift.providers.openstack.kinds.base import (
     Listing,
     MetadataProvenance,
     Names,
+    ProviderContext,
     Records,
     Recover,
     SdkObject,
     SdkObjects,
     Wait,
+    poll,
     register_handler,
 )
 from tenantshift.providers.openstack.kinds.keypair import NOVA_LIMITS
 from tenantshift.providers.openstack.kinds.volume import user_metadata
-from tenantshift.providers.volume_ops import MIGRATED_KEY
+from tenantshift.providers.workload import MIGRATED_KEY, TEMPORARY_KEY
 from tenantshift.resources import Record
 
 
@@ -60,6 +63,14 @@ class ServerHandler(KindHandler):
     quota_source = NOVA_LIMITS
     quota_attr = "instances"
     delete_wait = Wait(timeout=600.0)
+    #: Stop, start, boot and server images of a workload migration.
+    verb_wait = Wait(timeout=600.0, interval=1.0)
+
+    def __init__(self, ctx: ProviderContext) -> None:
+        super().__init__(ctx)
+        #: Conversion hosts' ids by the name the manifest gives (they do not change).
+        self._ids: dict[str, str] = {}
+        self._ids_lock = threading.Lock()
 
     def list(self, project_id: str) -> SdkObjects:
         return list(self.ctx.conn.compute.servers(details=True))
@@ -117,9 +128,8 @@ class ServerHandler(KindHandler):
         # By marker only: booting a same-named server is not adopting it.
         if source_id is None:
             return []
-        return [
-            r for r in (self.to_record(s) for s in self.list("")) if r["provenance"] == source_id
-        ]
+        listed = self.ctx.call("compute.servers", lambda: self.list(""))
+        return [r for r in map(self.to_record, listed) if r["provenance"] == source_id]
 
     def create_call(self, attrs: dict[str, Any], recover: Recover) -> SdkObject | Record:
         raise ProviderError(
@@ -161,3 +171,110 @@ class ServerHandler(KindHandler):
         self.ctx.call(
             "compute.delete_server_metadata", lambda: compute.delete_server_metadata(res, keys)
         )
+
+    # -- workload verbs (``providers.workload.ServerVerbs``) --------------------------------
+    def id_of(self, name_or_id: str) -> str:
+        with self._ids_lock:
+            known = self._ids.get(name_or_id)
+        if known is not None:
+            return known
+        compute = self.ctx.conn.compute
+        server = self.ctx.call(
+            "compute.find_server", lambda: compute.find_server(name_or_id, ignore_missing=True)
+        )
+        if server is None:
+            raise NotFoundError(
+                f"{self.ctx.label}: no server {name_or_id!r} (a conversion host)",
+                call="compute.find_server",
+            )
+        with self._ids_lock:
+            self._ids[name_or_id] = str(server.id)
+        return str(server.id)
+
+    def status(self, name_or_id: str) -> str:
+        return str(self.fetch(self.id_of(name_or_id)).status)
+
+    def disks(self, server_id: str) -> dict[str, Any] | None:
+        compute = self.ctx.conn.compute
+        try:
+            res = self.fetch(server_id)
+        except NotFoundError:
+            return None
+        attachments = self.ctx.call(
+            "compute.volume_attachments", lambda: list(compute.volume_attachments(server_id))
+        )
+        image = res.image or {}
+        return {
+            "id": str(res.id),
+            "status": str(res.status),
+            "image_id": (image.get("id") if isinstance(image, dict) else None) or None,
+            "root_gb": int((res.flavor or {}).get("disk") or 1),
+            "volumes": sorted(
+                ({"volume_id": str(a.volume_id), "device": a.device} for a in attachments),
+                key=lambda a: str(a["device"] or ""),
+            ),
+        }
+
+    def stop(self, server_id: str) -> None:
+        compute = self.ctx.conn.compute
+        if self.fetch(server_id).status != "SHUTOFF":
+            self.ctx.call("compute.stop_server", lambda: compute.stop_server(server_id))
+        self._wait(server_id, "SHUTOFF")
+
+    def start(self, server_id: str) -> None:
+        compute = self.ctx.conn.compute
+        if self.fetch(server_id).status != "ACTIVE":
+            self.ctx.call("compute.start_server", lambda: compute.start_server(server_id))
+        self._wait(server_id, "ACTIVE")
+
+    def create_image(self, server_id: str, name: str) -> str:
+        compute, image = self.ctx.conn.compute, self.ctx.conn.image
+        made = self.ctx.call(
+            "compute.create_server_image",
+            # Marked temporary, so a plan taken meanwhile never migrates it as an image.
+            lambda: compute.create_server_image(
+                server_id, name, metadata={TEMPORARY_KEY: "true"}, wait=False
+            ),
+        )
+        image_id = str(getattr(made, "id", made))
+        poll(
+            lambda: str(self.ctx.call("image.get_image", lambda: image.get_image(image_id)).status),
+            "active",
+            f"image {image_id}",
+            self.verb_wait,
+            self.ctx.label,
+            frozenset({"killed", "deleted"}),
+        )
+        return image_id
+
+    def find_marked(self, marker: str) -> str | None:
+        found = self.candidates(marker, {})
+        return str(found[0]["id"]) if found else None
+
+    def boot(self, spec: dict[str, Any]) -> str:
+        compute = self.ctx.conn.compute
+        server = self.ctx.call("compute.create_server", lambda: compute.create_server(**spec))
+        self._wait(str(server.id), "ACTIVE")
+        return str(server.id)
+
+    def set_metadata(self, server_id: str, metadata: dict[str, str]) -> None:
+        compute = self.ctx.conn.compute
+        self.ctx.call(
+            "compute.set_server_metadata",
+            lambda: compute.set_server_metadata(server_id, **metadata),
+        )
+
+    def flavor_id(self, name: str) -> str:
+        compute = self.ctx.conn.compute
+        flavor = self.ctx.call(
+            "compute.find_flavor", lambda: compute.find_flavor(name, ignore_missing=True)
+        )
+        if flavor is None:
+            raise NotFoundError(
+                f"{self.ctx.label}: no flavor {name!r} (map it with map.flavors)",
+                call="compute.find_flavor",
+            )
+        return str(flavor.id)
+
+    def _wait(self, server_id: str, status: str) -> None:
+        self.wait_for_status(self.fetch(server_id), status, wait=self.verb_wait)

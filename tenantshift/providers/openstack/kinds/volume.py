@@ -6,10 +6,13 @@ kept out of the record's ``metadata`` field, so they never show as a difference 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from tenantshift.providers.base import NotFoundError, ProviderError
 from tenantshift.providers.openstack.kinds.base import (
+    GONE,
     KindHandler,
     MetadataProvenance,
     Names,
@@ -21,9 +24,10 @@ from tenantshift.providers.openstack.kinds.base import (
     SdkObjects,
     Usage,
     Wait,
+    poll,
     register_handler,
 )
-from tenantshift.providers.volume_ops import MIGRATED_KEY, TEMPORARY_KEY
+from tenantshift.providers.workload import MIGRATED_KEY, TEMPORARY_KEY
 from tenantshift.resources import Record
 
 #: Metadata keys that are ours, not the user's.
@@ -78,6 +82,8 @@ class VolumeHandler(KindHandler):
     handled_fields = frozenset({"is_bootable", "image_metadata"})
     create_wait = Wait(timeout=900.0)
     delete_wait = Wait(timeout=600.0)
+    #: Attachments, snapshots and temporary volumes of a workload migration.
+    verb_wait = Wait(timeout=600.0, interval=1.0)
 
     def list(self, project_id: str) -> SdkObjects:
         # Non-admin credentials list exactly their project's volumes.
@@ -115,11 +121,8 @@ class VolumeHandler(KindHandler):
         # optional, per-deployment setting).
         if source_id is None:
             return []
-        return [
-            r
-            for r in (self.to_record(v) for v in self.list(self.ctx.project_id))
-            if r.get("provenance") == source_id
-        ]
+        listed = self.ctx.call("block_storage.volumes", lambda: self.list(self.ctx.project_id))
+        return [r for r in map(self.to_record, listed) if r.get("provenance") == source_id]
 
     def create_call(self, attrs: dict[str, Any], recover: Recover) -> SdkObject | Record:
         bs = self.ctx.conn.block_storage
@@ -212,7 +215,127 @@ class VolumeHandler(KindHandler):
             lambda: bs.delete_volume_metadata(res, keys=keys),
         )
 
-    def _refuse(self, id: str, why: str) -> Exception:
-        from tenantshift.providers.base import ProviderError
+    # -- workload verbs (``providers.workload.VolumeVerbs``) --------------------------------
+    def attach(self, server_id: str, volume_id: str, device: str | None = None) -> None:
+        if server_id not in self._existing(volume_id)["attached_to"]:
+            compute = self.ctx.conn.compute
+            where = {"device": device} if device else {}
+            try:
+                self.ctx.call(
+                    "compute.create_volume_attachment",
+                    lambda: compute.create_volume_attachment(
+                        server_id, volume_id=volume_id, **where
+                    ),
+                )
+            except ProviderError:
+                # A lost response of an earlier attempt: attached after all is success.
+                if server_id not in self._existing(volume_id)["attached_to"]:
+                    raise
+        self.wait_until(
+            volume_id,
+            lambda v: v["status"] == "in-use" and server_id in v["attached_to"],
+            f"attached to {server_id}",
+            wait=self.verb_wait,
+        )
 
+    def detach(self, server_id: str, volume_id: str) -> None:
+        current = self.get(volume_id)
+        if current is None:
+            return
+        if server_id in current["attached_to"]:
+            compute = self.ctx.conn.compute
+            with contextlib.suppress(NotFoundError):  # detached meanwhile
+                self.ctx.call(
+                    "compute.delete_volume_attachment",
+                    lambda: compute.delete_volume_attachment(server_id, volume_id),
+                )
+        self.wait_until(
+            volume_id,
+            lambda v: server_id not in v["attached_to"] and v["status"] != "detaching",
+            f"detached from {server_id}",
+            wait=self.verb_wait,
+        )
+
+    def set_metadata(self, volume_id: str, metadata: dict[str, str]) -> None:
+        bs = self.ctx.conn.block_storage
+        self.ctx.call(
+            "block_storage.set_volume_metadata",
+            lambda: bs.set_volume_metadata(volume_id, **metadata),
+        )
+
+    def snapshot(self, volume_id: str, name: str) -> str:
+        bs = self.ctx.conn.block_storage
+        snap = self.ctx.call(
+            "block_storage.create_snapshot",
+            lambda: bs.create_snapshot(volume_id=volume_id, name=name, force=True),
+        )
+        self._wait_snapshot(str(snap.id), "available")
+        return str(snap.id)
+
+    def snapshot_status(self, snapshot_id: str) -> str | None:
+        bs = self.ctx.conn.block_storage
+        try:
+            snap = self.ctx.call("block_storage.get_snapshot", lambda: bs.get_snapshot(snapshot_id))
+        except NotFoundError:
+            return None
+        return str(snap.status)
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        bs = self.ctx.conn.block_storage
+        try:
+            self.ctx.call(
+                "block_storage.delete_snapshot",
+                lambda: bs.delete_snapshot(snapshot_id, ignore_missing=False),
+            )
+        except NotFoundError:
+            return
+        self._wait_snapshot(snapshot_id, GONE)
+
+    def find_snapshot(self, name: str) -> str | None:
+        bs = self.ctx.conn.block_storage
+        found = self.ctx.call(
+            "block_storage.snapshots(name)", lambda: list(bs.snapshots(name=name))
+        )
+        return str(found[0].id) if found else None
+
+    def create_temporary(
+        self, name: str, size: int, *, snapshot_id: str | None = None, image_id: str | None = None
+    ) -> str:
+        bs = self.ctx.conn.block_storage
+        origin = {"snapshot_id": snapshot_id} if snapshot_id else {"image_id": image_id}
+        volume = self.ctx.call(
+            "block_storage.create_volume",
+            lambda: bs.create_volume(
+                name=name, size=size, metadata={TEMPORARY_KEY: "true"}, **origin
+            ),
+        )
+        self.wait_until(
+            str(volume.id), lambda v: v["status"] == "available", "available", wait=self.verb_wait
+        )
+        return str(volume.id)
+
+    def find_named(self, name: str) -> str | None:
+        bs = self.ctx.conn.block_storage
+        found = self.ctx.call("block_storage.volumes(name)", lambda: list(bs.volumes(name=name)))
+        return str(found[0].id) if found else None
+
+    def _existing(self, volume_id: str) -> Record:
+        found = self.get(volume_id)
+        if found is None:
+            raise NotFoundError(
+                f"{self.ctx.label}: volume {volume_id} not found", call="get volume"
+            )
+        return found
+
+    def _wait_snapshot(self, snapshot_id: str, wanted: str) -> None:
+        poll(
+            lambda: self.snapshot_status(snapshot_id) or GONE,
+            wanted,
+            f"snapshot {snapshot_id}",
+            self.verb_wait,
+            self.ctx.label,
+            frozenset({"error", "error_deleting"}),
+        )
+
+    def _refuse(self, id: str, why: str) -> Exception:
         return ProviderError(f"{self.ctx.label}: volume {id}: {why}", call="update volume")
