@@ -8,83 +8,16 @@ had created). Temporary resources of workload migrations are recorded here befor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
-    started_at TEXT NOT NULL,
-    finished_at TEXT,
-    status TEXT NOT NULL,            -- running | succeeded | failed | interrupted
-    pid INTEGER NOT NULL,
-    plan_digest TEXT,
-    resumed_from TEXT
-);
-CREATE TABLE IF NOT EXISTS steps (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT NOT NULL REFERENCES runs(run_id),
-    node TEXT NOT NULL,
-    operation TEXT NOT NULL,
-    phase TEXT NOT NULL,             -- begin | done | failed | skipped
-    target_id TEXT,
-    detail TEXT,
-    at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS temporaries (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT NOT NULL,
-    owner TEXT NOT NULL,             -- the node that made it
-    cloud TEXT NOT NULL,             -- source | destination
-    kind TEXT NOT NULL,
-    name TEXT NOT NULL,
-    resource_id TEXT,
-    state TEXT NOT NULL,             -- intended | created | cleaned
-    at TEXT NOT NULL
-);
--- Where a long node (a workload migration) is: its last completed phase and the ids it needs
--- to go on. Kept across runs, so a re-run resumes; cleared when the node completes.
--- Timings of a workload's phases, per run (node_state keeps only the last phase, and is
--- cleared when the node completes; reports need every phase, start and end).
-CREATE TABLE IF NOT EXISTS phases (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT NOT NULL,
-    node TEXT NOT NULL,
-    phase TEXT NOT NULL,
-    status TEXT NOT NULL,            -- running | done | failed
-    started_at TEXT NOT NULL,
-    finished_at TEXT,
-    detail TEXT
-);
--- One row per verified volume copy: the transfer's figures (bytes logical, allocated, data,
--- wire; seconds; codec; digest; verified), as JSON.
-CREATE TABLE IF NOT EXISTS copies (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT NOT NULL,
-    node TEXT NOT NULL,
-    data TEXT NOT NULL,
-    at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS node_state (
-    node TEXT PRIMARY KEY,
-    phase TEXT NOT NULL,
-    data TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-"""
-
-#: Columns added after the first release, for journals made before them: (table, column, type).
-_ADDED_COLUMNS = (
-    ("temporaries", "data", "TEXT"),
-    # The plan document a run applied (JSON), for reports; NULL in runs recorded before it.
-    ("runs", "plan", "TEXT"),
-)
 
 
 def _now() -> str:
@@ -138,26 +71,201 @@ class _Db:
         cursor: sqlite3.Cursor = self._guard(lambda: self._conn.execute(sql, args))
         return cursor
 
-    def executescript(self, sql: str) -> None:
-        self._guard(lambda: self._conn.executescript(sql))
+    def rollback(self) -> None:
+        """Undo the open transaction, if sqlite has not already (it does on some errors)."""
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.rollback()
 
     def close(self) -> None:
         self._conn.close()
 
 
+# -- the schema, as ordered steps ------------------------------------------------------------
+# The journal's layout is numbered by sqlite's own ``PRAGMA user_version`` (alembic's version
+# table, without a table): step N takes a journal from version N - 1 to N, and a journal is at
+# the version of the last step it has had. To change the layout, append a step with a comment
+# saying what changed and why, and a test opening a journal of the previous version
+# (tests/engine/test_journal_schema.py). Never edit, reorder or remove a step once it is on
+# main: journals in state directories are at its version, and only the steps above it run.
+
+#: A migration step: run inside the upgrade's one transaction, on the journal's connection.
+Step = Callable[[_Db], None]
+
+
+def _sql(*statements: str) -> Step:
+    """A step that is only SQL statements, run in order."""
+
+    def run(db: _Db) -> None:
+        for statement in statements:
+            db.execute(statement)
+
+    return run
+
+
+# Steps 1 to 3 are the layouts journals had before they were versioned. Their tables are created
+# IF NOT EXISTS because the probing upgrade of those days created every missing table before it
+# added the missing columns, each statement committed alone: a journal killed in between has a
+# later layout's tables but an earlier layout's columns, is detected at the earlier layout
+# (``_unversioned_layout``), and must take the steps above it over tables it already has.
+MIGRATIONS: tuple[Step, ...] = (
+    # 1 (c53eb69): the first journal: runs, the steps of each, and workload temporaries.
+    _sql(
+        """CREATE TABLE IF NOT EXISTS runs (
+            run_id TEXT PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL,            -- running | succeeded | failed | interrupted
+            pid INTEGER NOT NULL,
+            plan_digest TEXT,
+            resumed_from TEXT
+        )""",
+        """CREATE TABLE IF NOT EXISTS steps (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id TEXT NOT NULL REFERENCES runs(run_id),
+            node TEXT NOT NULL,
+            operation TEXT NOT NULL,
+            phase TEXT NOT NULL,             -- begin | done | failed | skipped
+            target_id TEXT,
+            detail TEXT,
+            at TEXT NOT NULL
+        )""",
+        """CREATE TABLE IF NOT EXISTS temporaries (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id TEXT NOT NULL,
+            owner TEXT NOT NULL,             -- the node that made it
+            cloud TEXT NOT NULL,             -- source | destination
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            resource_id TEXT,
+            state TEXT NOT NULL,             -- intended | created | cleaned
+            at TEXT NOT NULL
+        )""",
+    ),
+    # 2 (46e9f7e): node_state, where a workload is (its last phase and the ids it needs to go
+    # on; kept across runs so a re-run resumes), and temporaries.data, what cleanup needs to
+    # undo a temporary beyond its id (JSON; NULL reads as {}).
+    _sql(
+        """CREATE TABLE IF NOT EXISTS node_state (
+            node TEXT PRIMARY KEY,
+            phase TEXT NOT NULL,
+            data TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        "ALTER TABLE temporaries ADD COLUMN data TEXT",
+    ),
+    # 3 (2ae8eac): for `tenantshift report`: phases, every phase of a workload with start and end
+    # (node_state keeps only the last); copies, each verified copy's figures (JSON); runs.plan,
+    # the plan document a run applied (JSON; NULL in runs recorded before it).
+    _sql(
+        """CREATE TABLE IF NOT EXISTS phases (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id TEXT NOT NULL,
+            node TEXT NOT NULL,
+            phase TEXT NOT NULL,
+            status TEXT NOT NULL,            -- running | done | failed
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            detail TEXT
+        )""",
+        """CREATE TABLE IF NOT EXISTS copies (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id TEXT NOT NULL,
+            node TEXT NOT NULL,
+            data TEXT NOT NULL,
+            at TEXT NOT NULL
+        )""",
+        "ALTER TABLE runs ADD COLUMN plan TEXT",
+    ),
+)
+
+#: The layout this code reads and writes; a journal at a higher version is refused.
+SCHEMA_VERSION = len(MIGRATIONS)
+
+#: What each layout before versions added (``table`` or ``table.column``), in the order of the
+#: steps that make them (layout N is what steps 1..N make). Only journals with user_version 0
+#: are inspected, once: no journal written since has version 0, so this list is closed.
+_UNVERSIONED_LAYOUTS: tuple[tuple[str, ...], ...] = (
+    ("runs", "steps", "temporaries"),
+    ("node_state", "temporaries.data"),
+    ("phases", "copies", "runs.plan"),
+)
+
+
+def _unversioned_layout(db: _Db) -> int:
+    """The version of a journal written before versions (user_version 0): the last layout whose
+    additions, and those of every layout before it, are all there (0 for a new, empty file)."""
+    tables = {
+        str(row[0]) for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    }
+    have = set(tables)
+    for table in tables:
+        columns = db.execute("SELECT name FROM pragma_table_info(?)", (table,))
+        have.update(f"{table}.{row[0]}" for row in columns)
+    version = 0
+    for added in _UNVERSIONED_LAYOUTS:
+        if not have.issuperset(added):
+            break
+        version += 1
+    return version
+
+
+def _user_version(db: _Db) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _too_new(db: _Db, version: int) -> JournalError:
+    return JournalError(
+        f"journal {db.path}: schema version {version} was written by a newer tenantshift "
+        f"(this one knows versions up to {SCHEMA_VERSION}); run that version or a newer one "
+        "with this state directory (the journal was left as it is)"
+    )
+
+
+def _upgrade(db: _Db) -> None:
+    """Bring the journal to ``SCHEMA_VERSION``: every step above its version, then the new
+    version, in one transaction (a kill or an error leaves it as it was). A new file takes all
+    the steps: there is no second way of making the newest layout."""
+    # A journal already current is only read: no write lock against a running apply.
+    if _user_version(db) == SCHEMA_VERSION:
+        return
+    # IMMEDIATE: two tenantshift processes opening one old journal must not both upgrade it;
+    # the second waits for the first and then reads the version it wrote.
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = _user_version(db)
+        if version > SCHEMA_VERSION:
+            raise _too_new(db, version)
+        if version == 0:
+            version = _unversioned_layout(db)
+        for step in MIGRATIONS[version:]:
+            step(db)
+        # A pragma takes no parameters; SCHEMA_VERSION is this module's own int.
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.rollback()
+        raise
+
+
 class Journal:
-    """One sqlite file; every write commits at once, so a SIGKILL loses nothing written."""
+    """One sqlite file; every write commits at once, so a SIGKILL loses nothing written.
+    Opening it brings its schema to ``SCHEMA_VERSION``; one from a newer tenantshift is refused,
+    untouched."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = path
         self._db = _Db(path)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
-        for table, column, sql_type in _ADDED_COLUMNS:
-            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-            if column not in have:
-                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+        try:
+            # Refused before WAL is switched on: that alone would rewrite the file's header.
+            version = _user_version(self._db)
+            if version > SCHEMA_VERSION:
+                raise _too_new(self._db, version)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            _upgrade(self._db)
+        except BaseException:
+            self._db.close()
+            raise
         self.run_id: str | None = None
         self.resumed_from: str | None = None
         self.in_doubt: set[str] = set()
