@@ -538,14 +538,22 @@ class KindHandler(ABC):
             wait.sleep(wait.interval)
             res = self.fetch(str(res.id))
 
-    def wait_for_delete(self, id: str, *, wait: Wait) -> None:
+    def wait_for_delete(
+        self,
+        id: str,
+        *,
+        wait: Wait,
+        failures: frozenset[str] = frozenset({"error_deleting", "error"}),
+    ) -> None:
+        """Poll until the resource is gone. ``failures``: statuses that mean the delete failed
+        (a Nova server already in ERROR keeps that status while it is deleted: pass none)."""
         deadline = wait.clock() + wait.timeout
         while True:
             try:
                 res = self.fetch(id)
             except NotFoundError:
                 return
-            if str(getattr(res, "status", "") or "").lower() in ("error_deleting", "error"):
+            if str(getattr(res, "status", "") or "").lower() in failures:
                 raise ProviderError(
                     f"{self.ctx.label}: {self.kind} {id} failed to delete (status {res.status!r})",
                     call=f"wait delete {self.kind}",
