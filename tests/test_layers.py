@@ -68,3 +68,16 @@ def test_plans_and_providers_do_not_import_each_other() -> None:
 def test_the_scan_sees_every_layer() -> None:
     seen = {p.relative_to(PACKAGE).parts[0].removesuffix(".py") for p in MODULES}
     assert set(LAYERS) <= seen
+
+
+def test_conversion_host_deployment_reaches_the_cloud_only_through_the_provider() -> None:
+    """engine/convhosts depends on the ConversionHostOps protocol, never on openstacksdk or the
+    OpenStack provider's modules (the one way to the cloud is the provider's Caller)."""
+    for path in (PACKAGE / "engine" / "convhosts").rglob("*.py"):
+        bad = [
+            m
+            for m in imports_of(path)
+            if m.split(".")[0] in ("openstack", "keystoneauth1")
+            or m.startswith("tenantshift.providers.openstack")
+        ]
+        assert not bad, f"{path.relative_to(PACKAGE)} imports {bad}"

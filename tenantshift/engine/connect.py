@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tenantshift.manifest import CloudRef
 from tenantshift.providers import Provider
+from tenantshift.providers.convhost_ops import ConversionHostOps
 from tenantshift.providers.snapshot_file import SnapshotFileProvider
 
 
@@ -19,3 +20,15 @@ def open_provider(ref: CloudRef, label: str, *, concurrency: int | None = None) 
     if concurrency is None:
         return OpenStackProvider.from_cloud_ref(ref, label=label)
     return OpenStackProvider.from_cloud_ref(ref, label=label, concurrency=concurrency)
+
+
+def conversion_host_ops(ref: CloudRef, side: str) -> ConversionHostOps | None:
+    """The cloud verbs deploying ``side``'s conversion host needs, through the OpenStack
+    provider's retrying caller (labelled ``side`` in messages); ``None`` for a snapshot file,
+    which holds no servers."""
+    if ref.snapshot is not None:
+        return None
+    from tenantshift.providers.openstack import OpenStackProvider
+    from tenantshift.providers.openstack.convhost_ops import OpenStackConversionHostOps
+
+    return OpenStackConversionHostOps(OpenStackProvider.from_cloud_ref(ref, label=side), side)

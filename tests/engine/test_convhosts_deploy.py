@@ -10,11 +10,14 @@ from pathlib import Path
 import pytest
 
 from tenantshift.engine.convhosts import deploy as convhosts
-from tenantshift.engine.convhosts.cloud import DeployError
+from tenantshift.engine.convhosts.deploy import DeployError
 from tenantshift.engine.convhosts.hostkeys import fingerprint
 from tenantshift.engine.workload_plan import _conversion_host_problem
 from tenantshift.manifest.deployed import read_record, record_path, with_deployed_hosts
+from tenantshift.providers import ProviderError
+from tenantshift.providers.convhost_ops import HostServer
 from tests.engine.convhosts_fakes import HOST_KEY, clouds, deployed_manifest, fake_reach
+from tests.providers.convhost_sdk_fake import SdkFake, http_error, ops_over
 
 OTHER = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB8GM8QyKPsdiKIqQ6rQKrn+elZRbxLt+5QduDW0wxlv"
 
@@ -98,7 +101,7 @@ def test_a_server_of_that_name_that_is_not_ours_is_never_adopted(
 ) -> None:
     fake_reach(monkeypatch)
     made, ops_for = clouds()
-    made["source"].servers_["x"] = type("S", (), {"id": "x", "name": "conv-src", "metadata": {}})()
+    made["source"].servers_["x"] = HostServer(id="x", name="conv-src", status="ACTIVE")
     with pytest.raises(DeployError, match="that tenantshift did not create"):
         convhosts.deploy(deployed_manifest(tmp_path), ops_for=ops_for)
     assert made["source"].created == []
@@ -142,3 +145,37 @@ def test_an_undeployed_host_is_reported_not_connected(tmp_path: Path) -> None:
     # The plan blocks workloads with the command to run, before asking any cloud.
     problem = _conversion_host_problem(m, object(), object())  # type: ignore[arg-type]
     assert problem is not None and "'conv-src' is not deployed yet" in problem
+
+
+def test_a_transient_cloud_failure_during_deploy_is_retried_not_fatal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real OpenStack verbs over a fake connection: a 503 (and a lost answer) in the
+    middle of a deploy is the ``Caller``'s to retry, as for every other cloud call."""
+    fake_reach(monkeypatch)
+    m = deployed_manifest(tmp_path)
+
+    def flaky() -> SdkFake:
+        fake = SdkFake()
+        fake.fail("create_server", http_error(503, "nova-api restarting"))
+        fake.fail("get_server", http_error(503))
+        fake.fail("create_ip", http_error(502), lost=True)
+        return fake
+
+    fakes = {"source": flaky(), "destination": flaky()}
+    reports = convhosts.deploy(m, ops_for=lambda _m, side: ops_over(fakes[side], side))
+    assert {r.fingerprint for r in reports} == {fingerprint(HOST_KEY)}
+    for fake in fakes.values():
+        assert (len(fake.servers_), len(fake.ips_), len(fake.groups)) == (1, 1, 1)
+        assert fake.calls["create_server"] == 2  # the 503, then the retry
+    convhosts.remove(m, ops_for=lambda _m, side: ops_over(fakes[side], side))
+    for fake in fakes.values():
+        assert not (fake.servers_ or fake.ips_ or fake.groups or fake.keypairs or fake.ports_)
+
+    # Without retries (one attempt per call) the same 503 ends the deploy.
+    fakes = {"source": flaky(), "destination": flaky()}
+    with pytest.raises(ProviderError, match=r"compute\.create_server failed: HTTP 503"):
+        convhosts.deploy(
+            deployed_manifest(tmp_path / "again"),
+            ops_for=lambda _m, side: ops_over(fakes[side], side, attempts=1),
+        )

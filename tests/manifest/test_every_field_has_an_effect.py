@@ -363,27 +363,20 @@ def conversion_host_server(path: str) -> None:
 
 
 def server_request(deploy: dict[str, Any]) -> dict[str, Any]:
-    """The create_server call CloudOps makes for ``deploy`` (the SDK recorded, not called)."""
-    from types import SimpleNamespace
-
-    from tenantshift.engine.convhosts.cloud import CloudOps
+    """The create_server request deploy sends for ``deploy`` (over a fake connection)."""
+    from tenantshift.engine.convhosts.deploy import server_spec
     from tenantshift.manifest.schema import Deploy
+    from tests.providers.convhost_sdk_fake import SdkFake, ops_over
 
-    sent: dict[str, Any] = {}
-    found = SimpleNamespace(find_image=lambda n: SimpleNamespace(id=f"img-{n}"))
-    compute = SimpleNamespace(
-        find_flavor=lambda n: SimpleNamespace(id=f"flv-{n}"),
-        create_server=lambda **kw: sent.update(kw),
-    )
-    network = SimpleNamespace(find_network=lambda n: SimpleNamespace(id=f"net-{n}"))
-    conn = SimpleNamespace(current_project_id="p", image=found, compute=compute, network=network)
-    CloudOps(conn, "source", "source").create_server("conv", Deploy(**deploy), "kp", "sg")
-    return sent
+    fake = SdkFake()
+    ops = ops_over(fake, "source")
+    ops.create_server(server_spec(ops, "source", "conv", Deploy(**deploy), "kp", "sg"))
+    return dict(fake.requests[-1])
 
 
 def deploy_effect(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from tenantshift.engine.convhosts import deploy as convhosts
-    from tenantshift.engine.convhosts.cloud import DeployError
+    from tenantshift.engine.convhosts.deploy import DeployError
     from tests.engine.convhosts_fakes import clouds, deployed_manifest, fake_reach
 
     field = path.rpartition(".")[2]
@@ -420,7 +413,7 @@ def deploy_effect(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
             sorted(cloud.keypairs),
             sorted(g.name for g in cloud.groups.values()),
             sorted(c for _, c in cloud.rules if not c.startswith("203.0.113.")),
-            sorted(ip.network for ip in cloud.ips.values()),
+            sorted(ip.floating_network_id for ip in cloud.ips.values()),
         )
 
     overrides = {k: v for k, v in base.items() if k in ("floating_ip_network",)}

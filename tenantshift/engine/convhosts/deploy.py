@@ -6,7 +6,12 @@ server, floating IP. Before creating one, its kind is added to the record's ``ow
 (journal-like: the record is written first), so a run killed between the create call and the
 next record write still knows the resource is its own, and ``remove`` deletes exactly what a
 deploy created: never a security group or keypair of the user's that it found by name and used.
-A re-run finds everything by name and marker (:mod:`.cloud`) and creates nothing twice.
+A re-run finds everything by name and marker and creates nothing twice.
+
+The cloud is reached only through ``ConversionHostOps`` (``tenantshift.providers.convhost_ops``;
+for OpenStack, the provider's retrying caller): a failed cloud call is a ``ProviderError``
+naming the call, a ``DeployError`` is a deployment decision (a name not found, a server that is
+not ours, a host key refused).
 
 Host keys: the console log's cloud-init block, else trust on first use when the manifest allows
 it (:mod:`.hostkeys`); recorded, and verified at every later connection, this one included.
@@ -22,8 +27,8 @@ from typing import Any
 
 import asyncssh
 
+from tenantshift.engine.connect import conversion_host_ops
 from tenantshift.engine.convhosts import reach
-from tenantshift.engine.convhosts.cloud import CloudOps, DeployError
 from tenantshift.engine.convhosts.hostkeys import (
     HostKeyRefused,
     choose_host_key,
@@ -33,14 +38,27 @@ from tenantshift.engine.convhosts.hostkeys import (
 from tenantshift.engine.lock import ApplyLock, LockedError
 from tenantshift.manifest import ConversionHost, ConversionHosts, Manifest
 from tenantshift.manifest.deployed import SIDES, read_record, write_record
+from tenantshift.manifest.schema import Deploy
+from tenantshift.providers.convhost_ops import (
+    MARKER,
+    ConversionHostOps,
+    HostServer,
+    Port,
+    SecurityGroup,
+    ServerSpec,
+)
 
-__all__ = ["DeployError", "HostReport", "deploy", "remove", "status"]
+__all__ = ["DeployError", "HostReport", "deploy", "remove", "server_spec", "status"]
 
 #: Seconds for a server to become ACTIVE, and then for its SSH to answer and accept the key.
 TIMEOUT = 600.0
 
 Say = Callable[[str], None]
-OpsFor = Callable[[Manifest, str], CloudOps]
+OpsFor = Callable[[Manifest, str], ConversionHostOps]
+
+
+class DeployError(Exception):
+    """A deploy or remove decision failed; the message says which resource and why."""
 
 
 @dataclass
@@ -58,13 +76,43 @@ class HostReport:
     """What this run created or changed; empty when everything was already there."""
 
 
-def _open_ops(manifest: Manifest, side: str) -> CloudOps:
-    from tenantshift.providers.openstack.connection import connect
-
+def _open_ops(manifest: Manifest, side: str) -> ConversionHostOps:
     ref = manifest.source if side == "source" else manifest.destination
-    if ref.snapshot is not None:
+    ops = conversion_host_ops(ref, side)
+    if ops is None:
         raise DeployError(f"{side}: a snapshot file cannot hold a conversion host")
-    return CloudOps(connect(ref.to_connect_kwargs()), side, side)
+    return ops
+
+
+def _found(label: str, field: str, value: str, found: str | None) -> str:
+    if found is None:
+        raise DeployError(f"{label}: deploy.{field} {value!r} not found")
+    return found
+
+
+def server_spec(
+    ops: ConversionHostOps, side: str, name: str, deploy: Deploy, keypair: str, group_id: str
+) -> ServerSpec:
+    """The server to boot for ``deploy``, its image, flavor and network found by name or id."""
+    return ServerSpec(
+        name=name,
+        image_id=_found(side, "image", deploy.image, ops.find_image(deploy.image)),
+        flavor_id=_found(side, "flavor", deploy.flavor, ops.find_flavor(deploy.flavor)),
+        network_id=_found(side, "network", deploy.network, ops.find_network(deploy.network)),
+        keypair=keypair,
+        security_group_id=group_id,
+        metadata=dict(deploy.metadata),
+        volume_size=deploy.volume_size,
+        availability_zone=deploy.availability_zone,
+    )
+
+
+def _fixed_ip(port: Port) -> str:
+    """The port's first IPv4 address, else its first address (where the host is reached)."""
+    ipv4 = [ip for ip in port.fixed_ips if ":" not in ip]
+    if not (ipv4 or port.fixed_ips):
+        raise DeployError(f"port {port.id} has no fixed IP")
+    return (ipv4 or list(port.fixed_ips))[0]
 
 
 def _deployed_hosts(manifest: Manifest) -> list[tuple[str, ConversionHost]]:
@@ -95,7 +143,7 @@ class _Host:
         manifest: Manifest,
         side: str,
         host: ConversionHost,
-        ops: CloudOps,
+        ops: ConversionHostOps,
         record: dict[str, Any],
         say: Say,
     ) -> None:
@@ -140,7 +188,7 @@ class _Host:
             self.own("keypair")
             self.ops.create_keypair(name, public)
             self.did(f"created keypair {name!r}")
-        elif " ".join(str(found.public_key).split()[:2]) != " ".join(public.split()[:2]):
+        elif found.public_key.split()[:2] != public.split()[:2]:
             raise DeployError(
                 f"{self.side}: keypair {name!r} exists with another public key than key_file's; "
                 "name another deploy.keypair"
@@ -148,7 +196,7 @@ class _Host:
         self.entry["keypair"] = name
         return name
 
-    def security_group(self) -> Any:
+    def security_group(self) -> SecurityGroup:
         name = self.deploy.security_group
         groups = self.ops.security_groups(name)
         if len(groups) > 1:
@@ -165,7 +213,7 @@ class _Host:
         self.entry["security_group_id"] = group.id
         return group
 
-    def server(self, group: Any, keypair: str) -> Any:
+    def server(self, group: SecurityGroup, keypair: str) -> HostServer:
         servers = self.ops.servers(self.name)
         ours = [s for s in servers if self.ops.is_ours(s)]
         if servers and not ours:
@@ -182,7 +230,8 @@ class _Host:
             server = None
         if server is None:
             self.own("server")
-            server = self.ops.create_server(self.name, self.deploy, keypair, group.id)
+            spec = server_spec(self.ops, self.side, self.name, self.deploy, keypair, group.id)
+            server = self.ops.create_server(spec)
             self.did(f"created server {self.name!r} ({server.id})")
         if server.id != self.entry.get("server_id"):
             # A new server has a new host key: what was recorded was another machine's.
@@ -191,24 +240,29 @@ class _Host:
             self.entry["server_id"] = server.id
             self.save()
         if server.status != "ACTIVE":
-            server = self.ops.wait_active(server, TIMEOUT)
+            server = self.ops.wait_active(server.id, TIMEOUT)
         return server
 
-    def address(self, server: Any) -> str:
-        network = self.ops.network(self.deploy.network, "network")
-        port = self.ops.server_port(server, network.id)
-        self.entry["fixed_ip"] = self.ops.fixed_ip(port)
+    def address(self, server: HostServer) -> str:
+        network = self.deploy.network
+        network_id = _found(self.side, "network", network, self.ops.find_network(network))
+        port = self.ops.server_port(server.id, network_id)
+        if port is None:
+            raise DeployError(f"{self.side}: server {server.name!r} has no port on its network")
+        self.entry["fixed_ip"] = _fixed_ip(port)
         if self.deploy.floating_ip_network is None:
             return str(self.entry["fixed_ip"])
         ours = self.ops.our_floating_ips(self.name)
         ip = next((i for i in ours if i.port_id == port.id), None) or (ours[0] if ours else None)
         if ip is None:
-            external = self.ops.network(self.deploy.floating_ip_network, "floating_ip_network")
+            external = self.deploy.floating_ip_network
+            found = self.ops.find_network(external)
+            external_id = _found(self.side, "floating_ip_network", external, found)
             self.own("floating_ip")
-            ip = self.ops.create_floating_ip(self.name, external.id, port.id)
+            ip = self.ops.create_floating_ip(self.name, external_id, port.id)
             self.did(f"created floating IP {ip.floating_ip_address}")
         elif ip.port_id != port.id:
-            ip = self.ops.attach_floating_ip(ip, port.id)
+            ip = self.ops.attach_floating_ip(ip.id, port.id)
             self.did(f"associated floating IP {ip.floating_ip_address}")
         for extra in ours:
             if extra.id != ip.id:  # a second one of ours (never made by us twice, but...)
@@ -217,14 +271,14 @@ class _Host:
         self.entry["floating_ip_id"] = ip.id
         return str(ip.floating_ip_address)
 
-    def host_key(self, server: Any, connect: str) -> None:
+    def host_key(self, server: HostServer, connect: str) -> None:
         where = f"{self.side} conversion host {self.name!r} at {connect}:{self.host.port}"
         try:
             offered = asyncio.run(reach.offered_host_key(connect, self.host.port, TIMEOUT))
         except TimeoutError as exc:
             raise DeployError(f"{where}: {exc}") from None
         recorded = self.entry.get("host_key")
-        console = [] if recorded else console_host_keys(self.ops.console_log(server))
+        console = [] if recorded else console_host_keys(self.ops.console_log(server.id))
         try:
             pinned = choose_host_key(
                 offered,
@@ -300,10 +354,10 @@ def _ssh_rules(hosts: list[_Host], reports: dict[str, HostReport]) -> None:
             for side, r in reports.items()
             if side != h.side
         ]
-        group = h.ops.security_group_by_id(h.entry["security_group_id"])
+        group = h.ops.security_group(h.entry["security_group_id"])
         if group is None:
             raise DeployError(f"{h.side}: security group {h.deploy.security_group!r} vanished")
-        for cidr in h.ops.ensure_ssh_rules(group, [*others, *h.deploy.allow_ssh_from]):
+        for cidr in h.ops.ensure_ssh_rules(group.id, [*others, *h.deploy.allow_ssh_from]):
             reports[h.side].actions.append(f"allowed SSH from {cidr}")
             h.say(f"{h.side}: allowed SSH from {cidr} in {h.deploy.security_group!r}")
 
@@ -355,7 +409,7 @@ def remove(
                     note(f"{side}: deleted server {host.server!r} ({server.id})")
             if "security_group" in owns:
                 for group in ops.security_groups(host.deploy.security_group):
-                    if (group.description or "").startswith("tenantshift-conversion-host"):
+                    if group.description.startswith(MARKER):
                         ops.delete_security_group(group.id)
                         note(f"{side}: deleted security group {group.name!r}")
             if "keypair" in owns and ops.keypair(host.deploy.keypair) is not None:

@@ -529,21 +529,23 @@ class KindHandler(ABC):
         poll(read, status, f"{self.kind} {res.id}", wait, self.ctx.label, failures)
         return latest
 
-    def wait_for_delete(self, id: str, *, wait: Wait) -> None:
+    def wait_for_delete(
+        self,
+        id: str,
+        *,
+        wait: Wait,
+        failures: frozenset[str] = frozenset({"error_deleting", "error"}),
+    ) -> None:
+        """Poll until the resource is gone. ``failures``: statuses that mean the delete failed
+        (a Nova server already in ERROR keeps that status while it is deleted: pass none)."""
+
         def read() -> str:
             try:
                 return str(getattr(self.fetch(id), "status", "") or "")
             except NotFoundError:
                 return GONE
 
-        poll(
-            read,
-            GONE,
-            f"{self.kind} {id} (deleting)",
-            wait,
-            self.ctx.label,
-            frozenset({"error_deleting", "error"}),
-        )
+        poll(read, GONE, f"{self.kind} {id} (deleting)", wait, self.ctx.label, failures)
 
     def wait_until(
         self, id: str, done: Callable[[Record], bool], what: str, *, wait: Wait
@@ -558,7 +560,7 @@ class KindHandler(ABC):
                 return what
             return str(found.get("status") or "")
 
-        poll(read, what, f"{self.kind} {id}", wait, self.ctx.label)
+        poll(read, what, f"{self.kind} {id}", wait, self.ctx.label, ERRORS)
         return found
 
     def _replace_only(self, name: str) -> bool:
@@ -570,6 +572,8 @@ class KindHandler(ABC):
 
 #: The status ``poll`` reads for a resource that is gone.
 GONE = "gone"
+#: Cinder's failure statuses: a wait for anything else ends there.
+ERRORS = frozenset({"error", "error_deleting", "error_extending", "error_restoring"})
 
 
 def poll(
@@ -588,7 +592,7 @@ def poll(
         current = read()
         if current.lower() == wanted.lower():
             return
-        if current.lower() in failures or current.lower().startswith("error"):
+        if current.lower() in failures:
             raise ProviderError(
                 f"{label}: {what} went to status {current!r} while waiting for {wanted!r}",
                 call=f"wait {what}",
