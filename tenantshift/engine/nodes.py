@@ -5,9 +5,10 @@ class that says which concurrency bound it takes, and ``execute(ctx)``. Like Ter
 vertices, the kind of work decides the class, not a string suffix looked up in a table:
 
 - ``ResourceNode``: one short API step on one resource (create, update, destroy, late, unlate);
-  bounded by ``options.parallelism``.
+  bounded by ``options.parallelism`` (``Limits.api``).
 - ``WorkloadNode``: a long, resumable, multi-step migration (volumes, servers); bounded by
-  ``options.copy_parallelism`` so hours of copying never hold the slots of short API work.
+  ``options.copy_parallelism`` per conversion host pair (``Limits.copies``), so hours of
+  copying never hold the slots of short API work.
 - ``CleanupNode``: runs after its workload whatever happened to it (Terraform's tolerant
   vertex): it removes the temporaries the workload journaled and restores the source.
 """

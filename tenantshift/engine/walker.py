@@ -1,10 +1,11 @@
 """The graph walker: a node starts as soon as everything it depends on is done.
 
 Each node holds the semaphore of its resource class while it runs (``api``: short calls,
-``copy``: long workload migrations), so a two-hour copy never takes a slot from API work. A
-failed node makes its dependents ``skipped`` with the root cause's address, so a report names
-causes, not their echoes; independent branches go on. An ``always_run`` node (cleanup) runs
-whatever happened upstream, like Terraform's tolerant vertices.
+``copy``: long workload migrations; both sized by ``Limits``), so a two-hour copy never takes
+a slot from API work. A failed node makes its dependents ``skipped`` with the root cause's
+address, so a report names causes, not their echoes; independent branches go on. An
+``always_run`` node (cleanup) runs whatever happened upstream, like Terraform's tolerant
+vertices.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import networkx as nx
 
+from tenantshift.engine.limits import Limits
 from tenantshift.engine.nodes import Node, ResourceClass
 
 log = logging.getLogger(__name__)
@@ -75,8 +77,7 @@ async def walk(
     graph: nx.DiGraph,
     run: RunNode,
     *,
-    parallelism: int,
-    copy_parallelism: int = 2,
+    limits: Limits,
     listener: Listener | None = None,
     on_skip: Callable[[Outcome], None] | None = None,
 ) -> dict[str, Outcome]:
@@ -84,8 +85,8 @@ async def walk(
     listener = listener or Listener()
     listener.planned(graph.number_of_nodes())
     semaphores = {
-        ResourceClass.API: asyncio.Semaphore(parallelism),
-        ResourceClass.COPY: asyncio.Semaphore(copy_parallelism),
+        ResourceClass.API: asyncio.Semaphore(limits.api),
+        ResourceClass.COPY: asyncio.Semaphore(limits.copies),
     }
     finished: dict[str, asyncio.Event] = {node_id: asyncio.Event() for node_id in graph}
     outcomes: dict[str, Outcome] = {}
