@@ -6,11 +6,17 @@ a slot from API work. A failed node makes its dependents ``skipped`` with the ro
 address, so a report names causes, not their echoes; independent branches go on. An
 ``always_run`` node (cleanup) runs whatever happened upstream, like Terraform's tolerant
 vertices.
+
+Nodes naming the same ``serial_key`` (a router, for its interfaces) run one at a time. A node
+takes its key's turn *before* its slot: waiting for the turn inside the slot (the per-router
+lock once tried in the OpenStack provider) had interface nodes hold the ``api`` slots while
+they queued behind each other, and the rest of the apply waited with them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -88,6 +94,8 @@ async def walk(
         ResourceClass.API: asyncio.Semaphore(limits.api),
         ResourceClass.COPY: asyncio.Semaphore(limits.copies),
     }
+    #: serial key -> its turn (FIFO: asyncio.Lock serves waiters in order)
+    turns: dict[str, asyncio.Lock] = {}
     finished: dict[str, asyncio.Event] = {node_id: asyncio.Event() for node_id in graph}
     outcomes: dict[str, Outcome] = {}
 
@@ -112,7 +120,14 @@ async def walk(
                 if on_skip is not None:
                     on_skip(outcome)
             else:
-                async with semaphores[node.resource_class]:
+                key = node.serial_key
+                turn: contextlib.AbstractAsyncContextManager[Any] = (
+                    turns.setdefault(key, asyncio.Lock())
+                    if key is not None
+                    else contextlib.nullcontext()
+                )
+                # The turn first, then the slot: a node waiting for its turn holds no slot.
+                async with turn, semaphores[node.resource_class]:
                     _notify(listener.started, node)
                     try:
                         message = await run(node)
