@@ -159,17 +159,10 @@ async def _run(ctx: ApplyContext, graph: nx.DiGraph) -> tuple[dict[str, Outcome]
         outcomes = await walk(
             graph,
             run,
-            parallelism=ctx.settings.parallelism,
-            # copy_parallelism per conversion host pair; the pair pool hands out the slots.
-            copy_parallelism=ctx.settings.copy_parallelism * _pair_count(ctx),
+            limits=ctx.settings.limits,
             listener=ctx.listener,
             on_skip=journal_skip,
         )
     finally:
         await ctx.aclose()
     return outcomes, swept
-
-
-def _pair_count(ctx: ApplyContext) -> int:
-    hosts = ctx.settings.conversion_hosts
-    return len(hosts.all_pairs) if hosts is not None else 1

@@ -18,6 +18,7 @@ from tenantshift.engine.connect import open_provider
 from tenantshift.engine.context import ApplyContext, ApplySettings
 from tenantshift.engine.executor import IdMap
 from tenantshift.engine.journal import Journal, RunInfo
+from tenantshift.engine.limits import Limits
 from tenantshift.engine.lock import ApplyLock
 from tenantshift.engine.planning import PlanResult, check_fresh, make_plan
 from tenantshift.engine.report import ReportError, run_report
@@ -32,8 +33,8 @@ Confirm = Callable[[Plan], bool]
 
 
 def providers(manifest: Manifest) -> tuple[Provider, Provider]:
-    # Every API node and every copy may be in a call at once, on either cloud.
-    concurrency = manifest.options.parallelism + manifest.options.copy_parallelism
+    # Every node an apply runs at once may be in a call, on either cloud.
+    concurrency = Limits.for_manifest(manifest).connections
     return (
         open_provider(manifest.source, "source", concurrency=concurrency),
         open_provider(manifest.destination, "destination", concurrency=concurrency),

@@ -10,8 +10,8 @@ from tenantshift.providers.snapshot_file import SnapshotFileProvider
 
 def open_provider(ref: CloudRef, label: str, *, concurrency: int | None = None) -> Provider:
     """A saved snapshot file -> a read-only provider; a clouds.yaml entry or inline auth -> the
-    OpenStack provider, able to carry ``concurrency`` calls at once (an apply's parallelism
-    plus its copies) without opening a connection per call."""
+    OpenStack provider, able to carry ``concurrency`` calls at once (``Limits.connections``)
+    without opening a connection per call."""
     if ref.snapshot is not None:
         return SnapshotFileProvider(ref.snapshot)
     # Imported here: openstacksdk's import costs ~1 s, and `validate` never needs it.

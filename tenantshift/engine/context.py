@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from tenantshift.engine.executor import IdMap, ResourceExecutor
 from tenantshift.engine.journal import Journal
+from tenantshift.engine.limits import Limits, pair_count
 from tenantshift.engine.links import CopySession, Links
 from tenantshift.engine.pool import PairPool
 from tenantshift.engine.temporary import Temporary
@@ -48,6 +49,11 @@ class ApplySettings:
     #: that no run of the journal has started has nothing of its own to find in the
     #: destination, and skips the look-up (two round trips of three).
     fresh_plan: bool = False
+
+    @property
+    def limits(self) -> Limits:
+        """Every concurrency bound of the apply, derived from these settings."""
+        return Limits.of(self.parallelism, self.copy_parallelism, pair_count(self.conversion_hosts))
 
     @classmethod
     def from_manifest(cls, manifest: Manifest) -> ApplySettings:
@@ -86,18 +92,17 @@ class ApplyContext:
             ids,
             started=journal.started_nodes() if settings.fresh_plan else None,
         )
-        # Sized to what may run at once: every API node plus every copy's blocking calls. The
-        # default pool (cpu + 4 threads) silently capped parallelism at 6 on 2 cores.
+        limits = settings.limits
+        # One thread for each node the walker may run at once (``Limits.threads``).
         self.pool = ThreadPoolExecutor(
-            max_workers=settings.parallelism + settings.copy_parallelism,
-            thread_name_prefix="tenantshift-apply",
+            max_workers=limits.threads, thread_name_prefix="tenantshift-apply"
         )
-        #: The pool's copy slots (``copy_parallelism`` per pair); None without hosts.
+        #: The pool's copy slots (``Limits.per_pair`` per pair); None without hosts.
         self.pairs: PairPool | None = None
         hosts = settings.conversion_hosts
         if hosts is not None:
             names = [pair.name for pair in hosts.all_pairs]
-            self.pairs = PairPool(names, settings.copy_parallelism)
+            self.pairs = PairPool(names, limits.per_pair)
         #: One transfer session per pair, each opened by its pair's first copy.
         self._sessions: dict[str, CopySession] = {}
         self._key_rows: dict[str, int] = {}

@@ -5,9 +5,10 @@ class that says which concurrency bound it takes, and ``execute(ctx)``. Like Ter
 vertices, the kind of work decides the class, not a string suffix looked up in a table:
 
 - ``ResourceNode``: one short API step on one resource (create, update, destroy, late, unlate);
-  bounded by ``options.parallelism``.
+  bounded by ``options.parallelism`` (``Limits.api``).
 - ``WorkloadNode``: a long, resumable, multi-step migration (volumes, servers); bounded by
-  ``options.copy_parallelism`` so hours of copying never hold the slots of short API work.
+  ``options.copy_parallelism`` per conversion host pair (``Limits.copies``), so hours of
+  copying never hold the slots of short API work.
 - ``CleanupNode``: runs after its workload whatever happened to it (Terraform's tolerant
   vertex): it removes the temporaries the workload journaled and restores the source.
 """
@@ -19,6 +20,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar
 
 from tenantshift.plans import Action, Change
+from tenantshift.resources import REGISTRY
 
 if TYPE_CHECKING:
     from tenantshift.engine.context import ApplyContext
@@ -55,6 +57,25 @@ class Node:
     @property
     def id(self) -> str:
         return self.change.address
+
+    @property
+    def serial_key(self) -> str | None:
+        """What this node takes turns on with the nodes naming the same key (the walker runs
+        one of them at a time): the address its kind's ``serial_by`` reference names (a router
+        interface's router); None for a kind that declares none."""
+        if self.change.kind not in REGISTRY:
+            return None
+        serial_by = REGISTRY[self.change.kind].serial_by
+        if serial_by is None:
+            return None
+        # A destroy acts on what exists (``before``, its references translated to the desired
+        # addresses where matched), every other step on what is wanted.
+        change = self.change
+        params = (change.before if self.step is Step.DESTROY else change.after) or (
+            change.after or change.before or {}
+        )
+        value = params.get(serial_by)
+        return str(value) if value is not None else None
 
     async def execute(self, ctx: ApplyContext) -> str:
         raise NotImplementedError

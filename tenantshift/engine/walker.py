@@ -1,15 +1,22 @@
 """The graph walker: a node starts as soon as everything it depends on is done.
 
 Each node holds the semaphore of its resource class while it runs (``api``: short calls,
-``copy``: long workload migrations), so a two-hour copy never takes a slot from API work. A
-failed node makes its dependents ``skipped`` with the root cause's address, so a report names
-causes, not their echoes; independent branches go on. An ``always_run`` node (cleanup) runs
-whatever happened upstream, like Terraform's tolerant vertices.
+``copy``: long workload migrations; both sized by ``Limits``), so a two-hour copy never takes
+a slot from API work. A failed node makes its dependents ``skipped`` with the root cause's
+address, so a report names causes, not their echoes; independent branches go on. An
+``always_run`` node (cleanup) runs whatever happened upstream, like Terraform's tolerant
+vertices.
+
+Nodes naming the same ``serial_key`` (a router, for its interfaces) run one at a time. A node
+takes its key's turn *before* its slot: waiting for the turn inside the slot (the per-router
+lock once tried in the OpenStack provider) had interface nodes hold the ``api`` slots while
+they queued behind each other, and the rest of the apply waited with them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,6 +25,7 @@ from typing import Any
 
 import networkx as nx
 
+from tenantshift.engine.limits import Limits
 from tenantshift.engine.nodes import Node, ResourceClass
 
 log = logging.getLogger(__name__)
@@ -75,8 +83,7 @@ async def walk(
     graph: nx.DiGraph,
     run: RunNode,
     *,
-    parallelism: int,
-    copy_parallelism: int = 2,
+    limits: Limits,
     listener: Listener | None = None,
     on_skip: Callable[[Outcome], None] | None = None,
 ) -> dict[str, Outcome]:
@@ -84,9 +91,11 @@ async def walk(
     listener = listener or Listener()
     listener.planned(graph.number_of_nodes())
     semaphores = {
-        ResourceClass.API: asyncio.Semaphore(parallelism),
-        ResourceClass.COPY: asyncio.Semaphore(copy_parallelism),
+        ResourceClass.API: asyncio.Semaphore(limits.api),
+        ResourceClass.COPY: asyncio.Semaphore(limits.copies),
     }
+    #: serial key -> its turn (FIFO: asyncio.Lock serves waiters in order)
+    turns: dict[str, asyncio.Lock] = {}
     finished: dict[str, asyncio.Event] = {node_id: asyncio.Event() for node_id in graph}
     outcomes: dict[str, Outcome] = {}
 
@@ -111,7 +120,14 @@ async def walk(
                 if on_skip is not None:
                     on_skip(outcome)
             else:
-                async with semaphores[node.resource_class]:
+                key = node.serial_key
+                turn: contextlib.AbstractAsyncContextManager[Any] = (
+                    turns.setdefault(key, asyncio.Lock())
+                    if key is not None
+                    else contextlib.nullcontext()
+                )
+                # The turn first, then the slot: a node waiting for its turn holds no slot.
+                async with turn, semaphores[node.resource_class]:
                     _notify(listener.started, node)
                     try:
                         message = await run(node)

@@ -148,6 +148,18 @@ class Kind:
     #: Why a source resource is not migrated on its own (None: it is), given its ``info`` and
     #: the ids of the conversion hosts; e.g. a volume attached to a server moves with the server.
     migrates_with: Callable[[Mapping[str, Any], frozenset[str]], str | None] | None = None
+    #: The reference field naming the resource on which the cloud makes this kind's changes one
+    #: at a time (Neutron adds and removes a router's interfaces one by one, per router): apply
+    #: runs one such change per referenced resource at once, and a change waiting for its turn
+    #: holds no apply slot. More at once would only queue in the cloud, holding its workers,
+    #: until they time out.
+    serial_by: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.serial_by is not None:
+            serial = self.field(self.serial_by)
+            if not serial.ref or serial.many:
+                raise ValueError(f"{self.name}: serial_by must name a single reference field")
 
     def field(self, name: str) -> Field:
         for f in self.fields:

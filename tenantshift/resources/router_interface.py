@@ -22,5 +22,8 @@ ROUTER_INTERFACE = REGISTRY.register(
         ),
         key=lambda p, key_of: f"{key_of(p['router'])}/{key_of(p['subnet'])}",
         provenance=False,
+        # Neutron adds or removes one interface of a router at a time: at parallelism 50, adds
+        # sent at once to one router queued there until they timed out.
+        serial_by="router",
     )
 )

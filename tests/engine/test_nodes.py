@@ -16,6 +16,7 @@ import pytest
 
 from tenantshift.engine.apply import apply_plan
 from tenantshift.engine.journal import Journal
+from tenantshift.engine.limits import Limits
 from tenantshift.engine.nodes import (
     CleanupNode,
     Node,
@@ -115,7 +116,7 @@ def test_long_copies_never_take_the_slots_of_api_work() -> None:
 
     async def main() -> dict[str, Any]:
         return await asyncio.wait_for(
-            walk(_graph(*nodes), _run, parallelism=2, copy_parallelism=2), timeout=10
+            walk(_graph(*nodes), _run, limits=Limits.of(2, 2)), timeout=10
         )
 
     outcomes = asyncio.run(main())
@@ -146,7 +147,7 @@ def test_a_cleanup_node_runs_after_its_workload_failed() -> None:
                 work, cleanup, dependent, edges=((work.id, cleanup.id), (work.id, dependent.id))
             ),
             _run,
-            parallelism=2,
+            limits=Limits.of(2, 2),
             on_skip=lambda o: skipped.append(o.node.id),
         )
     )

@@ -8,6 +8,7 @@ from typing import Any
 import networkx as nx
 import pytest
 
+from tenantshift.engine.limits import Limits
 from tenantshift.engine.nodes import Node, Step, WorkloadNode
 from tenantshift.engine.pool import NoPairError, PairPool, plan_pairs
 from tenantshift.engine.walker import walk
@@ -245,7 +246,7 @@ def test_the_walker_with_the_pool_keeps_per_pair_limits_and_starts_the_largest_f
         pool.release(pair)
         return pair
 
-    outcomes = run(walk(graph, copy, parallelism=10, copy_parallelism=2 * 3))
+    outcomes = run(walk(graph, copy, limits=Limits.of(10, 2, pairs=3)))
     assert all(o.status.value == "done" for o in outcomes.values())
     # Six slots for seven copies: the six largest start at once, the smallest waits.
     assert started[:6] == [

@@ -122,9 +122,9 @@ class OpenStackProvider:
     ) -> OpenStackProvider:
         """From a manifest ``CloudRef`` (anything with ``to_connect_kwargs()``).
 
-        ``concurrency``: how many calls the caller overlaps (an apply's parallelism plus its
-        copies); the session keeps that many connections per host, and never fewer than the
-        snapshot's ``max_workers``."""
+        ``concurrency``: how many calls the caller overlaps (an apply's ``Limits.connections``:
+        its API nodes plus its copies on every pair); the session keeps that many connections
+        per host, and never fewer than the snapshot's ``max_workers``."""
         kwargs = ref.to_connect_kwargs()
         if label is None:
             label = getattr(ref, "cloud", None) or "inline-auth"
