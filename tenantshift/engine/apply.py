@@ -19,6 +19,7 @@ from tenantshift.engine.context import ApplyContext, ApplySettings
 from tenantshift.engine.executor import IdMap
 from tenantshift.engine.graph import build_graph
 from tenantshift.engine.journal import JOURNAL_FILE, Journal
+from tenantshift.engine.links import Links
 from tenantshift.engine.lock import ApplyLock
 from tenantshift.engine.nodes import Node, ResourceNode, Step, WorkloadNode
 from tenantshift.engine.walker import Listener, Outcome, Status, walk
@@ -61,6 +62,7 @@ def apply_plan(
     parallelism: int | None = None,
     listener: Listener | None = None,
     lock: ApplyLock | None = None,
+    links: Links | None = None,
 ) -> ApplyResult:
     """Run every change of ``plan``; raises ``LockedError`` if another apply holds the lock.
 
@@ -85,6 +87,7 @@ def apply_plan(
                 journal=journal,
                 ids=IdMap(plan),
                 listener=listener,
+                links=links,
             )
             try:
                 outcomes, swept = asyncio.run(_run(ctx, graph))

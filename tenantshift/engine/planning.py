@@ -14,6 +14,7 @@ from typing import Any
 
 from tenantshift import __version__
 from tenantshift.engine.journal import JOURNAL_FILE, Journal
+from tenantshift.engine.links import Links
 from tenantshift.engine.temporary import Temporary
 from tenantshift.engine.workload_plan import check_workloads
 from tenantshift.manifest import Manifest, manifest_hash
@@ -83,10 +84,12 @@ def make_plan(
     *,
     targets: tuple[str, ...] = (),
     snapshots: tuple[Snapshot, Snapshot] | None = None,
+    links: Links | None = None,
 ) -> PlanResult:
+    """``links``: how the plan's checks reach the conversion hosts (SSH unless a test says)."""
     refuse_same_project(source, destination)
     with collector_paused():
-        return _make_plan(manifest, source, destination, targets, snapshots)
+        return _make_plan(manifest, source, destination, targets, snapshots, links or Links())
 
 
 def _make_plan(
@@ -95,6 +98,7 @@ def _make_plan(
     destination: Provider,
     targets: tuple[str, ...],
     snapshots: tuple[Snapshot, Snapshot] | None,
+    links: Links,
 ) -> PlanResult:
     src, dst = snapshots or take_snapshots(source, destination)
     hosts = conversion_host_ids(manifest, source)
@@ -108,7 +112,7 @@ def _make_plan(
     )
     # The markers name this migration, so prune leaves other migrations' copies alone (M6).
     changes = diff(desired, dst, prune=manifest.options.prune, migration=migration_id(src))
-    changes = check_workloads(changes, manifest, src, source, destination)
+    changes = check_workloads(changes, manifest, src, source, destination, links)
     if targets:
         changes = restrict(changes, targets)
     plan = Plan(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+from tenantshift.engine.links import Links
 from tenantshift.engine.pool import plan_pairs
 from tenantshift.engine.workloads import MIGRATIONS
 from tenantshift.engine.workloads.base import Needs
@@ -17,7 +18,9 @@ from tenantshift.plans import Action, Change, Reason
 from tenantshift.providers import Provider, ProviderError
 from tenantshift.resources import Snapshot
 from tenantshift.resources.marker import split_marker
-from tenantshift.transfer import probe_hosts
+
+#: How long the plan's check of a pair's hosts may take (as the transfer layer's default).
+PROBE_SECONDS = 15.0
 
 
 def check_workloads(
@@ -26,12 +29,16 @@ def check_workloads(
     source_snapshot: Snapshot,
     source: Provider,
     destination: Provider,
+    links: Links | None = None,
 ) -> list[Change]:
     migrating = [c for c in changes if c.action is Action.MIGRATE and not c.blocked]
     if not migrating:
         return changes
     via_hosts = any(MIGRATIONS[c.kind].NEEDS_HOSTS for c in migrating)
-    host_problem = _conversion_host_problem(manifest, source, destination) if via_hosts else None
+    links = links or Links()
+    host_problem = (
+        _conversion_host_problem(manifest, source, destination, links) if via_hosts else None
+    )
     image_problem = _image_problem(source, destination)
     by_id = {(r.kind, r.id): dict(r.info) for r in source_snapshot.resources.values()}
     sizes = {r.id: int(r.params.get("size") or 0) for r in source_snapshot.of_kind("volume")}
@@ -72,9 +79,7 @@ def _over_quota(
     destination: Provider,
 ) -> dict[str, str]:
     """Address -> why, for every migration that needs a quota the plan's migrations exceed."""
-    needs = {
-        c.address: MIGRATIONS[c.kind].needs(c, infos[c.address], sizes) for c in migrating
-    }
+    needs = {c.address: MIGRATIONS[c.kind].needs(c, infos[c.address], sizes) for c in migrating}
     total: Needs = {}
     for need in needs.values():
         for key, amount in need.items():
@@ -109,7 +114,7 @@ def _image_problem(source: Provider, destination: Provider) -> str | None:
 
 
 def _conversion_host_problem(
-    manifest: Manifest, source: Provider, destination: Provider
+    manifest: Manifest, source: Provider, destination: Provider, links: Links | None = None
 ) -> str | None:
     """Why no copy could run, or None. Every pair is checked (Nova status, then over SSH);
     a pool with any bad pair is blocked, naming the pair, since the schedule counts on it
@@ -128,7 +133,8 @@ def _conversion_host_problem(
             reachable.append(pair)
 
     async def probe_all() -> list[list[str]]:
-        return await asyncio.gather(*(probe_hosts(pair) for pair in reachable))
+        probe = (links or Links()).probe
+        return await asyncio.gather(*(probe(pair, PROBE_SECONDS) for pair in reachable))
 
     # Reachable with the configured host key, Python runs, devices can be found, sudo works.
     for pair, found in zip(reachable, asyncio.run(probe_all()) if reachable else [], strict=True):
@@ -175,9 +181,7 @@ def assign_pairs(changes: list[Change], manifest: Manifest) -> list[Change]:
     copying = [
         c
         for c in changes
-        if c.action is Action.MIGRATE
-        and not c.blocked
-        and MIGRATIONS[c.kind].NEEDS_HOSTS
+        if c.action is Action.MIGRATE and not c.blocked and MIGRATIONS[c.kind].NEEDS_HOSTS
     ]
     planned = plan_pairs(
         ((c.address, c.bytes_to_move or 0) for c in copying), [p.name for p in hosts.all_pairs]

@@ -57,8 +57,7 @@ def rate_text(rate: float | None) -> str:
 def bytes_figures(done: int, total: int, rate: float | None, eta: float | None) -> str:
     share = f" ({100 * done / total:.0f}%)" if total else ""
     return (
-        f"{human_bytes(done)}/{human_bytes(total)}{share} at {rate_text(rate)}, "
-        f"{clock(eta)} left"
+        f"{human_bytes(done)}/{human_bytes(total)}{share} at {rate_text(rate)}, {clock(eta)} left"
     )
 
 
@@ -217,9 +216,7 @@ class ApplyProgress(Listener):
                     "bytes "
                     + bytes_figures(tally.bytes_done, tally.bytes_total, tally.rate(), tally.eta())
                 )
-            copying = [
-                f"{node} {workload_figures(work)}" for node, work in tally.workloads.items()
-            ]
+            copying = [f"{node} {workload_figures(work)}" for node, work in tally.workloads.items()]
         elapsed = clock(time.monotonic() - self.started_at)
         line = f"[{elapsed}] progress: " + "; ".join(parts)
         if copying:

@@ -210,4 +210,10 @@ async def sweep(ctx: ApplyContext, keep: frozenset[str] = frozenset()) -> tuple[
             # went away in an earlier run): the line expires by itself, the rows stay pending
             # for the next sweep or ``tenantshift cleanup``, and the other pairs can work.
             swept.append(f"{owner}: left for later: {exc}")
+    # A migration this plan does not run again (its copy was marked migrated just before a
+    # kill, or it is no longer selected) keeps no state: ``status`` would list it unfinished
+    # forever. Were it migrated again, its phases adopt the copies they find.
+    for node in sorted(set(ctx.journal.node_states()) - keep):
+        ctx.journal.clear_state(node)
+        swept.append(f"{node}: not in this plan, its unfinished state is cleared")
     return tuple(swept)

@@ -269,9 +269,7 @@ def _workers(req: Request, codec_name: str = "") -> int:
     return max(1, min(req.workers, os.cpu_count() or 1, 8))
 
 
-def _prefix(
-    fd: int, found: list[extents.Extent], req: Request, start: int, writer: Writer
-) -> None:
+def _prefix(fd: int, found: list[extents.Extent], req: Request, start: int, writer: Writer) -> None:
     """Hashes of the non-zero chunks before the start offset, as the source holds them now.
     Costs a read of the prefix's allocated data on the source, none on the wire."""
     work = _Worker(fd, req.chunk_size, req.hash_name, "")

@@ -526,7 +526,8 @@ class KindHandler(ABC):
             polled = True
             return str(getattr(latest, "status", "") or "")
 
-        poll(read, status, f"{self.kind} {res.id}", wait, self.ctx.label, failures)
+        what = f"{self.kind} {res.id}"
+        poll(read, status, what, wait, self.ctx.label, failures, call=f"wait {self.kind}")
         return latest
 
     def wait_for_delete(
@@ -545,7 +546,15 @@ class KindHandler(ABC):
             except NotFoundError:
                 return GONE
 
-        poll(read, GONE, f"{self.kind} {id} (deleting)", wait, self.ctx.label, failures)
+        poll(
+            read,
+            GONE,
+            f"{self.kind} {id} (deleting)",
+            wait,
+            self.ctx.label,
+            failures,
+            call=f"wait delete {self.kind}",
+        )
 
     def wait_until(
         self, id: str, done: Callable[[Record], bool], what: str, *, wait: Wait
@@ -583,25 +592,26 @@ def poll(
     wait: Wait,
     label: str,
     failures: frozenset[str] = frozenset({"error"}),
+    call: str | None = None,
 ) -> None:
     """The one wait loop of the provider: ``read()`` (one ``Caller`` call or more, each with
     its own retry budget) until it says ``wanted``; a failure status or ``wait.timeout`` (the
     whole wait, minutes) raises ``ProviderError``."""
+    call = call or f"wait {what}"
     deadline = wait.clock() + wait.timeout
     while True:
-        current = read()
-        if current.lower() == wanted.lower():
+        current = read().lower()
+        if current == wanted.lower():
             return
-        if current.lower() in failures:
+        if current in failures:
             raise ProviderError(
                 f"{label}: {what} went to status {current!r} while waiting for {wanted!r}",
-                call=f"wait {what}",
+                call=call,
             )
         if wait.clock() >= deadline:
             raise ProviderError(
-                f"{label}: {what} still {current!r} after {wait.timeout:g}s waiting for "
-                f"{wanted!r}",
-                call=f"wait {what}",
+                f"{label}: {what} still {current!r} after {wait.timeout:g}s waiting for {wanted!r}",
+                call=call,
                 retryable=True,
             )
         wait.sleep(wait.interval)
