@@ -15,6 +15,7 @@ from typing import Any
 from tenantshift import __version__
 from tenantshift.engine.journal import JOURNAL_FILE, Journal
 from tenantshift.engine.workload_plan import check_workloads
+from tenantshift.errors import TenantshiftError
 from tenantshift.manifest import Manifest, manifest_hash
 from tenantshift.manifest.deployed import RecordError, read_record
 from tenantshift.plans import Action, Change, Fingerprint, Plan, diff
@@ -24,7 +25,7 @@ from tenantshift.resources.marker import migration_id
 from tenantshift.resources.snapshot import duplicate_groups
 
 
-class PlanError(Exception):
+class PlanError(TenantshiftError):
     pass
 
 

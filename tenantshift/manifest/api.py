@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from tenantshift.errors import UsageError
 from tenantshift.manifest.deployed import RecordError, with_deployed_hosts
 from tenantshift.manifest.errors import Diagnostic, ManifestError
 from tenantshift.manifest.loader import LineMap, parse_yaml, render_template, template_environ
@@ -139,6 +140,6 @@ def parse_vars(items: Iterable[str]) -> dict[str, str]:
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ValueError(f"--var expects key=value, got {item!r}")
+            raise UsageError(f"--var expects key=value, got {item!r}")
         out[key] = value
     return out

@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
+from tenantshift.errors import TenantshiftError
 from tenantshift.resources import REGISTRY, Record, Snapshot
 from tenantshift.resources.marker import same_source
 from tenantshift.resources.snapshot import params_from_record
 
 
-class ProviderError(Exception):
+class ProviderError(TenantshiftError):
     """A cloud call failed. ``call`` names the API call, ``detail`` is the cloud's own message."""
 
     def __init__(self, message: str, *, call: str | None = None, retryable: bool = False) -> None:

@@ -12,24 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from tenantshift import cli
 from tenantshift.engine.journal import Journal
 from tenantshift.engine.report import run_report
 from tenantshift.providers import ProviderError
 from tenantshift.providers.memory import MemoryProvider
 from tenantshift.views.plangraph import CATEGORIES
 from tenantshift.views.report_html import render_html
-from tests.test_cli import clouds, manifest  # noqa: F401  (fixtures)
+from tests.cli_memory import run
 
-runner = CliRunner()
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "report.md"
-
-
-def run(*args: str) -> tuple[int, str]:
-    result = runner.invoke(cli.app, list(args))
-    return result.exit_code, result.output
 
 
 class Dom(HTMLParser):
@@ -75,8 +67,8 @@ def assert_self_contained(html: str) -> None:
 
 
 def test_report_of_a_fresh_plan(
-    manifest: Path,  # noqa: F811
-    clouds: dict[str, MemoryProvider],  # noqa: F811
+    manifest: Path,
+    clouds: dict[str, MemoryProvider],
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "report.html"
@@ -95,8 +87,8 @@ def test_report_of_a_fresh_plan(
 
 
 def test_report_json_twin_from_a_saved_plan(
-    manifest: Path,  # noqa: F811
-    clouds: dict[str, MemoryProvider],  # noqa: F811
+    manifest: Path,
+    clouds: dict[str, MemoryProvider],
     tmp_path: Path,
 ) -> None:
     plan_file = tmp_path / "p.plan"
@@ -142,8 +134,8 @@ def failing_destination(pair: dict[str, MemoryProvider], kind: str) -> None:
 
 
 def test_report_of_an_applied_run_has_every_step_and_what_is_left(
-    manifest: Path,  # noqa: F811
-    clouds: dict[str, MemoryProvider],  # noqa: F811
+    manifest: Path,
+    clouds: dict[str, MemoryProvider],
     tmp_path: Path,
 ) -> None:
     failing_destination(clouds, "keypair")
@@ -273,8 +265,8 @@ def test_report_needs_a_source(args: list[str]) -> None:
 
 
 def test_without_graphviz_the_report_still_draws_every_change(
-    manifest: Path,  # noqa: F811
-    clouds: dict[str, MemoryProvider],  # noqa: F811
+    manifest: Path,
+    clouds: dict[str, MemoryProvider],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

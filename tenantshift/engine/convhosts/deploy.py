@@ -134,7 +134,13 @@ class _Host:
     # -- steps -----------------------------------------------------------------------------
     def keypair(self) -> str:
         name = self.deploy.keypair
-        public = reach.public_key_of(str(self.host.key_file))
+        try:
+            public = reach.public_key_of(str(self.host.key_file))
+        except (OSError, asyncssh.KeyImportError) as exc:
+            # key_file is the manifest's: a path that is wrong or a file that is no key.
+            raise DeployError(
+                f"{self.side}: key_file {self.host.key_file}: cannot read a private key: {exc}"
+            ) from None
         found = self.ops.keypair(name)
         if found is None:
             self.own("keypair")

@@ -27,6 +27,7 @@ import asyncssh
 from tenantshift.engine.context import ApplyContext
 from tenantshift.engine.nodes import Node
 from tenantshift.engine.pool import NoPairError
+from tenantshift.errors import TenantshiftError
 from tenantshift.manifest import DEFAULT_PAIR, ConversionPair
 from tenantshift.providers import Provider
 from tenantshift.providers.volume_ops import VolumeOps
@@ -57,7 +58,7 @@ Cloud = str  # "source" | "destination"
 Data = dict[str, Any]
 
 
-class WorkloadError(Exception):
+class WorkloadError(TenantshiftError):
     pass
 
 
