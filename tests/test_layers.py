@@ -1,5 +1,6 @@
 """Imports point one way: a layer never imports a layer above it, the package-root helpers
-(errors, file writing) import no layer, and the conversion host agent imports nothing of ours."""
+(errors, canonical JSON, file writing) import no layer, and the conversion host agent imports
+nothing of ours."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ LAYERS = {
 
 
 #: Package-root modules every layer may import: they import no layer (only each other).
-ROOT = {"errors", "fileio"}
+ROOT = {"canonical", "errors", "fileio"}
 
 
 def layer_of(module: str) -> str | None:
