@@ -6,7 +6,7 @@ machine's cores, so ratios within one run are what counts, not absolute figures)
     .venv/bin/python benchmarks/transfer.py --size 4G --allocated 1G --runs 3
     .venv/bin/python benchmarks/transfer.py --block     # loop devices instead of files
 
-Builds a sparse test volume like shared/notes/datapath.md describes (about 40% random, 40%
+Builds a sparse test volume (about 40% random, 40%
 text-like and 20% allocated zeros, in 0.5-6 MiB extents spread over the volume) in the source
 host's device directory, then runs every method ``--runs`` times, interleaved (round 1 of
 every method, then round 2, ...) so that a burst of load from elsewhere hits all of them.

@@ -1,8 +1,9 @@
 """The ``tenantshift`` command line: thin wrappers over engine functions.
 
 Exit codes follow ``terraform plan -detailed-exitcode``: 0 success (no changes), 1 error,
-2 changes present (only with ``--detailed-exitcode``). One user-facing error type, mapped to
-exit code 1 at this edge; no traceback reaches the user for an expected failure.
+2 changes present (only with ``--detailed-exitcode``). One user-facing error root,
+``tenantshift.errors.TenantshiftError``, mapped to exit code 1 at this edge; no traceback
+reaches the user for an expected failure, and every unexpected one keeps its traceback.
 """
 
 from __future__ import annotations
@@ -22,26 +23,19 @@ from tenantshift.engine import commands
 from tenantshift.engine.apply import ApplyResult
 from tenantshift.engine.connect import open_provider
 from tenantshift.engine.convhosts import deploy as convhosts
-from tenantshift.engine.convhosts.cloud import DeployError
-from tenantshift.engine.graph import GraphCycleError
-from tenantshift.engine.journal import JournalError
-from tenantshift.engine.lock import LockedError
-from tenantshift.engine.planning import PlanError, plan_manifest
-from tenantshift.engine.report import ReportError, plan_report
+from tenantshift.engine.planning import plan_manifest
+from tenantshift.engine.report import plan_report
 from tenantshift.engine.walker import Status
-from tenantshift.engine.workloads import WorkloadError
+from tenantshift.errors import TenantshiftError, UsageError
 from tenantshift.fileio import write_private
-from tenantshift.manifest import CloudRef, Manifest, ManifestError, load_manifest, parse_vars
+from tenantshift.manifest import CloudRef, Manifest, load_manifest, parse_vars
 from tenantshift.plans import Plan
-from tenantshift.plans.planfile import PlanFileError, load_plan, save_plan
+from tenantshift.plans.planfile import load_plan, save_plan
 from tenantshift.plans.render import plan_document, render_json
-from tenantshift.providers import ProviderError
 from tenantshift.providers.snapshot_file import save_snapshot
-from tenantshift.transfer import TransferError
 from tenantshift.views.events import JsonEvents
 from tenantshift.views.graphviz import (
     HINT,
-    GraphvizError,
     GraphvizMissing,
     output_format,
 )
@@ -85,22 +79,10 @@ VarOpt = Annotated[
     list[str] | None, typer.Option("--var", help="Template variable KEY=VALUE (repeatable).")
 ]
 
-#: Every expected failure, shown as one message without a traceback.
-USER_ERRORS = (
-    ManifestError,
-    PlanError,
-    PlanFileError,
-    ProviderError,
-    LockedError,
-    GraphCycleError,
-    WorkloadError,
-    TransferError,
-    JournalError,
-    ReportError,
-    DeployError,
-    ValueError,
-    OSError,
-)
+#: Every expected failure, shown as one message without a traceback: the product's own errors.
+#: A plain ValueError or OSError is not here: one that reaches this edge is a bug, and its
+#: traceback is what a bug report needs.
+USER_ERRORS = (TenantshiftError,)
 
 
 @contextmanager
@@ -219,8 +201,6 @@ def graph(
             sys.stdout.write(text)
             errors.print(HINT.format(name=out))
             raise typer.Exit(1) from None
-        except GraphvizError as exc:
-            raise ValueError(str(exc)) from None
         write_private(out, picture)
     console.print(f"Wrote {out}", highlight=False)
 
@@ -235,7 +215,7 @@ def _plan_for_picture(
     if plan_file is not None:
         return load_plan(plan_file)
     if manifest is None:
-        raise ValueError("give a saved plan or --manifest")
+        raise UsageError("give a saved plan or --manifest")
     return commands.plan(_load(manifest, var, env)).plan
 
 
@@ -265,9 +245,9 @@ def report(
         fmt = _report_format(out, as_json)
         if run is not None:
             if plan_file is not None:
-                raise ValueError("--run reports what the journal holds: give -m, not a plan")
+                raise UsageError("--run reports what the journal holds: give -m, not a plan")
             if manifest is None:
-                raise ValueError("--run needs the manifest (-m): the journal is in its state dir")
+                raise UsageError("--run needs the manifest (-m): the journal is in its state dir")
             document = commands.report_run(
                 _load(manifest, var, env), run, manifest_path=str(manifest.resolve())
             )
@@ -277,7 +257,7 @@ def report(
             fresh = commands.plan(_load(manifest, var, env)).plan
             document = plan_report(plan_document(fresh), origin="plan")
         else:
-            raise ValueError("give a saved plan or --manifest")
+            raise UsageError("give a saved plan or --manifest")
         text = (
             json.dumps(document, indent=2, sort_keys=True) + "\n"
             if fmt == "json"
@@ -293,14 +273,14 @@ def report(
 def _report_format(out: Path | None, as_json: bool) -> str:
     if out is None:
         if not as_json:
-            raise ValueError("give -o report.html (or report.json), or --json for stdout")
+            raise UsageError("give -o report.html (or report.json), or --json for stdout")
         return "json"
     suffix = out.suffix.lower()
     if suffix in (".html", ".htm") and not as_json:
         return "html"
     if suffix == ".json":
         return "json"
-    raise ValueError(f"{out}: a report is written as .html or .json (--json: .json only)")
+    raise UsageError(f"{out}: a report is written as .html or .json (--json: .json only)")
 
 
 @app.command()
@@ -320,7 +300,7 @@ def snapshot(
         elif cloud is not None:
             snap = open_provider(CloudRef(cloud=cloud), side).snapshot()
         else:
-            raise ValueError("give --manifest or --cloud")
+            raise UsageError("give --manifest or --cloud")
         save_snapshot(snap, out)
     console.print(f"{len(snap.resources)} resources written to {out}")
     if verbose:
@@ -348,13 +328,13 @@ def apply(
     with user_errors():
         if plan_file is not None:
             if target:
-                raise ValueError("--target goes with --manifest; a saved plan has its targets")
+                raise UsageError("--target goes with --manifest; a saved plan has its targets")
             saved = load_plan(plan_file)
             loaded = _load(plan_manifest(saved, manifest), var, env)
         elif manifest is not None:
             loaded = _load(manifest, var, env)
         else:
-            raise ValueError("give a saved plan or --manifest")
+            raise UsageError("give a saved plan or --manifest")
         progress = ApplyProgress(console)
         with progress:
             if plan_file is not None:
@@ -385,14 +365,14 @@ def _apply_json(
         events = JsonEvents(sys.stdout)
         if plan_file is not None:
             if target:
-                raise ValueError("--target goes with --manifest; a saved plan has its targets")
+                raise UsageError("--target goes with --manifest; a saved plan has its targets")
             saved = load_plan(plan_file)
             loaded = _load(plan_manifest(saved, manifest), var, env)
             with events:
                 result: ApplyResult | None = commands.apply_saved(saved, loaded, listener=events)
         elif manifest is not None:
             if not auto_approve:
-                raise ValueError("--json cannot ask for confirmation: add --auto-approve")
+                raise UsageError("--json cannot ask for confirmation: add --auto-approve")
             loaded = _load(manifest, var, env)
             with events:
                 _, result = commands.apply_manifest(
@@ -402,7 +382,7 @@ def _apply_json(
                     listener=events,
                 )
         else:
-            raise ValueError("give a saved plan or --manifest")
+            raise UsageError("give a saved plan or --manifest")
     if result is None:
         events.emit(type="result", ok=True, done=0, failed=0, skipped=0, run_id=None)
         return

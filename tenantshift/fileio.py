@@ -12,6 +12,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from tenantshift.errors import LocalFileError
+
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 
@@ -22,7 +24,17 @@ def write_private(path: Path, text: str | bytes) -> None:
     The temporary comes from ``mkstemp`` (random name, ``O_EXCL``, mode 0600) in the target's
     directory, so ``os.replace`` is a rename on one filesystem: a reader sees the old file or
     the new one, never half of it, and a symlink at ``path`` is replaced, not followed.
+    ``LocalFileError`` when the system refuses.
     """
+    try:
+        _replace(path, text)
+    except OSError as exc:
+        # The path is the user's (-o, the state directory): a missing permission, a full disk
+        # or a directory where the file should go is theirs to fix, not a bug of ours.
+        raise LocalFileError(f"{path}: cannot write it: {exc.strerror or exc}") from exc
+
+
+def _replace(path: Path, text: str | bytes) -> None:
     directory = path.parent
     if not directory.exists():
         directory.mkdir(parents=True, mode=DIR_MODE)

@@ -24,6 +24,7 @@ from tenantshift.engine.planning import PlanResult, check_fresh, make_plan
 from tenantshift.engine.report import ReportError, run_report
 from tenantshift.engine.walker import Listener
 from tenantshift.engine.workloads import sweep
+from tenantshift.errors import UsageError
 from tenantshift.manifest import Manifest
 from tenantshift.plans import Plan
 from tenantshift.providers import Provider
@@ -104,7 +105,7 @@ def _apply(
 
 def snapshot(manifest: Manifest, side: str) -> Any:
     if side not in ("source", "destination"):
-        raise ValueError("--side is source or destination")
+        raise UsageError("--side is source or destination")
     ref = manifest.source if side == "source" else manifest.destination
     return open_provider(ref, side).snapshot()
 

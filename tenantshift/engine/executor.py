@@ -9,13 +9,14 @@ from typing import Any
 
 from tenantshift.engine.graph import Node, Step
 from tenantshift.engine.journal import Journal
+from tenantshift.errors import TenantshiftError
 from tenantshift.plans import Action, Change, Plan
 from tenantshift.providers import Provider, ProviderError
 from tenantshift.resources import REGISTRY, Record
 from tenantshift.resources.snapshot import params_from_record
 
 
-class BlockedError(Exception):
+class BlockedError(TenantshiftError):
     pass
 
 

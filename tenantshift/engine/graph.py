@@ -19,11 +19,12 @@ from collections import defaultdict
 import networkx as nx
 
 from tenantshift.engine.nodes import Node, ResourceNode, Step, nodes_for
+from tenantshift.errors import TenantshiftError
 from tenantshift.plans import Action, Change, Plan
 from tenantshift.resources import REGISTRY
 
 
-class GraphCycleError(Exception):
+class GraphCycleError(TenantshiftError):
     def __init__(self, cycle: list[str]) -> None:
         super().__init__("dependency cycle: " + " -> ".join([*cycle, cycle[0]]))
         self.cycle = cycle

@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tenantshift.errors import TenantshiftError
+
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
@@ -39,7 +41,7 @@ class RunInfo:
 JOURNAL_FILE = "journal.sqlite"
 
 
-class JournalError(Exception):
+class JournalError(TenantshiftError):
     """The journal cannot be read or written (corrupt file, full disk): said with its path."""
 
 

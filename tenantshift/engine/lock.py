@@ -18,8 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
+from tenantshift.errors import LocalFileError, TenantshiftError
 
-class LockedError(Exception):
+
+class LockedError(TenantshiftError):
     pass
 
 
@@ -74,8 +76,15 @@ class ApplyLock:
 
 
 def _take(path: Path, what: str) -> int:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        # The first write into the state directory of a run: a directory the user cannot
+        # write (or a symlink planted at the lock) is reported here, before any cloud call.
+        raise LocalFileError(
+            f"cannot take the apply lock of {what}: {path}: {exc.strerror or exc}"
+        ) from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -17,6 +17,7 @@ from tenantshift.engine.journal import JOURNAL_FILE, Journal
 from tenantshift.engine.links import Links
 from tenantshift.engine.temporary import Temporary
 from tenantshift.engine.workload_plan import check_workloads
+from tenantshift.errors import TenantshiftError
 from tenantshift.manifest import Manifest, manifest_hash
 from tenantshift.manifest.deployed import RecordError, read_record
 from tenantshift.plans import Action, Change, Fingerprint, Plan, diff
@@ -26,7 +27,7 @@ from tenantshift.resources.marker import migration_id
 from tenantshift.resources.snapshot import duplicate_groups
 
 
-class PlanError(Exception):
+class PlanError(TenantshiftError):
     pass
 
 

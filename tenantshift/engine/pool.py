@@ -24,6 +24,8 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from tenantshift.errors import TenantshiftError
+
 
 def plan_pairs(sizes: Iterable[tuple[str, int]], pairs: Sequence[str]) -> dict[str, str]:
     """``{workload: pair}`` for ``(workload, bytes)``: largest first, each to the pair with
@@ -40,7 +42,7 @@ def plan_pairs(sizes: Iterable[tuple[str, int]], pairs: Sequence[str]) -> dict[s
     return out
 
 
-class NoPairError(Exception):
+class NoPairError(TenantshiftError):
     """Every pair of the pool is down: nothing can copy."""
 
 

@@ -13,13 +13,14 @@ from typing import Any
 
 from tenantshift import __version__
 from tenantshift.engine.journal import Journal, RunInfo
+from tenantshift.errors import TenantshiftError
 
 REPORT_FORMAT_VERSION = 1
 
 Doc = dict[str, Any]
 
 
-class ReportError(Exception):
+class ReportError(TenantshiftError):
     """The report cannot be made (no such run, no apply yet): said with what to do."""
 
 

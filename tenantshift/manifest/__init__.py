@@ -3,7 +3,7 @@
 The lowest layer of tenantshift: it imports nothing else from the package.
 """
 
-from tenantshift.manifest.api import canonical_json, load_manifest, manifest_hash, parse_vars
+from tenantshift.manifest.api import load_manifest, manifest_hash, manifest_json, parse_vars
 from tenantshift.manifest.errors import Diagnostic, ManifestError
 from tenantshift.manifest.schema import (
     DEFAULT_PAIR,
@@ -43,8 +43,8 @@ __all__ = [
     "Options",
     "Select",
     "Workloads",
-    "canonical_json",
     "load_manifest",
     "manifest_hash",
+    "manifest_json",
     "parse_vars",
 ]

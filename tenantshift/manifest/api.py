@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -11,13 +10,15 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from tenantshift.canonical import canonical_json
+from tenantshift.errors import UsageError
 from tenantshift.manifest.deployed import RecordError, with_deployed_hosts
 from tenantshift.manifest.errors import Diagnostic, ManifestError
 from tenantshift.manifest.loader import LineMap, parse_yaml, render_template, template_environ
 from tenantshift.manifest.schema import BASE_DIR, Manifest
 from tenantshift.manifest.validation import validation_diagnostics
 
-__all__ = ["canonical_json", "load_manifest", "manifest_hash", "parse_vars"]
+__all__ = ["load_manifest", "manifest_hash", "manifest_json", "parse_vars"]
 
 #: Bumped when the canonical form changes, so old plans are seen as stale, not as matching.
 _HASH_FORMAT = "tenantshift-manifest-hash/1"
@@ -113,14 +114,14 @@ def _strip_secrets(value: Any, base: Path | None = None) -> Any:
     return value
 
 
-def canonical_json(model: BaseModel, base: Path | None = None) -> str:
+def manifest_json(model: BaseModel, base: Path | None = None) -> str:
     """The manifest as canonical JSON (sorted keys, no whitespace), secrets left out entirely.
     This is what :func:`manifest_hash` hashes; nothing secret can reach a plan through it.
     ``base``: the manifest's directory; paths under it are written relative to it."""
     # Python mode keeps SecretStr objects recognisable, so they can be dropped by type rather
     # than by guessing field names.
     data = _strip_secrets(model.model_dump(mode="python"), base)
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return canonical_json(data, ensure_ascii=False)
 
 
 def manifest_hash(manifest: Manifest) -> str:
@@ -128,7 +129,7 @@ def manifest_hash(manifest: Manifest) -> str:
     records it; a different hash at apply time means the manifest changed since the plan.
     Where the manifest lives is not part of it: relative paths are hashed as written."""
     base = manifest.path.parent if manifest.path is not None else None
-    payload = f"{_HASH_FORMAT}\n{canonical_json(manifest, base)}".encode()
+    payload = f"{_HASH_FORMAT}\n{manifest_json(manifest, base)}".encode()
     return hashlib.sha256(payload).hexdigest()
 
 
@@ -139,6 +140,6 @@ def parse_vars(items: Iterable[str]) -> dict[str, str]:
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ValueError(f"--var expects key=value, got {item!r}")
+            raise UsageError(f"--var expects key=value, got {item!r}")
         out[key] = value
     return out

@@ -15,11 +15,11 @@ a run killed at any point leaves a record that the next run (or ``remove``) can 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from tenantshift.errors import TenantshiftError
+from tenantshift.fileio import write_private
 from tenantshift.manifest.schema import ConversionHost, ConversionHosts, Manifest
 
 __all__ = [
@@ -38,7 +38,7 @@ RECORD_FORMAT = "tenantshift-conversion-hosts/1"
 SIDES = ("source", "destination")
 
 
-class RecordError(Exception):
+class RecordError(TenantshiftError):
     """The record exists but cannot be read as one."""
 
 
@@ -65,20 +65,10 @@ def read_record(state_dir: Path) -> dict[str, Any]:
 
 def write_record(state_dir: Path, hosts: dict[str, Any]) -> None:
     """Atomically (rename), mode 0600 from the start: it names servers and addresses of the
-    user's clouds. No secret is ever in it (the private key stays in ``key_file``)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    path = record_path(state_dir)
+    user's clouds. No secret is ever in it (the private key stays in ``key_file``).
+    ``LocalFileError`` when the state directory cannot be written."""
     body = json.dumps({"format": RECORD_FORMAT, "hosts": hosts}, indent=2, sort_keys=True)
-    fd, tmp = tempfile.mkstemp(prefix=".conversion-hosts-", dir=state_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(body + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_private(record_path(state_dir), body + "\n")
 
 
 def deployed_entry(host: ConversionHost, entry: Any) -> dict[str, Any] | None:

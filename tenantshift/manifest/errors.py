@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tenantshift.errors import TenantshiftError
+
 __all__ = ["Diagnostic", "ManifestError", "format_field"]
 
 
@@ -44,7 +46,7 @@ class Diagnostic:
         return text
 
 
-class ManifestError(Exception):
+class ManifestError(TenantshiftError):
     """The manifest could not be loaded. ``str()`` gives one line per diagnostic."""
 
     def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:

@@ -7,13 +7,14 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from tenantshift.errors import TenantshiftError
 from tenantshift.fileio import write_private
 from tenantshift.plans.model import PLAN_FORMAT_VERSION, Action, Plan
 from tenantshift.plans.render import render_json
 from tenantshift.resources import REGISTRY
 
 
-class PlanFileError(Exception):
+class PlanFileError(TenantshiftError):
     pass
 
 

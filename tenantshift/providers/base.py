@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from tenantshift.errors import TenantshiftError
 from tenantshift.resources import REGISTRY, Record, Snapshot
 from tenantshift.resources.marker import same_source
 from tenantshift.resources.snapshot import params_from_record
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from tenantshift.providers.workload import WorkloadVerbs
 
 
-class ProviderError(Exception):
+class ProviderError(TenantshiftError):
     """A cloud call failed. ``call`` names the API call, ``detail`` is the cloud's own message."""
 
     def __init__(self, message: str, *, call: str | None = None, retryable: bool = False) -> None:

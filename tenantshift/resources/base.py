@@ -9,13 +9,14 @@ kind is one new module here, plus its provider handler (docs/architecture.md, "H
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from graphlib import TopologicalSorter
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
+
+from tenantshift.canonical import canonical_json
 
 #: Raw record: what a provider reads and writes. Declared field names as keys; references hold
 #: the referenced resource's *id* in that cloud, external references hold a *name*; plus "id",
@@ -24,10 +25,6 @@ Record = dict[str, Any]
 
 KeyResolver = Callable[[str], str]
 """Given an address, return its key (the part after ``kind.``); used to build child keys."""
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def sort_unordered(value: Any) -> Any:

@@ -80,7 +80,7 @@ def _mapped(kind: Kind, field_name: str, value: Any, mappings: Map | None) -> An
     declared = kind.field(field_name)
     # An unnamed resource (a port) stays unnamed: the template would invent a name.
     if declared.is_name and value and value not in kind.builtin_names:
-        return str(mappings.names).format(name=value, kind=kind.name)
+        return mappings.rename(kind.name, value)
     if declared.mapping:
         table: Mapping[str, str] = getattr(mappings, declared.mapping) or {}
         return table.get(value, value)

@@ -11,12 +11,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from tenantshift.canonical import canonical_json
 from tenantshift.resources.base import (
     REGISTRY,
     Kind,
     Record,
     Resource,
-    canonical_json,
     key_of,
     make_address,
     sort_unordered,

@@ -1,8 +1,10 @@
 """The conversion-host data path: copy volumes from the source conversion host to the
 destination one, directly between them, extents only, hashed, verified and resumable.
 
-See docs/transfer.md. The workload engine calls :func:`copy_volumes` (or a
-:class:`TransferSession` when it wants to interleave copies with other steps).
+See docs/transfer.md. The workload engine opens one :class:`TransferSession` per conversion
+host pair for a whole apply (``ApplyContext.transfer_session``) and copies through it between
+its other steps; :func:`copy_volumes` is the one-shot form, a session around one batch of copies
+(the transfer benchmark and tests use it).
 """
 
 from .errors import (

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from tenantshift.errors import TenantshiftError
+
 from .model import TransferResult
 
 
-class TransferError(Exception):
+class TransferError(TenantshiftError):
     """A volume copy (or the session around it) failed."""
 
 

@@ -7,6 +7,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from tenantshift.errors import TenantshiftError, UsageError
+
 #: Output file suffixes ``graph -o`` accepts, and the ``dot -T`` format each needs (None: DOT).
 FORMATS: dict[str, str | None] = {".svg": "svg", ".png": "png", ".dot": None, ".gv": None}
 
@@ -16,7 +18,7 @@ HINT = (
 )
 
 
-class GraphvizError(Exception):
+class GraphvizError(TenantshiftError):
     """``dot`` is missing or failed."""
 
 
@@ -25,10 +27,10 @@ class GraphvizMissing(GraphvizError):
 
 
 def output_format(path: Path) -> str | None:
-    """The ``dot -T`` format for ``path``; None for a DOT file; ValueError for anything else."""
+    """The ``dot -T`` format for ``path``; None for a DOT file; ``UsageError`` for anything else."""
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
-        raise ValueError(
+        raise UsageError(
             f"{path}: the graph is written as {', '.join(FORMATS)} (by its suffix), not {suffix!r}"
         )
     return FORMATS[suffix]

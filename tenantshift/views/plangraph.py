@@ -14,6 +14,8 @@ from typing import Any
 
 import networkx as nx
 
+from tenantshift.errors import UsageError
+
 #: Node categories: a blocked change is shown as blocked whatever its action.
 CATEGORIES = ("create", "update", "replace", "delete", "migrate", "no-op", "blocked")
 
@@ -155,7 +157,7 @@ def render_plan_dot(
     """DOT of a plan graph: nodes in one cluster per kind (or per network, or none), collapsed
     edges dashed, and a legend of the seven categories."""
     if cluster not in CLUSTERS:
-        raise ValueError(f"--cluster is one of {', '.join(CLUSTERS)}, not {cluster!r}")
+        raise UsageError(f"--cluster is one of {', '.join(CLUSTERS)}, not {cluster!r}")
     lines = [
         "digraph plan {",
         "  rankdir=LR; newrank=true; compound=true;",

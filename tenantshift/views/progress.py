@@ -22,6 +22,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 
 from tenantshift.engine.nodes import Node
 from tenantshift.engine.walker import Listener, Outcome, Status
+from tenantshift.errors import UsageError
 from tenantshift.views.plangraph import human_bytes
 from tenantshift.views.tally import Tally, Workload
 
@@ -37,9 +38,9 @@ def interval_from_env() -> float:
     try:
         value = float(raw) if raw else DEFAULT_INTERVAL
     except ValueError:
-        raise ValueError(f"{INTERVAL_ENV} must be a number of seconds, not {raw!r}") from None
+        raise UsageError(f"{INTERVAL_ENV} must be a number of seconds, not {raw!r}") from None
     if not 0.1 <= value <= 3600:
-        raise ValueError(f"{INTERVAL_ENV} must be between 0.1 and 3600 seconds")
+        raise UsageError(f"{INTERVAL_ENV} must be between 0.1 and 3600 seconds")
     return value
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from tenantshift.engine.planning import PlanError, make_plan
 from tenantshift.manifest import Manifest
+from tenantshift.plans import Action
 from tenantshift.providers.memory import MemoryProvider
 from tenantshift.providers.openstack.provider import normalized_url
 from tests.engine.topology import build_source
@@ -43,17 +44,24 @@ def test_two_spellings_of_one_keystone_reaching_one_neutron_are_one_project() ->
         make_plan(MANIFEST, source, destination)
 
 
+def _planned_changes(source: MemoryProvider, destination: MemoryProvider) -> dict[str, str]:
+    """Every change but the no-ops, after giving the source one network to migrate."""
+    source.create("network", {"name": "app"}, None)
+    plan = make_plan(MANIFEST, source, destination).plan
+    return {c.address: str(c.action) for c in plan.changes if c.action != Action.NOOP}
+
+
 def test_one_project_id_in_two_clouds_is_a_migration() -> None:
     """An identity database copied into a new cloud keeps the project ids."""
     source = _Project("src", "https://old:5000#p-1", "p-1", {"network https://old:9696"})
     destination = _Project("dst", "https://new:5000#p-1", "p-1", {"network https://new:9696"})
-    assert make_plan(MANIFEST, source, destination).plan is not None
+    assert _planned_changes(source, destination) == {"network.app": "create"}
 
 
 def test_two_projects_of_one_cloud_are_a_migration() -> None:
     source = MemoryProvider("src", identity="https://k:5000#p-1")
     destination = MemoryProvider("dst", identity="https://k:5000#p-2")
-    assert make_plan(MANIFEST, source, destination).plan is not None
+    assert _planned_changes(source, destination) == {"network.app": "create"}
 
 
 @pytest.mark.parametrize(

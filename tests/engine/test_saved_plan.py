@@ -11,6 +11,7 @@ import pytest
 
 from tenantshift.engine.planning import (
     PlanError,
+    StalePlanError,
     TamperedPlanError,
     check_fresh,
     make_plan,
@@ -50,8 +51,18 @@ def _saved_then_edited(
 def test_an_untouched_saved_plan_passes(tmp_path: Path) -> None:
     source, destination = _clouds()
     path = tmp_path / "next.plan"
-    save_plan(make_plan(MANIFEST, source, destination).plan, path)
-    check_fresh(load_plan(path), MANIFEST, source, destination)
+    made = make_plan(MANIFEST, source, destination).plan
+    save_plan(made, path)
+    saved = load_plan(path)
+    assert saved.changes == made.changes
+    src, dst = check_fresh(saved, MANIFEST, source, destination)
+    # Checked against what both clouds hold now, which is what the plan recorded.
+    assert (src.fingerprint(), dst.fingerprint()) == (saved.source.digest, saved.destination.digest)
+    assert set(src.resources) == set(source.snapshot().resources)
+    # The same file is refused once the destination moves: the pass above was a real check.
+    destination.create("network", {"name": "by-hand"}, None)
+    with pytest.raises(StalePlanError, match=r"network\.by-hand"):
+        check_fresh(saved, MANIFEST, source, destination)
 
 
 def test_an_added_delete_of_a_resource_not_ours_is_refused(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ import pytest
 from tests.debian import ensure_debian
 from tests.integration.conftest import Devcloud, run_cli
 from tests.integration.test_workload_migration import manifest_text, wipe_destination
-from tests.views.test_report import assert_self_contained, dom_of
+from tests.views.html_dom import assert_self_contained, dom_of
 
 pytestmark = pytest.mark.devcloud
 

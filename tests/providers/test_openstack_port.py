@@ -5,9 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from openstack.network.v2 import port
-from openstack.test.fakes import generate_fake_resource
-
 from tenantshift.providers.openstack.kinds import neutron_records as nrec
 from tenantshift.providers.openstack.kinds.port import (
     address_pairs_request,
@@ -15,34 +12,7 @@ from tenantshift.providers.openstack.kinds.port import (
     owned_by_migration,
 )
 from tenantshift.resources import REGISTRY, normalize
-from tests.providers.test_openstack_provider import fake_conn, provider
-
-MAC = "fa:16:3e:00:00:01"
-
-
-def fake_port(**attrs: Any) -> Any:
-    base: dict[str, Any] = {
-        "id": "p1",
-        "network_id": "n1",
-        "name": "",
-        "description": None,
-        "device_owner": "compute:nova",
-        "device_id": "srv-1",
-        "mac_address": MAC,
-        "fixed_ips": [
-            {"subnet_id": "s2", "ip_address": "10.20.0.60"},
-            {"subnet_id": "s1", "ip_address": "10.10.0.60"},
-        ],
-        "security_group_ids": ["g2", "g1"],
-        "allowed_address_pairs": [
-            {"ip_address": "10.10.0.200", "mac_address": MAC},
-            {"ip_address": "10.10.0.100", "mac_address": "fa:16:3e:99:99:99"},
-        ],
-        "is_port_security_enabled": True,
-        "is_admin_state_up": True,
-        "tags": ["tenantshift-src:src-p1"],
-    }
-    return generate_fake_resource(port.Port, **{**base, **attrs})
+from tests.providers.openstack_fakes import fake_conn, fake_port, provider
 
 
 def test_port_record() -> None:

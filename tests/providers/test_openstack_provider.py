@@ -6,61 +6,21 @@ down the call pattern (one list per kind, tags before names) and the write paths
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from unittest import mock
 
 import pytest
-import requests
-from openstack import exceptions as sdk_exc
 from openstack.compute.v2 import keypair
 from openstack.network.v2 import network, port, router, security_group, security_group_rule, subnet
 from openstack.test.fakes import generate_fake_resource
 
 from tenantshift.providers import NotFoundError, Provider, ProviderError
-from tenantshift.providers.openstack import OpenStackProvider, RetryPolicy
-
-
-def http_error(status: int, message: str) -> Exception:
-    response = requests.Response()
-    response.status_code = status
-    response.headers["content-type"] = "application/json"
-    response._content = json.dumps({"NeutronError": {"message": message}}).encode()
-    try:
-        sdk_exc.raise_from_response(response)
-    except sdk_exc.SDKException as exc:
-        return exc
-    raise AssertionError
-
-
-def fake_conn() -> mock.MagicMock:
-    conn = mock.MagicMock()
-    conn.session.session.hooks = {"response": []}
-    conn.current_project_id = "p1"
-    # tag-creation is POST .../{id}/tags; only ports take tags in their own POST (ML2's
-    # tag-ports-during-bulk-creation), as Neutron 29's API definitions say.
-    conn.network.extensions.return_value = [
-        mock.Mock(alias="tag-creation"),
-        mock.Mock(alias="tag-ports-during-bulk-creation"),
-    ]
-    conn.network.networks.return_value = []
-    conn.image.request.return_value = json_response({"images": []})
-    return conn
-
-
-def json_response(body: Any, status: int = 200) -> requests.Response:
-    """What Glance answers (the image handler reads Glance's JSON documents)."""
-    response = requests.Response()
-    response.status_code = status
-    response.headers["content-type"] = "application/json"
-    response._content = json.dumps(body).encode()
-    return response
-
-
-def provider(conn: mock.MagicMock) -> OpenStackProvider:
-    return OpenStackProvider(
-        conn, label="fake", retry=RetryPolicy(attempts=3, base_delay=0, sleep=lambda _s: None)
-    )
+from tests.providers.openstack_fakes import (
+    fake_conn,
+    fake_port,
+    http_error,
+    provider,
+)
 
 
 def net(id: str, name: str, tags: list[str] | None = None, external: bool = False) -> Any:
@@ -249,8 +209,6 @@ def test_a_network_is_tagged_right_after_its_create_in_one_call() -> None:
 
 
 def test_a_port_takes_its_tags_in_the_post_where_ml2_allows() -> None:
-    from tests.providers.test_openstack_port import fake_port
-
     conn = fake_conn()
     conn.network.create_port.side_effect = lambda **a: fake_port(tags=a["tags"])
     params = {"network": "n1", "fixed_ips": [], "tags": ["x"]}
@@ -395,8 +353,6 @@ def test_get_returns_none_when_gone_and_keypairs_by_name() -> None:
 
 def test_a_refused_tagged_post_is_retried_without_tags_and_stamped_after() -> None:
     """The extension is announced but the POST refuses tags: the handler stops sending them."""
-    from tests.providers.test_openstack_port import fake_port
-
     conn = fake_conn()
     conn.network.create_port.side_effect = [
         http_error(400, "Attribute 'tags' not allowed in POST"),

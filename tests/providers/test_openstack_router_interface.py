@@ -10,7 +10,7 @@ from openstack.network.v2 import port, subnet
 from openstack.test.fakes import generate_fake_resource
 
 from tenantshift.providers import ProviderError
-from tests.providers.test_openstack_provider import fake_conn, http_error, provider
+from tests.providers.openstack_fakes import fake_conn, http_error, provider
 
 ROUTER, SUBNET, NETWORK = "r1", "s1", "n1"
 

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tenantshift import cli
+from tenantshift.errors import UsageError
 from tenantshift.plans import Action, Change
 from tenantshift.plans.render import plan_document
 from tenantshift.views.plangraph import (
@@ -22,8 +23,8 @@ from tenantshift.views.plangraph import (
     plan_graph,
     render_plan_dot,
 )
+from tests.cli_memory import run
 from tests.plans.plans_data import full_plan
-from tests.test_cli import clouds, manifest  # noqa: F401  (fixtures)
 
 runner = CliRunner()
 
@@ -144,7 +145,7 @@ def test_clusters_by_kind_or_by_network() -> None:
     by_kind = render_plan_dot(graph, cluster="kind", legend=False)
     assert by_kind.count("subgraph cluster_") == 4
     assert "subgraph" not in render_plan_dot(graph, cluster="none", legend=False)
-    with pytest.raises(ValueError, match="--cluster"):
+    with pytest.raises(UsageError, match="--cluster"):
         render_plan_dot(graph, cluster="color")
 
 
@@ -156,12 +157,7 @@ def test_labels_with_quotes_stay_valid_dot() -> None:
 # -- the command, on memory clouds ---------------------------------------------------------
 
 
-def run(*args: str) -> tuple[int, str]:
-    result = runner.invoke(cli.app, list(args))
-    return result.exit_code, result.output
-
-
-def test_graph_prints_dot_and_changes_only(manifest: Path, clouds: dict) -> None:  # noqa: F811
+def test_graph_prints_dot_and_changes_only(manifest: Path, clouds: dict) -> None:
     code, out = run("graph", "-m", str(manifest))
     assert code == 0, out
     assert out.startswith("digraph plan {") and 'shape="box"' in out
@@ -177,8 +173,8 @@ def test_graph_prints_dot_and_changes_only(manifest: Path, clouds: dict) -> None
 
 
 def test_graph_writes_svg_and_png_with_graphviz(
-    manifest: Path,  # noqa: F811
-    clouds: dict,  # noqa: F811
+    manifest: Path,
+    clouds: dict,
     tmp_path: Path,
     graphviz_dot: str,
 ) -> None:
@@ -204,21 +200,19 @@ def test_graph_writes_svg_and_png_with_graphviz(
 
 
 def test_graph_without_graphviz_prints_dot_and_a_hint(
-    manifest: Path,  # noqa: F811
-    clouds: dict,  # noqa: F811
+    manifest: Path,
+    clouds: dict,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    result = runner.invoke(
-        cli.app, ["graph", "-m", str(manifest), "-o", str(tmp_path / "p.svg")]
-    )
+    result = runner.invoke(cli.app, ["graph", "-m", str(manifest), "-o", str(tmp_path / "p.svg")])
     assert result.exit_code == 1
     assert result.stdout.startswith("digraph plan {")
     assert "apt-get install graphviz" in result.stderr
     assert not (tmp_path / "p.svg").exists()
 
 
-def test_graph_refuses_an_unknown_picture_format(manifest: Path, clouds: dict) -> None:  # noqa: F811
+def test_graph_refuses_an_unknown_picture_format(manifest: Path, clouds: dict) -> None:
     code, out = run("graph", "-m", str(manifest), "-o", "plan.jpeg")
     assert code == 1 and "by its suffix" in out

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from tenantshift.engine.nodes import Step, WorkloadNode
 from tenantshift.engine.walker import Outcome, Status
+from tenantshift.errors import UsageError
 from tenantshift.plans import Action, Change
 from tenantshift.views.events import JsonEvents
 from tenantshift.views.progress import INTERVAL_ENV, ApplyProgress, interval_from_env
@@ -142,8 +143,8 @@ def test_the_pace_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(INTERVAL_ENV, "2.5")
     assert interval_from_env() == 2.5
     monkeypatch.setenv(INTERVAL_ENV, "soon")
-    with pytest.raises(ValueError, match="number of seconds"):
+    with pytest.raises(UsageError, match="number of seconds"):
         interval_from_env()
     monkeypatch.setenv(INTERVAL_ENV, "0")
-    with pytest.raises(ValueError, match="between"):
+    with pytest.raises(UsageError, match="between"):
         interval_from_env()

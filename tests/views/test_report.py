@@ -7,76 +7,26 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from tenantshift import cli
 from tenantshift.engine.journal import Journal
 from tenantshift.engine.report import run_report
 from tenantshift.providers import ProviderError
 from tenantshift.providers.memory import MemoryProvider
 from tenantshift.views.plangraph import CATEGORIES
 from tenantshift.views.report_html import render_html
-from tests.test_cli import clouds, manifest  # noqa: F401  (fixtures)
+from tests.cli_memory import run
+from tests.views.html_dom import assert_self_contained, dom_of
 
-runner = CliRunner()
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "report.md"
 
 
-def run(*args: str) -> tuple[int, str]:
-    result = runner.invoke(cli.app, list(args))
-    return result.exit_code, result.output
-
-
-class Dom(HTMLParser):
-    """What a reader of the HTML can see: ids with their text, every tag and attribute."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-        self.text_by_id: dict[str, str] = {}
-        self._open: list[str | None] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        found = dict(attrs)
-        self.tags.append((tag, found))
-        if tag not in ("br", "meta", "input", "path", "rect", "line", "polygon", "ellipse"):
-            self._open.append(found.get("id"))
-
-    def handle_endtag(self, tag: str) -> None:
-        if self._open and tag not in ("br", "meta", "input"):
-            self._open.pop()
-
-    def handle_data(self, data: str) -> None:
-        if self._open and self._open[-1]:
-            key = str(self._open[-1])
-            self.text_by_id[key] = self.text_by_id.get(key, "") + data
-
-
-def dom_of(html: str) -> Dom:
-    dom = Dom()
-    dom.feed(html)
-    return dom
-
-
-def assert_self_contained(html: str) -> None:
-    """Nothing is fetched: no external script, style, image, font or frame."""
-    dom = dom_of(html)
-    for tag, attrs in dom.tags:
-        for name in ("src", "href", "xlink:href", "action", "data"):
-            value = attrs.get(name) or ""
-            assert not re.match(r"\s*(https?:|//|ftp:)", value), (tag, name, value)
-        assert tag not in ("link", "iframe", "img", "object", "embed"), tag
-    assert "@import" not in html and "url(http" not in html
-
-
 def test_report_of_a_fresh_plan(
-    manifest: Path,  # noqa: F811
-    clouds: dict[str, MemoryProvider],  # noqa: F811
+    manifest: Path,
+    clouds: dict[str, MemoryProvider],
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "report.html"
@@ -95,8 +45,8 @@ def test_report_of_a_fresh_plan(
 
 
 def test_report_json_twin_from_a_saved_plan(
-    manifest: Path,  # noqa: F811
-    clouds: dict[str, MemoryProvider],  # noqa: F811
+    manifest: Path,
+    clouds: dict[str, MemoryProvider],
     tmp_path: Path,
 ) -> None:
     plan_file = tmp_path / "p.plan"
@@ -142,8 +92,8 @@ def failing_destination(pair: dict[str, MemoryProvider], kind: str) -> None:
 
 
 def test_report_of_an_applied_run_has_every_step_and_what_is_left(
-    manifest: Path,  # noqa: F811
-    clouds: dict[str, MemoryProvider],  # noqa: F811
+    manifest: Path,
+    clouds: dict[str, MemoryProvider],
     tmp_path: Path,
 ) -> None:
     failing_destination(clouds, "keypair")
@@ -273,8 +223,8 @@ def test_report_needs_a_source(args: list[str]) -> None:
 
 
 def test_without_graphviz_the_report_still_draws_every_change(
-    manifest: Path,  # noqa: F811
-    clouds: dict[str, MemoryProvider],  # noqa: F811
+    manifest: Path,
+    clouds: dict[str, MemoryProvider],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -36,6 +36,7 @@ from tenantshift.engine.convhosts.hostkeys import (
     fingerprint,
 )
 from tenantshift.engine.lock import ApplyLock, LockedError
+from tenantshift.errors import TenantshiftError
 from tenantshift.manifest import ConversionHost, ConversionHosts, Manifest
 from tenantshift.manifest.deployed import SIDES, read_record, write_record
 from tenantshift.manifest.schema import Deploy
@@ -57,7 +58,7 @@ Say = Callable[[str], None]
 OpsFor = Callable[[Manifest, str], ConversionHostOps]
 
 
-class DeployError(Exception):
+class DeployError(TenantshiftError):
     """A deploy or remove decision failed; the message says which resource and why."""
 
 
@@ -182,7 +183,13 @@ class _Host:
     # -- steps -----------------------------------------------------------------------------
     def keypair(self) -> str:
         name = self.deploy.keypair
-        public = reach.public_key_of(str(self.host.key_file))
+        try:
+            public = reach.public_key_of(str(self.host.key_file))
+        except (OSError, asyncssh.KeyImportError) as exc:
+            # key_file is the manifest's: a path that is wrong or a file that is no key.
+            raise DeployError(
+                f"{self.side}: key_file {self.host.key_file}: cannot read a private key: {exc}"
+            ) from None
         found = self.ops.keypair(name)
         if found is None:
             self.own("keypair")

@@ -15,6 +15,8 @@ import binascii
 import hashlib
 from dataclasses import dataclass
 
+from tenantshift.errors import TenantshiftError
+
 __all__ = [
     "BEGIN",
     "END",
@@ -37,7 +39,7 @@ _KEY_TYPES = (
 )
 
 
-class HostKeyRefused(Exception):
+class HostKeyRefused(TenantshiftError):
     """The offered host key cannot be trusted; the message says why and what to do."""
 
 

@@ -33,6 +33,7 @@ from tenantshift.engine.context import ApplyContext
 from tenantshift.engine.nodes import Node
 from tenantshift.engine.pool import NoPairError
 from tenantshift.engine.temporary import Temporary
+from tenantshift.errors import TenantshiftError
 from tenantshift.manifest import DEFAULT_PAIR, ConversionPair, Workloads
 from tenantshift.plans import Change
 from tenantshift.providers.workload import WorkloadVerbs
@@ -61,7 +62,7 @@ Info = dict[str, Any]
 Sizes = dict[str | None, int]
 
 
-class WorkloadError(Exception):
+class WorkloadError(TenantshiftError):
     pass
 
 

@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 
-SPARSE_PY = Path(__file__).resolve().parents[2] / "devcloud" / "ext" / "devcloud_ext" / "sparse.py"
+SPARSE_PY = Path(__file__).resolve().parents[1] / "devcloud" / "ext" / "devcloud_ext" / "sparse.py"
 MiB = 1024 * 1024
 
 
