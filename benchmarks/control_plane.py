@@ -437,9 +437,9 @@ def child_plan(manifest_path: Path, out: Path) -> dict[str, Any]:
 def child_apply(manifest_path: Path, plan_path: Path) -> dict[str, Any]:
     from tenantshift.engine.apply import apply_plan
     from tenantshift.engine.commands import identity_of, providers
-    from tenantshift.engine.context import ApplySettings
-    from tenantshift.engine.lock import ApplyLock
-    from tenantshift.engine.walker import Status
+    from tenantshift.engine.state.lock import ApplyLock
+    from tenantshift.engine.walk.context import ApplySettings
+    from tenantshift.engine.walk.walker import Status
     from tenantshift.manifest import load_manifest
     from tenantshift.plans.planfile import load_plan
 

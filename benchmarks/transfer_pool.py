@@ -10,7 +10,7 @@ The link: every pair's source host is reached through its own token-bucket TCP p
 direction). The copies' SSH connections (the orchestrator's control connection and the
 destination host's pull) go through it, so the limit is on the bytes on that pair's wire, as a
 WAN link between two sites would impose, whatever the copy does: nothing in tenantshift
-sleeps. Copies are scheduled exactly as ``plan`` and ``apply`` do (``engine/pool.py``: each
+sleeps. Copies are scheduled exactly as ``plan`` and ``apply`` do (``engine/walk/pool.py``: each
 volume planned on a pair, largest first; ``--copy-parallelism`` slots per pair; one transfer
 session per pair).
 
@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from link import Link, parse_rate  # noqa: E402
 from transfer import build_volume, digest, parse_size  # noqa: E402
 
-from tenantshift.engine.pool import PairPool, plan_pairs  # noqa: E402
+from tenantshift.engine.walk.pool import PairPool, plan_pairs  # noqa: E402
 from tenantshift.manifest.schema import ConversionPair, ConversionPool  # noqa: E402
 from tenantshift.transfer import TransferOptions, TransferSession, VolumeCopy  # noqa: E402
 

@@ -25,7 +25,7 @@ from tenantshift.engine.connect import open_provider
 from tenantshift.engine.convhosts import deploy as convhosts
 from tenantshift.engine.planning import plan_manifest
 from tenantshift.engine.report import plan_report
-from tenantshift.engine.walker import Status
+from tenantshift.engine.walk.walker import Status
 from tenantshift.errors import TenantshiftError, UsageError
 from tenantshift.fileio import write_private
 from tenantshift.manifest import CloudRef, Manifest, load_manifest, parse_vars

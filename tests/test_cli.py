@@ -143,7 +143,7 @@ def test_apply_with_a_target_touches_only_it_and_its_dependencies(
 def test_apply_is_refused_while_another_apply_holds_the_lock(
     manifest: Path, clouds: dict[str, MemoryProvider]
 ) -> None:
-    from tenantshift.engine.lock import ApplyLock
+    from tenantshift.engine.state.lock import ApplyLock
     from tenantshift.manifest import load_manifest
 
     state_dir = load_manifest(manifest).state_dir
@@ -162,7 +162,7 @@ def test_an_apply_into_the_same_destination_from_another_manifest_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Security review L1: a copy of the manifest in another checkout took another lock."""
-    from tenantshift.engine.lock import ApplyLock
+    from tenantshift.engine.state.lock import ApplyLock
 
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
     clouds["destination"].identity = "https://dst.example:5000/v3#project-1"

@@ -109,3 +109,87 @@ def test_the_agent_imports_nothing_of_ours() -> None:
             if isinstance(node, ast.ImportFrom) and node.level > climbs
         ]
         assert not ours, f"{path.relative_to(PACKAGE)} imports {ours}"
+
+
+#: The engine's own rooms, lowest first: a subpackage (or top-level engine module) may import
+#: its own room and any room of a smaller rank.
+ENGINE = {
+    "state": 0,  # journal, apply lock, temporary kinds
+    "connect": 0,  # providers from a manifest's cloud references
+    "walk": 1,  # the apply graph, its walker, the executor, the context
+    "workloads": 2,  # migrations, their plan-time checks, temporaries' undo
+    "convhosts": 2,  # conversion host deployment
+    "planning": 3,
+    "apply": 3,
+    "report": 3,
+    "commands": 4,
+}
+
+
+def engine_room(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[:2] != ["tenantshift", "engine"] or len(parts) < 3:
+        return None
+    return parts[2]
+
+
+ENGINE_MODULES = sorted(p for p in (PACKAGE / "engine").rglob("*.py") if p.name != "__init__.py")
+
+
+def test_every_engine_room_has_a_rank() -> None:
+    rooms = {p.relative_to(PACKAGE / "engine").parts[0].removesuffix(".py") for p in ENGINE_MODULES}
+    assert rooms == set(ENGINE)
+
+
+@pytest.mark.parametrize(
+    "path", ENGINE_MODULES, ids=lambda p: str(p.relative_to(PACKAGE / "engine"))
+)
+def test_engine_rooms_import_down(path: Path) -> None:
+    own = path.relative_to(PACKAGE / "engine").parts[0].removesuffix(".py")
+    upward = [
+        m
+        for m in imports_of(path)
+        if (room := engine_room(m)) is not None and room != own and ENGINE[room] >= ENGINE[own]
+    ]
+    assert not upward, f"engine/{own} imports a room of its rank or above: {upward}"
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_no_module_imports_one_that_imports_it_back() -> None:
+    """Every import counts, inside a function or under TYPE_CHECKING too: a circle held apart
+    only at run time is still a circle a reader has to untangle."""
+    names = {module_name(p): p for p in MODULES}
+    graph: dict[str, set[str]] = {}
+    for name, path in names.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names} & set(names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                # ``from package import submodule`` imports the submodule; a name that is not
+                # a submodule comes from the module itself.
+                subs = {f"{node.module}.{a.name}" for a in node.names}
+                targets |= subs & set(names)
+                if node.module in names and not subs <= set(names):
+                    targets.add(node.module)
+        graph[name] = targets - {name}
+    cycles = []
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for target in sorted(graph[node]):
+            if state.get(target) == 1:
+                cycles.append(" -> ".join([*trail[trail.index(target) :], target]))
+            elif target not in state:
+                visit(target, [*trail, target])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert not cycles, "import circles:\n" + "\n".join(cycles)

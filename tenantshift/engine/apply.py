@@ -15,15 +15,15 @@ from pathlib import Path
 
 import networkx as nx
 
-from tenantshift.engine.context import ApplyContext, ApplySettings
-from tenantshift.engine.executor import IdMap
-from tenantshift.engine.graph import build_graph
-from tenantshift.engine.journal import JOURNAL_FILE, Journal
-from tenantshift.engine.links import Links
-from tenantshift.engine.lock import ApplyLock
-from tenantshift.engine.nodes import Node, ResourceNode, Step, WorkloadNode
-from tenantshift.engine.walker import Listener, Outcome, Status, walk
-from tenantshift.engine.workloads import sweep
+from tenantshift.engine.state.journal import JOURNAL_FILE, Journal
+from tenantshift.engine.state.lock import ApplyLock
+from tenantshift.engine.walk.context import ApplyContext, ApplySettings
+from tenantshift.engine.walk.executor import IdMap
+from tenantshift.engine.walk.graph import build_graph
+from tenantshift.engine.walk.links import Links
+from tenantshift.engine.walk.nodes import CleanupNode, Node, ResourceNode, Step, WorkloadNode
+from tenantshift.engine.walk.walker import Listener, Outcome, Status, walk
+from tenantshift.engine.workloads import clean_up, migrate, sweep
 from tenantshift.plans import Plan
 from tenantshift.plans.render import plan_document
 from tenantshift.providers import Provider
@@ -134,11 +134,12 @@ async def _run(ctx: ApplyContext, graph: nx.DiGraph) -> tuple[dict[str, Outcome]
 
     async def run(node: Node) -> str:
         if isinstance(node, ResourceNode):
-            return await node.execute(ctx)  # the executor journals its own steps
+            # The executor journals its own steps.
+            return await ctx.run_blocking(ctx.executor.run, node)
         # Workloads and their cleanups: begin and end journaled here, for status and reports.
         ctx.journal.record(node.id, node.step.value, "begin", target_id=node.change.target_id)
         try:
-            message = await node.execute(ctx)
+            message = await execute(ctx, node)
         except Exception as exc:
             ctx.journal.record(node.id, node.step.value, "failed", detail=str(exc))
             raise
@@ -169,3 +170,12 @@ async def _run(ctx: ApplyContext, graph: nx.DiGraph) -> tuple[dict[str, Outcome]
     finally:
         await ctx.aclose()
     return outcomes, swept
+
+
+async def execute(ctx: ApplyContext, node: Node) -> str:
+    """Run a workload node or its cleanup (the walker only knows they are nodes)."""
+    if isinstance(node, WorkloadNode):
+        return await migrate(ctx, node)
+    if isinstance(node, CleanupNode):
+        return await clean_up(ctx, owner=node.change.address)
+    raise TypeError(f"{node.id}: no runner for {type(node).__name__}")

@@ -15,14 +15,14 @@ from typing import Any
 
 from tenantshift.engine.apply import JOURNAL_FILE, ApplyResult, apply_plan
 from tenantshift.engine.connect import open_provider
-from tenantshift.engine.context import ApplyContext, ApplySettings
-from tenantshift.engine.executor import IdMap
-from tenantshift.engine.journal import Journal, RunInfo
-from tenantshift.engine.limits import Limits
-from tenantshift.engine.lock import ApplyLock
 from tenantshift.engine.planning import PlanResult, check_fresh, make_plan
 from tenantshift.engine.report import ReportError, run_report
-from tenantshift.engine.walker import Listener
+from tenantshift.engine.state.journal import Journal, RunInfo
+from tenantshift.engine.state.lock import ApplyLock
+from tenantshift.engine.walk.context import ApplyContext, ApplySettings
+from tenantshift.engine.walk.executor import IdMap
+from tenantshift.engine.walk.limits import Limits
+from tenantshift.engine.walk.walker import Listener
 from tenantshift.engine.workloads import sweep
 from tenantshift.errors import UsageError
 from tenantshift.manifest import Manifest

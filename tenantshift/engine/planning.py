@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from tenantshift import __version__
-from tenantshift.engine.journal import JOURNAL_FILE, Journal
-from tenantshift.engine.links import Links
-from tenantshift.engine.temporary import Temporary
-from tenantshift.engine.workload_plan import check_workloads
+from tenantshift.engine.state.journal import JOURNAL_FILE, Journal
+from tenantshift.engine.state.temporary import Temporary
+from tenantshift.engine.walk.links import Links
+from tenantshift.engine.workloads.plan import check_workloads
 from tenantshift.errors import TenantshiftError
 from tenantshift.manifest import Manifest, manifest_hash
 from tenantshift.manifest.deployed import RecordError, read_record

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tenantshift import __version__
-from tenantshift.engine.journal import Journal, RunInfo
+from tenantshift.engine.state.journal import Journal, RunInfo
 from tenantshift.errors import TenantshiftError
 
 REPORT_FORMAT_VERSION = 1

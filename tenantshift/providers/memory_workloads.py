@@ -14,15 +14,12 @@ import copy
 import hashlib
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Protocol
 
 from tenantshift.providers.base import NotFoundError, ProviderError
 from tenantshift.providers.workload import MIGRATED_KEY, TEMPORARY_KEY, WorkloadVerbs
 from tenantshift.resources import Record
-
-if TYPE_CHECKING:
-    from tenantshift.providers.memory import MemoryProvider
 
 
 class MemoryData:
@@ -44,6 +41,32 @@ class MemoryData:
         }
 
 
+class MemoryCloud(Protocol):
+    """What the verbs use of the memory cloud (``MemoryProvider``)."""
+
+    label: str
+    data: MemoryData
+    headroom_left: dict[str, int]
+
+    def records_of(self, kind: str) -> dict[str, Record]: ...
+
+    def insert(
+        self, kind: str, params: dict[str, Any], provenance: str | None = None
+    ) -> Record: ...
+
+    def call(
+        self, operation: str, kind: str, params: Mapping[str, Any]
+    ) -> AbstractContextManager[None]: ...
+
+    def get(self, kind: str, id: str) -> Record | None: ...
+
+    def create(self, kind: str, params: Mapping[str, Any], source_id: str | None) -> Record: ...
+
+    def update(self, kind: str, id: str, changes: Mapping[str, Any]) -> Record: ...
+
+    def delete(self, kind: str, id: str) -> None: ...
+
+
 def image_hashes(data: bytes) -> dict[str, Any]:
     return {
         "size": len(data),
@@ -54,7 +77,7 @@ def image_hashes(data: bytes) -> dict[str, Any]:
 
 
 class _Verbs:
-    def __init__(self, cloud: MemoryProvider) -> None:
+    def __init__(self, cloud: MemoryCloud) -> None:
         self.cloud = cloud
         self.data = cloud.data
 
@@ -348,7 +371,7 @@ class MemoryImages(_Verbs):
             image["properties"] = {**(image.get("properties") or {}), **user}
 
 
-def memory_workloads(cloud: MemoryProvider) -> WorkloadVerbs:
+def memory_workloads(cloud: MemoryCloud) -> WorkloadVerbs:
     def headroom() -> dict[str, int]:
         with cloud.call("headroom", "quota", {}):
             return dict(cloud.headroom_left)

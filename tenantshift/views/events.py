@@ -21,8 +21,8 @@ import threading
 from typing import IO, Any
 
 from tenantshift.engine.apply import ApplyResult
-from tenantshift.engine.nodes import Node
-from tenantshift.engine.walker import Listener, Outcome, Status
+from tenantshift.engine.walk.nodes import Node
+from tenantshift.engine.walk.walker import Listener, Outcome, Status
 from tenantshift.views.progress import Ticker, interval_from_env
 from tenantshift.views.tally import Tally
 

@@ -20,8 +20,8 @@ from rich.live import Live
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from tenantshift.engine.nodes import Node
-from tenantshift.engine.walker import Listener, Outcome, Status
+from tenantshift.engine.walk.nodes import Node
+from tenantshift.engine.walk.walker import Listener, Outcome, Status
 from tenantshift.errors import UsageError
 from tenantshift.views.plangraph import human_bytes
 from tenantshift.views.tally import Tally, Workload

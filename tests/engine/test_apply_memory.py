@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from tenantshift.engine.apply import JOURNAL_FILE, apply_plan
-from tenantshift.engine.journal import Journal
-from tenantshift.engine.lock import ApplyLock, LockedError
 from tenantshift.engine.planning import StalePlanError, check_fresh, make_plan
-from tenantshift.engine.walker import Status
+from tenantshift.engine.state.journal import Journal
+from tenantshift.engine.state.lock import ApplyLock, LockedError
+from tenantshift.engine.walk.walker import Status
 from tenantshift.manifest import Manifest
 from tenantshift.plans import Action
 from tenantshift.providers import ProviderError
@@ -222,7 +222,7 @@ def test_a_caller_can_hold_the_lock_across_check_and_apply(tmp_path: Path) -> No
 
 
 def test_a_broken_progress_listener_does_not_abort_the_apply(tmp_path: Path) -> None:
-    from tenantshift.engine.walker import Listener
+    from tenantshift.engine.walk.walker import Listener
 
     class Broken(Listener):
         def finished(self, outcome: object) -> None:

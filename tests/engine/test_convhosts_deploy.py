@@ -12,7 +12,7 @@ import pytest
 from tenantshift.engine.convhosts import deploy as convhosts
 from tenantshift.engine.convhosts.deploy import DeployError
 from tenantshift.engine.convhosts.hostkeys import fingerprint
-from tenantshift.engine.workload_plan import _conversion_host_problem
+from tenantshift.engine.workloads.plan import _conversion_host_problem
 from tenantshift.manifest.deployed import read_record, record_path, with_deployed_hosts
 from tenantshift.providers import ProviderError
 from tenantshift.providers.convhost_ops import HostServer

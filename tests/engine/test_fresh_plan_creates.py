@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from tenantshift.engine.apply import apply_plan
-from tenantshift.engine.context import ApplySettings
 from tenantshift.engine.planning import make_plan
+from tenantshift.engine.walk.context import ApplySettings
 from tenantshift.manifest import Manifest
 from tenantshift.plans import Action
 from tenantshift.providers import ProviderError

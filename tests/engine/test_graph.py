@@ -5,7 +5,7 @@ from __future__ import annotations
 import networkx as nx
 import pytest
 
-from tenantshift.engine.graph import GraphCycleError, build_graph
+from tenantshift.engine.walk.graph import GraphCycleError, build_graph
 from tenantshift.plans import Action, Change, Fingerprint, Plan, Reason
 
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tenantshift.engine import journal as journal_module
-from tenantshift.engine.journal import SCHEMA_VERSION, Journal, JournalError, RunInfo
+from tenantshift.engine.state import journal as journal_module
+from tenantshift.engine.state.journal import SCHEMA_VERSION, Journal, JournalError, RunInfo
 
 # -- the layouts before versions, as the tenantshift of each commit left a journal -------------
 # Each is that commit's SCHEMA, verbatim, followed by the ALTERs its probing upgrade

@@ -12,12 +12,12 @@ import networkx as nx
 import pytest
 
 from tenantshift.engine import commands
-from tenantshift.engine.context import ApplyContext, ApplySettings
-from tenantshift.engine.executor import IdMap
-from tenantshift.engine.journal import Journal
-from tenantshift.engine.limits import Limits
-from tenantshift.engine.nodes import Node, ResourceClass, ResourceNode, Step, WorkloadNode
-from tenantshift.engine.walker import Listener, Status, walk
+from tenantshift.engine.state.journal import Journal
+from tenantshift.engine.walk.context import ApplyContext, ApplySettings
+from tenantshift.engine.walk.executor import IdMap
+from tenantshift.engine.walk.limits import Limits
+from tenantshift.engine.walk.nodes import Node, ResourceClass, ResourceNode, Step, WorkloadNode
+from tenantshift.engine.walk.walker import Listener, Status, walk
 from tenantshift.manifest import Manifest
 from tenantshift.plans import Action, Change
 from tenantshift.providers.memory import MemoryProvider

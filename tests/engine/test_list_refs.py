@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tenantshift.engine.apply import apply_plan
-from tenantshift.engine.graph import build_graph
+from tenantshift.engine.walk.graph import build_graph
 from tenantshift.plans import Action, Fingerprint, Plan, Reason, diff
 from tenantshift.providers import ProviderError
 from tenantshift.providers.memory import MemoryProvider

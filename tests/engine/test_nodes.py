@@ -15,9 +15,10 @@ import networkx as nx
 import pytest
 
 from tenantshift.engine.apply import apply_plan
-from tenantshift.engine.journal import Journal
-from tenantshift.engine.limits import Limits
-from tenantshift.engine.nodes import (
+from tenantshift.engine.planning import make_plan
+from tenantshift.engine.state.journal import Journal
+from tenantshift.engine.walk.limits import Limits
+from tenantshift.engine.walk.nodes import (
     CleanupNode,
     Node,
     ResourceClass,
@@ -25,8 +26,7 @@ from tenantshift.engine.nodes import (
     WorkloadNode,
     nodes_for,
 )
-from tenantshift.engine.planning import make_plan
-from tenantshift.engine.walker import Status, walk
+from tenantshift.engine.walk.walker import Status, walk
 from tenantshift.manifest import Manifest
 from tenantshift.plans import Action, Change
 from tenantshift.providers.memory import MemoryProvider
@@ -231,7 +231,7 @@ def test_a_journal_from_before_temporary_data_is_upgraded(tmp_path: Path) -> Non
 
 def test_a_corrupt_journal_is_a_clear_error_and_the_journal_private(tmp_path: Path) -> None:
     """Security review L9 and L11."""
-    from tenantshift.engine.journal import JournalError
+    from tenantshift.engine.state.journal import JournalError
 
     good = Journal(tmp_path / "state" / "journal.sqlite")
     good.close()

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 import tenantshift
-from tenantshift.engine.graph import build_graph
 from tenantshift.engine.planning import make_plan
+from tenantshift.engine.walk.graph import build_graph
 from tenantshift.manifest import Manifest
 from tenantshift.plans import Action
 from tenantshift.providers.memory import MemoryProvider

@@ -8,11 +8,11 @@ from typing import Any
 import networkx as nx
 import pytest
 
-from tenantshift.engine.limits import Limits
-from tenantshift.engine.nodes import Node, Step, WorkloadNode
-from tenantshift.engine.pool import NoPairError, PairPool, plan_pairs
-from tenantshift.engine.walker import walk
-from tenantshift.engine.workload_plan import assign_pairs
+from tenantshift.engine.walk.limits import Limits
+from tenantshift.engine.walk.nodes import Node, Step, WorkloadNode
+from tenantshift.engine.walk.pool import NoPairError, PairPool, plan_pairs
+from tenantshift.engine.walk.walker import walk
+from tenantshift.engine.workloads.plan import assign_pairs
 from tenantshift.manifest import Manifest
 from tenantshift.plans import Action, Change
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tenantshift.engine.apply import apply_plan
 from tenantshift.engine.planning import make_plan
-from tenantshift.engine.walker import Status
+from tenantshift.engine.walk.walker import Status
 from tenantshift.manifest import Manifest
 from tenantshift.providers.memory import MemoryProvider
 

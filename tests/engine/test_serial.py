@@ -14,10 +14,10 @@ import networkx as nx
 import pytest
 
 from tenantshift.engine.apply import apply_plan
-from tenantshift.engine.limits import Limits
-from tenantshift.engine.nodes import Node, nodes_for
 from tenantshift.engine.planning import make_plan
-from tenantshift.engine.walker import Status, walk
+from tenantshift.engine.walk.limits import Limits
+from tenantshift.engine.walk.nodes import Node, nodes_for
+from tenantshift.engine.walk.walker import Status, walk
 from tenantshift.manifest import Manifest
 from tenantshift.plans import Action, Change
 from tenantshift.providers.memory import MemoryProvider

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tenantshift.engine.workloads import MIGRATIONS
-from tenantshift.engine.workloads.base import Needs
+from tenantshift.engine.workloads.registry import Needs
 from tenantshift.plans import Action, Change
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tenantshift.engine.journal import JOURNAL_FILE, Journal
-from tenantshift.engine.temporary import Temporary
+from tenantshift.engine.state.journal import JOURNAL_FILE, Journal
+from tenantshift.engine.state.temporary import Temporary
 from tenantshift.engine.workloads import MIGRATIONS, UNDO
 from tenantshift.plans import Action
 from tenantshift.resources import REGISTRY
@@ -74,4 +74,3 @@ def test_a_failed_copy_rewinds_the_journal_and_the_next_apply_copies_again(tmp_p
     links.before_copy = None
     assert w.apply().ok
     check_converged(w)
-

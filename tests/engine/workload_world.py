@@ -19,10 +19,10 @@ from typing import Any
 
 from tenantshift import faults
 from tenantshift.engine.apply import ApplyResult, apply_plan
-from tenantshift.engine.context import ApplySettings
-from tenantshift.engine.journal import JOURNAL_FILE, Journal, _Db
-from tenantshift.engine.links import Links
 from tenantshift.engine.planning import make_plan
+from tenantshift.engine.state.journal import JOURNAL_FILE, Journal, _Db
+from tenantshift.engine.walk.context import ApplySettings
+from tenantshift.engine.walk.links import Links
 from tenantshift.manifest import ConversionPair, Manifest
 from tenantshift.plans import Plan
 from tenantshift.providers.memory import MemoryProvider

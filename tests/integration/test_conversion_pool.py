@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tenantshift.engine.journal import JOURNAL_FILE
+from tenantshift.engine.state.journal import JOURNAL_FILE
 from tests.integration.conftest import DEVCLOUD, Devcloud, run_cli
 from tests.integration.test_volume_migration import (
     MiB,

@@ -23,9 +23,9 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from tenantshift.engine.connect import open_provider
-from tenantshift.engine.context import ApplySettings
 from tenantshift.engine.planning import _not_yet, conversion_host_ids, make_plan
-from tenantshift.engine.workload_plan import _conversion_host_problem
+from tenantshift.engine.walk.context import ApplySettings
+from tenantshift.engine.workloads.plan import _conversion_host_problem
 from tenantshift.manifest import Manifest
 from tenantshift.plans import Action
 from tenantshift.providers.memory import MemoryProvider
@@ -431,7 +431,7 @@ def deploy_not_in_a_pool(path: str) -> None:
 
 def pair_name(path: str) -> None:
     """A pool's pair names are what the plan schedules each copying migration on."""
-    from tenantshift.engine.workload_plan import assign_pairs
+    from tenantshift.engine.workloads.plan import assign_pairs
     from tenantshift.plans import Change
 
     def planned(names: list[str]) -> list[str | None]:

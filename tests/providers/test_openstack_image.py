@@ -10,7 +10,7 @@ from unittest import mock
 
 import requests
 
-from tenantshift.engine.workload_plan import check_workloads
+from tenantshift.engine.workloads.plan import check_workloads
 from tenantshift.manifest import Manifest
 from tenantshift.plans import Action, Change
 from tenantshift.providers.memory import MemoryProvider

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from tenantshift.engine.nodes import Step, WorkloadNode
-from tenantshift.engine.walker import Outcome, Status
+from tenantshift.engine.walk.nodes import Step, WorkloadNode
+from tenantshift.engine.walk.walker import Outcome, Status
 from tenantshift.errors import UsageError
 from tenantshift.plans import Action, Change
 from tenantshift.views.events import JsonEvents

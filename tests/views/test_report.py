@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tenantshift.engine.journal import Journal
 from tenantshift.engine.report import run_report
+from tenantshift.engine.state.journal import Journal
 from tenantshift.providers import ProviderError
 from tenantshift.providers.memory import MemoryProvider
 from tenantshift.views.plangraph import CATEGORIES

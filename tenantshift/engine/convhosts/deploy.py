@@ -35,7 +35,7 @@ from tenantshift.engine.convhosts.hostkeys import (
     console_host_keys,
     fingerprint,
 )
-from tenantshift.engine.lock import ApplyLock, LockedError
+from tenantshift.engine.state.lock import ApplyLock, LockedError
 from tenantshift.errors import TenantshiftError
 from tenantshift.manifest import ConversionHost, ConversionHosts, Manifest
 from tenantshift.manifest.deployed import SIDES, read_record, write_record

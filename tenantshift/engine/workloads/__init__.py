@@ -6,10 +6,11 @@ registers them all.
 
 from __future__ import annotations
 
-from tenantshift.engine.context import ApplyContext
-from tenantshift.engine.nodes import Node
+from tenantshift.engine.walk.context import ApplyContext
+from tenantshift.engine.walk.nodes import Node
 from tenantshift.engine.workloads import image, server, volume  # noqa: F401  (registration)
-from tenantshift.engine.workloads.base import MIGRATIONS, Migration, WorkloadError
+from tenantshift.engine.workloads.base import Migration
+from tenantshift.engine.workloads.registry import MIGRATIONS, WorkloadError
 from tenantshift.engine.workloads.temporaries import UNDO, clean_up, sweep
 
 

@@ -14,7 +14,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from tenantshift.engine.workloads.base import WorkloadError
+from tenantshift.engine.workloads.registry import WorkloadError
 
 if TYPE_CHECKING:
     from tenantshift.engine.workloads.base import Migration

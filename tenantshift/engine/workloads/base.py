@@ -8,13 +8,14 @@ so a killed apply resumes at the phase it was in. Running a phase again after a 
 point inside it leads to the same end state: that is what ``tests/engine/test_kill_points.py``
 checks at every cloud call.
 
-Every temporary change (``engine/temporary.py``) is journaled as *intended* before it is made
+Every temporary change (``engine/state/temporary.py``) is journaled as *intended* before it is made
 and *cleaned* when undone, so the cleanup node, ``tenantshift cleanup`` and the sweep at the
 start of the next apply can always find it (``temporaries.py`` undoes them). Whatever undoes a
 phase's effects also moves the journal back to before that phase (``rewind``).
 
-A workload kind registers its migration with ``@register_migration``; its plan-time needs,
-description and problems are class methods of the migration, read by ``workload_plan.py``.
+A workload kind registers its migration with ``@register_migration`` (``registry.py``); its
+plan-time needs, description and problems are class methods of the migration, read by
+``plan.py``.
 """
 
 from __future__ import annotations
@@ -24,20 +25,27 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import asyncssh
 
 from tenantshift import faults
-from tenantshift.engine.context import ApplyContext
-from tenantshift.engine.nodes import Node
-from tenantshift.engine.pool import NoPairError
-from tenantshift.engine.temporary import Temporary
-from tenantshift.errors import TenantshiftError
+from tenantshift.engine.state.temporary import Temporary
+from tenantshift.engine.walk.context import ApplyContext
+from tenantshift.engine.walk.nodes import Node
+from tenantshift.engine.walk.pool import NoPairError
+from tenantshift.engine.workloads.registry import (
+    Cloud,
+    Info,
+    Needs,
+    Sizes,
+    WorkloadError,
+    verbs_of,
+)
+from tenantshift.engine.workloads.temporaries import clean_up
 from tenantshift.manifest import DEFAULT_PAIR, ConversionPair, Workloads
 from tenantshift.plans import Change
 from tenantshift.providers.workload import WorkloadVerbs
-from tenantshift.resources import REGISTRY
 from tenantshift.resources.marker import make_marker, split_marker
 from tenantshift.transfer import (
     DeviceNotFoundError,
@@ -54,16 +62,7 @@ DEVICE_WAIT_SECONDS = 120.0
 #: How long the check of a pair that failed a copy may take to reach its hosts.
 PROBE_SECONDS = 10.0
 
-Cloud = str  # "source" | "destination"
 Data = dict[str, Any]
-#: (cloud, quota name) -> amount: what one migration consumes.
-Needs = dict[tuple[str, str], int]
-Info = dict[str, Any]
-Sizes = dict[str | None, int]
-
-
-class WorkloadError(TenantshiftError):
-    pass
 
 
 class PairLost(Exception):
@@ -73,33 +72,6 @@ class PairLost(Exception):
         super().__init__(f"conversion host pair {pair!r} went away: {reason}")
         self.pair = pair
         self.reason = reason
-
-
-def verbs_of(ctx: ApplyContext, cloud: Cloud, what: str) -> WorkloadVerbs:
-    """One side's workload verbs, or a clear error (a snapshot file has none)."""
-    provider = ctx.source if cloud == "source" else ctx.destination
-    if provider is None:
-        raise WorkloadError(f"migrating {what} needs the {cloud} cloud, and apply has none")
-    if provider.workloads is None:
-        raise WorkloadError(f"{provider.label}: this provider cannot move {what}")
-    return provider.workloads
-
-
-M = TypeVar("M", bound="type[Migration]")
-
-#: kind -> its migration, one per kind declared ``workload=True`` (a test checks).
-MIGRATIONS: dict[str, type[Migration]] = {}
-
-
-def register_migration(cls: M) -> M:
-    """Class decorator: ``cls`` migrates the workload kind ``cls.kind``."""
-    kind = REGISTRY[cls.kind]
-    if not kind.workload:
-        raise ValueError(f"{cls.__name__}: kind {cls.kind!r} is not a workload kind")
-    if cls.kind in MIGRATIONS:
-        raise ValueError(f"kind {cls.kind!r} has two migrations")
-    MIGRATIONS[cls.kind] = cls
-    return cls
 
 
 class Migration:
@@ -203,8 +175,6 @@ class Migration:
             return done_phase
         if self._done(done_phase, "copied"):
             return done_phase  # the copies are verified: only clean-up is left
-        from tenantshift.engine.workloads.temporaries import clean_up
-
         # The old pair's attachments go (journaled, so this is a tolerant re-do after a
         # crash too), the volumes go to this pair's hosts, and the copy starts over there:
         # its checkpoints were on the old destination host.
@@ -237,8 +207,6 @@ class Migration:
         self.step(f"conversion host pair {lost.pair} went away: {lost.reason}")
         log.warning("%s: pair %s went away: %s", self.change.address, lost.pair, lost.reason)
         await self.ctx.drop_session(lost.pair)
-        from tenantshift.engine.workloads.temporaries import clean_up
-
         try:
             await clean_up(self.ctx, owner=self.node.id, kinds=frozenset({Temporary.ATTACHMENT}))
         except WorkloadError as exc:

@@ -20,15 +20,10 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from tenantshift import faults
-from tenantshift.engine.context import ApplyContext
-from tenantshift.engine.nodes import Node
-from tenantshift.engine.workloads.base import (
-    Data,
-    Info,
-    Migration,
-    WorkloadError,
-    register_migration,
-)
+from tenantshift.engine.walk.context import ApplyContext
+from tenantshift.engine.walk.nodes import Node
+from tenantshift.engine.workloads.base import Data, Migration
+from tenantshift.engine.workloads.registry import Info, WorkloadError, register_migration
 from tenantshift.plans import Change
 from tenantshift.providers.workload import MIGRATED_KEY
 

@@ -26,17 +26,14 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from tenantshift.engine.temporary import Temporary
+from tenantshift.engine.state.temporary import Temporary
 from tenantshift.engine.workloads.adopt import destination_volume
-from tenantshift.engine.workloads.base import (
-    Data,
+from tenantshift.engine.workloads.base import Data, Migration, copied_line, copy_record
+from tenantshift.engine.workloads.registry import (
     Info,
-    Migration,
     Needs,
     Sizes,
     WorkloadError,
-    copied_line,
-    copy_record,
     register_migration,
 )
 from tenantshift.engine.workloads.temporaries import clean_up

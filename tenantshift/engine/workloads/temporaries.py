@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tenantshift.engine.context import TRANSFER_OWNER, ApplyContext
-from tenantshift.engine.temporary import Temporary
-from tenantshift.engine.workloads.base import MIGRATIONS, WorkloadError, verbs_of
+from tenantshift.engine.state.temporary import Temporary
+from tenantshift.engine.walk.context import TRANSFER_OWNER, ApplyContext
+from tenantshift.engine.workloads.registry import MIGRATIONS, WorkloadError, verbs_of
 from tenantshift.manifest import ConversionPair
 from tenantshift.providers import ProviderError
 from tenantshift.providers.workload import WorkloadVerbs

@@ -7,8 +7,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from tenantshift.engine.graph import Node, Step
-from tenantshift.engine.journal import Journal
+from tenantshift.engine.state.journal import Journal
+from tenantshift.engine.walk.graph import Node, Step
 from tenantshift.errors import TenantshiftError
 from tenantshift.plans import Action, Change, Plan
 from tenantshift.providers import Provider, ProviderError

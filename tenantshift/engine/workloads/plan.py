@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import asyncio
 
-from tenantshift.engine.links import Links
-from tenantshift.engine.pool import plan_pairs
-from tenantshift.engine.workloads import MIGRATIONS
-from tenantshift.engine.workloads.base import Needs
+from tenantshift.engine.walk.links import Links
+from tenantshift.engine.walk.pool import plan_pairs
+from tenantshift.engine.workloads.registry import MIGRATIONS, Needs
 from tenantshift.manifest import ConversionPair, Manifest
 from tenantshift.plans import Action, Change, Reason
 from tenantshift.providers import Provider, ProviderError
@@ -174,7 +173,7 @@ def _pair_server_problem(
 
 def assign_pairs(changes: list[Change], manifest: Manifest) -> list[Change]:
     """Each unblocked migrate that copies through the hosts gets its planned pair
-    (``engine/pool.py``: largest first, to the least loaded pair)."""
+    (``engine/walk/pool.py``: largest first, to the least loaded pair)."""
     hosts = manifest.conversion_hosts
     if hosts is None:
         return changes

@@ -1,8 +1,10 @@
 """Typed apply nodes: what the walker runs.
 
 Every node has an ``id`` (graph node and journal key), the ``Change`` it serves, a resource
-class that says which concurrency bound it takes, and ``execute(ctx)``. Like Terraform's typed
-vertices, the kind of work decides the class, not a string suffix looked up in a table:
+class that says which concurrency bound it takes. Nodes are data: ``engine/apply.py`` decides
+what runs each class (Terraform's walker asks vertices to run and knows nothing of them), so
+this package never imports the workloads it schedules. The kind of work decides the class,
+not a string suffix looked up in a table:
 
 - ``ResourceNode``: one short API step on one resource (create, update, destroy, late, unlate);
   bounded by ``options.parallelism`` (``Limits.api``).
@@ -17,13 +19,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from tenantshift.plans import Action, Change
 from tenantshift.resources import REGISTRY
-
-if TYPE_CHECKING:
-    from tenantshift.engine.context import ApplyContext
 
 
 class ResourceClass(StrEnum):
@@ -77,9 +76,6 @@ class Node:
         value = params.get(serial_by)
         return str(value) if value is not None else None
 
-    async def execute(self, ctx: ApplyContext) -> str:
-        raise NotImplementedError
-
 
 @dataclass(frozen=True)
 class ResourceNode(Node):
@@ -93,20 +89,12 @@ class ResourceNode(Node):
             return f"{self.change.address}#{self.step.value}"
         return self.change.address
 
-    async def execute(self, ctx: ApplyContext) -> str:
-        return await ctx.run_blocking(ctx.executor.run, self)
-
 
 @dataclass(frozen=True)
 class WorkloadNode(Node):
     """Migrate one workload (a volume, a server with its volumes): a journaled state machine."""
 
     resource_class: ClassVar[ResourceClass] = ResourceClass.COPY
-
-    async def execute(self, ctx: ApplyContext) -> str:
-        from tenantshift.engine.workloads import migrate
-
-        return await migrate(ctx, self)
 
 
 @dataclass(frozen=True)
@@ -118,11 +106,6 @@ class CleanupNode(Node):
     @property
     def id(self) -> str:
         return f"{self.change.address}#cleanup"
-
-    async def execute(self, ctx: ApplyContext) -> str:
-        from tenantshift.engine.workloads import clean_up
-
-        return await clean_up(ctx, owner=self.change.address)
 
 
 def nodes_for(change: Change) -> list[Node]:

@@ -15,13 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from tenantshift.engine.executor import IdMap, ResourceExecutor
-from tenantshift.engine.journal import Journal
-from tenantshift.engine.limits import Limits, pair_count
-from tenantshift.engine.links import CopySession, Links
-from tenantshift.engine.pool import PairPool
-from tenantshift.engine.temporary import Temporary
-from tenantshift.engine.walker import Listener
+from tenantshift.engine.state.journal import Journal
+from tenantshift.engine.state.temporary import Temporary
+from tenantshift.engine.walk.executor import IdMap, ResourceExecutor
+from tenantshift.engine.walk.limits import Limits, pair_count
+from tenantshift.engine.walk.links import CopySession, Links
+from tenantshift.engine.walk.pool import PairPool
+from tenantshift.engine.walk.walker import Listener
 from tenantshift.manifest import AnyConversionHosts, ConversionPair, Manifest, Workloads
 from tenantshift.providers import Provider
 from tenantshift.transfer import RevokeError, TransferOptions

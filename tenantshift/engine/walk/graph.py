@@ -18,7 +18,7 @@ from collections import defaultdict
 
 import networkx as nx
 
-from tenantshift.engine.nodes import Node, ResourceNode, Step, nodes_for
+from tenantshift.engine.walk.nodes import Node, ResourceNode, Step, nodes_for
 from tenantshift.errors import TenantshiftError
 from tenantshift.plans import Action, Change, Plan
 from tenantshift.resources import REGISTRY

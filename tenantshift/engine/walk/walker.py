@@ -25,8 +25,8 @@ from typing import Any
 
 import networkx as nx
 
-from tenantshift.engine.limits import Limits
-from tenantshift.engine.nodes import Node, ResourceClass
+from tenantshift.engine.walk.limits import Limits
+from tenantshift.engine.walk.nodes import Node, ResourceClass
 
 log = logging.getLogger(__name__)
 
