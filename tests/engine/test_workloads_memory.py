@@ -3,17 +3,22 @@ failures that leave a journal a re-run resumes from (the devcloud tests prove th
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
 
 from tenantshift.engine.state.journal import JOURNAL_FILE, Journal
 from tenantshift.engine.state.temporary import Temporary
-from tenantshift.engine.workloads import MIGRATIONS, UNDO
+from tenantshift.engine.walk.context import ApplyContext, ApplySettings
+from tenantshift.engine.walk.executor import IdMap
+from tenantshift.engine.walk.walker import Listener
+from tenantshift.engine.workloads import MIGRATIONS, UNDO, clean_up
 from tenantshift.plans import Action
 from tenantshift.resources import REGISTRY
 from tenantshift.transfer import TransferError, VolumeCopy
-from tests.engine.workload_world import check_converged, world
+from tests.engine.workload_world import Killed, check_converged, kill_at, servers_of, world
 
 KINDS = {
     "volume": {"volume": True, "image_server": False, "volume_server": False},
@@ -74,3 +79,80 @@ def test_a_failed_copy_rewinds_the_journal_and_the_next_apply_copies_again(tmp_p
     links.before_copy = None
     assert w.apply().ok
     check_converged(w)
+
+
+def test_a_pair_lost_mid_copy_moves_the_workload_to_another_pair(tmp_path: Path) -> None:
+    w = world(tmp_path, volume=True, image_server=False, volume_server=True, pairs=2)
+    plan = w.plan()
+    planned = {c.address: c.conversion_pair for c in plan.changes if c.conversion_pair}
+    assert sorted(planned.values()) == ["p1", "p2"]  # the plan balanced the two workloads
+    lost = planned["volume.archive"]
+    w.copier.down.add(lost)
+    result = w.apply(plan)
+    assert result.ok, {k: o.message for k, o in result.outcomes.items()}
+    assert lost not in w.copier.pairs_used
+    # Nothing stayed attached to the lost pair's hosts, and the end state is whole.
+    for cloud in (w.source, w.destination):
+        hosts = {s["id"] for s in cloud.records_of("server").values() if lost in s["name"]}
+        assert not [k for k in cloud.data.devices if k[0] in hosts]
+    w.copier.down.clear()
+    check_converged(w)
+
+
+def test_with_one_pair_lost_the_workload_fails_cleanly_and_resumes_when_it_is_back(
+    tmp_path: Path,
+) -> None:
+    w = world(tmp_path, volume=True, image_server=False, volume_server=False)
+    plan = w.plan()
+    w.copier.down.add("default")  # gone after the plan checked it
+    first = w.apply(plan)
+    outcome = first.outcomes["volume.archive"]
+    assert not first.ok and "no other pair is left" in str(outcome.message)
+    journal = Journal(w.state_dir / JOURNAL_FILE)
+    try:
+        assert journal.pending_temporaries() == []  # detached again, from both hosts
+    finally:
+        journal.close()
+    w.copier.down.clear()
+    assert w.apply().ok
+    check_converged(w)
+
+
+def test_cleanup_undoes_an_abandoned_migration_and_the_source_ends_as_it_began(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run killed mid-copy leaves the source server stopped, its data volume detached, a
+    snapshot-made temporary and attachments: ``tenantshift cleanup`` puts all of it back."""
+    w = world(tmp_path, volume=False, image_server=False, volume_server=True)
+    w.source.records_of("server")
+    vm = next(s for s in w.source.records_of("server").values() if s["name"] == "vm-vol")
+    vm["status"] = "ACTIVE"
+    w.servers_before = servers_of(w.source)
+
+    def killed(copy: VolumeCopy) -> None:
+        raise Killed("mid-copy")
+
+    w.copier.before_copy = killed
+    with kill_at(monkeypatch, None), contextlib.suppress(Killed):
+        w.apply()
+    assert vm["status"] == "SHUTOFF" and w.source.data.snapshots  # left as the kill left it
+    journal = Journal(w.state_dir / JOURNAL_FILE)
+    ctx = ApplyContext(
+        destination=w.destination,
+        source=w.source,
+        settings=ApplySettings.from_manifest(w.manifest),
+        journal=journal,
+        ids=IdMap(w.plan()),
+        listener=Listener(),
+        links=w.links,
+    )
+    try:
+        message = asyncio.run(clean_up(ctx, owner=None))
+        assert message.startswith("cleaned up")
+        assert journal.pending_temporaries() == []
+    finally:
+        ctx.shutdown()
+        journal.close()
+    assert servers_of(w.source) == w.servers_before
+    assert not w.source.data.snapshots
+    assert not [v for v in w.source.records_of("volume").values() if v.get("temporary")]

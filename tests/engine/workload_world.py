@@ -74,8 +74,11 @@ class World:
         )
 
 
-def world(tmp_path: Path, *, volume: bool, image_server: bool, volume_server: bool) -> World:
-    """A tenant with the chosen workloads (the image-booted server brings its base image)."""
+def world(
+    tmp_path: Path, *, volume: bool, image_server: bool, volume_server: bool, pairs: int = 1
+) -> World:
+    """A tenant with the chosen workloads (the image-booted server brings its base image);
+    with ``pairs`` > 1, a pool of pairs ``p1``, ``p2``... (hosts ``conv-src-p1``...)."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     key = tmp_path / "id_test"
     key.write_text("not a key: the memory links never use it\n")
@@ -87,15 +90,13 @@ def world(tmp_path: Path, *, volume: bool, image_server: bool, volume_server: bo
             "destination": {"cloud": "dst"},
             "options": {"state_dir": str(tmp_path / "state")},
             "workloads": {"stop_source_servers": True},
-            "conversion_hosts": {
-                "source": {**host, "server": "conv-src"},
-                "destination": {**host, "server": "conv-dst"},
-            },
+            "conversion_hosts": _hosts(host, pairs),
         }
     )
     source, destination = MemoryProvider("source"), MemoryProvider("destination")
-    _server(source, "conv-src", status="ACTIVE")
-    _server(destination, "conv-dst", status="ACTIVE")
+    for pair in manifest.conversion_hosts.all_pairs if manifest.conversion_hosts else ():
+        _server(source, str(pair.source.server), status="ACTIVE")
+        _server(destination, str(pair.destination.server), status="ACTIVE")
     copier = MemoryLinks(source, destination)
     w = World(manifest, source, destination, copier.links(), copier)
     if volume:
@@ -126,6 +127,24 @@ def world(tmp_path: Path, *, volume: bool, image_server: bool, volume_server: bo
         w.disks["vm-vol-data"] = source.data.blocks[data]
     w.servers_before = servers_of(source)
     return w
+
+
+def _hosts(host: dict[str, str], pairs: int) -> dict[str, Any]:
+    if pairs == 1:
+        return {
+            "source": {**host, "server": "conv-src"},
+            "destination": {**host, "server": "conv-dst"},
+        }
+    return {
+        "pairs": [
+            {
+                "name": f"p{n}",
+                "source": {**host, "server": f"conv-src-p{n}", "port": 2000 + 2 * n},
+                "destination": {**host, "server": f"conv-dst-p{n}", "port": 2001 + 2 * n},
+            }
+            for n in range(1, pairs + 1)
+        ]
+    }
 
 
 def _server(
@@ -168,6 +187,10 @@ class MemoryLinks:
         self.destination = destination
         #: What a test injects: called before each copy (raise to fail it).
         self.before_copy: Callable[[VolumeCopy], None] | None = None
+        #: Pairs whose hosts are gone: their probe says so and their copies fail.
+        self.down: set[str] = set()
+        #: The pair of each copy made, in order.
+        self.pairs_used: list[str] = []
         self.copies = 0
 
     def links(self) -> Links:
@@ -179,7 +202,7 @@ class MemoryLinks:
         )
 
     async def _probe(self, pair: ConversionPair, timeout: float) -> list[str]:
-        return []
+        return [f"pair {pair.name}: sshd does not answer"] if pair.name in self.down else []
 
     async def _nothing(self, pair: ConversionPair, markers: Any, options: TransferOptions) -> None:
         return None
@@ -209,6 +232,8 @@ class _Session:
         self, copy: VolumeCopy, progress: Callable[[Progress], None] | None = None
     ) -> TransferResult:
         links = self._links
+        if self._pair.name in links.down:
+            raise TransferError(f"pair {self._pair.name}: connection lost")
         if links.before_copy is not None:
             links.before_copy(copy)
         ends = (
@@ -226,6 +251,7 @@ class _Session:
         data = links.source.data.blocks[copy.source_volume_id]
         links.destination.data.blocks[copy.destination_volume_id] = data
         links.copies += 1
+        links.pairs_used.append(self._pair.name)
         if progress is not None:
             progress(
                 Progress(
@@ -332,8 +358,8 @@ def check_converged(w: World) -> None:
         assert copy["migrated"], f"{name} is not marked migrated"
         assert dst.data.blocks[copy["id"]] == w.disks[name], f"{name}: the bytes differ"
         assert copy["status"] in ("available", "in-use")
-    dst_servers = [s for s in dst.records_of("server").values() if s["name"] != "conv-dst"]
-    src_servers = [s for s in src.records_of("server").values() if s["name"] != "conv-src"]
+    dst_servers = [s for s in dst.records_of("server").values() if not _host(s)]
+    src_servers = [s for s in src.records_of("server").values() if not _host(s)]
     assert sorted(s["name"] for s in dst_servers) == sorted(s["name"] for s in src_servers)
     for server in dst_servers:
         assert server["migrated"] and server["status"] == "SHUTOFF", server
@@ -343,3 +369,7 @@ def check_converged(w: World) -> None:
         images = [i for i in dst.records_of("image").values() if i["name"] == "base"]
         assert len(images) == 1 and images[0]["migrated"], images
         assert dst.data.images[images[0]["id"]] == w.disks["base"]
+
+
+def _host(server: Record) -> bool:
+    return str(server["name"]).startswith("conv-")
