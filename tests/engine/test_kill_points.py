@@ -9,6 +9,7 @@ the moments a kill at a phase boundary never reaches.
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,29 @@ def duplicate_names(tmp_path: Path) -> tuple[Manifest, MemoryProvider, MemoryPro
     return manifest, source, MemoryProvider("destination")
 
 
+def stamps_of(cloud: MemoryProvider) -> dict[str, set[str]]:
+    """Every marker each network was ever stamped with (one source each, or a copy was claimed
+    by two: with Neutron's tags, two racing stamps can leave both)."""
+    stamps: dict[str, set[str]] = {}
+    update = cloud.update
+
+    def spy(kind: str, id: str, changes: Any) -> Any:
+        done = update(kind, id, changes)  # a stamp the kill stopped was never made
+        if kind == "network" and changes.get("provenance"):
+            stamps.setdefault(id, set()).add(str(changes["provenance"]))
+        return done
+
+    def slow_stamp(operation: str, kind: str, params: Any) -> None:
+        # A stamp that takes its time, as a loaded Neutron's: a same-named create that looks
+        # for an earlier copy meanwhile finds the resource still unmarked.
+        if operation == "update" and kind == "network" and "provenance" in params:
+            time.sleep(0.02)
+
+    cloud.update = spy  # type: ignore[method-assign]
+    cloud.fault = slow_stamp
+    return stamps
+
+
 def test_a_kill_between_a_create_and_its_marker_never_gives_one_copy_two_sources(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
@@ -110,6 +134,7 @@ def test_a_kill_between_a_create_and_its_marker_never_gives_one_copy_two_sources
         for after in (False, True):
             where = tmp_path / f"{call}-{after}"
             manifest, source, destination = duplicate_names(where)
+            stamps = stamps_of(destination)
             with kill_at(monkeypatch, call, after=after), contextlib.suppress(Killed):
                 apply_plan(make_plan(manifest, source, destination).plan, destination, where)
             try:
@@ -123,6 +148,8 @@ def test_a_kill_between_a_create_and_its_marker_never_gives_one_copy_two_sources
                 markers = sorted(str(n["provenance"]) for n in networks)
                 assert len(networks) == 2 and len(set(markers)) == 2, networks
                 assert not any(n.get(MARKERS_KEY) for n in networks), networks
+                claimed = {i: m for i, m in stamps.items() if len(m) > 1}
+                assert not claimed, f"stamped with two sources' markers: {claimed}"
             except (AssertionError, ProviderError) as exc:
                 failures.append(f"kill {'after' if after else 'before'} call {call}: {exc}")
     assert not failures, f"{len(failures)} of {2 * total} kill points:\n" + "\n".join(failures[:6])

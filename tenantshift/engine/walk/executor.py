@@ -38,6 +38,11 @@ class IdMap:
         with self._lock:
             self._ids[address] = id
 
+    def owner_of(self, id: str) -> str | None:
+        """The address the plan (or this run) gave the destination resource ``id``."""
+        with self._lock:
+            return next((a for a, known in self._ids.items() if known == id), None)
+
 
 class ResourceExecutor:
     """``started``: the nodes earlier runs of the journal began, given when the plan is fresh
@@ -88,6 +93,12 @@ class ResourceExecutor:
             if self._look_first(change)
             else None
         )
+        if found is not None and self.ids.owner_of(str(found["id"])) not in (None, change.address):
+            # Found by its key, but the plan gave it to another address (a same-named source's
+            # copy, adopted by that address): never two owners, whatever ran first. A kill
+            # between the create and the marker of one of them must not let the other stamp
+            # it too (two markers on one resource). This one gets its own.
+            found = None
         if found is not None:
             # An interrupted run created it: adopt and bring it to the desired state, unless it
             # differs where no update can reach (someone else's, made since the plan).
