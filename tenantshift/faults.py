@@ -8,7 +8,10 @@ can start ``tenantshift apply`` as a subprocess and kill it anywhere:
 - ``TENANTSHIFT_FAULT_KILL_AT_BYTES=<n>``: as soon as a copy reports ``n`` bytes done;
 - ``TENANTSHIFT_FAULT_KILL_AT_CALL=<n>`` (or ``<n>:after``): right before (or right after) the
   ``n``-th cloud call of the process, whatever the phase or the kind: the one hook that reaches
-  the moments *inside* a phase, between two calls of one step.
+  the moments *inside* a phase, between two calls of one step. ``<name>`` or ``<name>#<k>``
+  instead of ``<n>``: the first (``k``-th) call of that name (``network.set_tags(network)``,
+  ``block_storage.set_volume_bootable_status``), for a real cloud, where parallel nodes make
+  the index of one call vary from run to run.
 
 Cloud calls are counted by whoever makes them (the OpenStack provider's ``Caller``, the memory
 provider's every method) through ``cloud_call``. In-process tests replace the killer with one
@@ -49,6 +52,7 @@ def reset() -> None:
     global _calls, _killed_at
     with _calls_lock:
         _calls = itertools.count(1)
+        _named.clear()
         _killed_at = None
 
 
@@ -58,12 +62,23 @@ def _kill(where: str) -> None:
     killer(where)
 
 
-def _target() -> tuple[int, bool] | None:
+#: Calls so far by name (for a ``<name>#<k>`` target).
+_named: dict[str, int] = {}
+
+
+def _target() -> tuple[str, int, bool] | None:
+    """(call name, or "" for any call; its ordinal; after) from the environment."""
     raw = os.environ.get(KILL_AT_CALL)
     if not raw:
         return None
-    index, _, when = raw.partition(":")
-    return int(index), when == "after"
+    what, after = raw, False
+    for suffix in (":after", ":before"):
+        if raw.endswith(suffix):
+            what, after = raw.removesuffix(suffix), suffix == ":after"
+    if what.isdigit():
+        return "", int(what), after
+    name, _, ordinal = what.partition("#")
+    return name, int(ordinal or 1), after
 
 
 @contextmanager
@@ -73,11 +88,13 @@ def cloud_call(name: str) -> Iterator[int]:
         killer(_killed_at)
     with _calls_lock:
         index = next(_calls)
+        _named[name] = nth = _named.get(name, 0) + 1
     target = _target()
-    if target == (index, False):
+    hit = target is not None and target[:2] in (("", index), (name, nth))
+    if hit and target is not None and not target[2]:
         _kill(f"before cloud call {index} ({name})")
     yield index
-    if target == (index, True):
+    if hit and target is not None and target[2]:
         _kill(f"after cloud call {index} ({name})")
 
 

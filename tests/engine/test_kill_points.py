@@ -153,3 +153,28 @@ def test_a_kill_between_a_create_and_its_marker_never_gives_one_copy_two_sources
             except (AssertionError, ProviderError) as exc:
                 failures.append(f"kill {'after' if after else 'before'} call {call}: {exc}")
     assert not failures, f"{len(failures)} of {2 * total} kill points:\n" + "\n".join(failures[:6])
+
+
+def test_the_kill_hook_takes_an_index_or_a_call_name(monkeypatch: Any) -> None:
+    seen: list[str] = []
+
+    def killer(where: str) -> None:
+        seen.append(where)
+        raise Killed(where)
+
+    monkeypatch.setattr(faults, "killer", killer)
+    for target, calls, expected in (
+        ("3", ["a", "b", "c", "d"], "before cloud call 3 (c)"),
+        ("2:after", ["a", "b", "c"], "after cloud call 2 (b)"),
+        ("b#2", ["a", "b", "c", "b", "d"], "before cloud call 4 (b)"),
+        ("c:after", ["a", "c", "c"], "after cloud call 2 (c)"),
+    ):
+        faults.reset()
+        seen.clear()
+        monkeypatch.setenv(faults.KILL_AT_CALL, target)
+        with contextlib.suppress(Killed):
+            for name in calls:
+                with faults.cloud_call(name):
+                    pass
+        assert seen == [expected], target
+    faults.reset()
