@@ -15,7 +15,7 @@ from typing import Any
 
 from tenantshift.engine.apply import JOURNAL_FILE, ApplyResult, apply_plan
 from tenantshift.engine.connect import open_provider
-from tenantshift.engine.planning import PlanResult, check_fresh, make_plan
+from tenantshift.engine.planning import PlanResult, check_fresh, make_plan, take_snapshots
 from tenantshift.engine.report import ReportError, run_report
 from tenantshift.engine.state.journal import Journal, RunInfo
 from tenantshift.engine.state.lock import ApplyLock
@@ -24,10 +24,12 @@ from tenantshift.engine.walk.executor import IdMap
 from tenantshift.engine.walk.limits import Limits
 from tenantshift.engine.walk.walker import Listener
 from tenantshift.engine.workloads import sweep
+from tenantshift.engine.workloads.leftovers import Leftover, remove_unfinished, unfinished_copies
 from tenantshift.errors import UsageError
 from tenantshift.manifest import Manifest
 from tenantshift.plans import Plan
-from tenantshift.providers import Provider
+from tenantshift.providers import Provider, ProviderError
+from tenantshift.resources.marker import migration_id
 
 #: Shown the plan about to be applied; returns whether to go on.
 Confirm = Callable[[Plan], bool]
@@ -117,6 +119,10 @@ class Status:
     workloads: dict[str, tuple[str, dict[str, Any]]]
     #: Temporaries not cleaned up yet (what ``cleanup`` would remove).
     pending: list[dict[str, Any]]
+    #: Copies in the destination never verified (``cleanup`` removes them too); None when
+    #: the clouds could not be read, with the reason in ``unread``.
+    unfinished: list[Leftover] | None = None
+    unread: str | None = None
 
 
 def status(manifest: Manifest) -> Status | None:
@@ -126,14 +132,21 @@ def status(manifest: Manifest) -> Status | None:
         return None
     journal = Journal(path)
     try:
-        return Status(journal.runs(), journal.node_states(), journal.pending_temporaries())
+        found = Status(journal.runs(), journal.node_states(), journal.pending_temporaries())
     finally:
         journal.close()
+    try:
+        source, destination = providers(manifest)
+        src, dst = take_snapshots(source, destination)
+    except ProviderError as exc:
+        return dataclasses.replace(found, unread=str(exc))
+    return dataclasses.replace(found, unfinished=unfinished_copies(dst, migration_id(src)))
 
 
 def cleanup(manifest: Manifest) -> tuple[str, ...]:
-    """Remove what abandoned migrations left (their temporaries) and restore the source, under
-    the apply lock. Interrupted workloads start from the beginning next time."""
+    """Remove what abandoned migrations left (their temporaries, their half-made copies in the
+    destination) and restore the source, under the apply lock. Interrupted workloads start
+    from the beginning next time."""
     path = manifest.state_dir / JOURNAL_FILE
     if not path.exists():
         return ()
@@ -156,8 +169,11 @@ def cleanup(manifest: Manifest) -> tuple[str, ...]:
                 ctx.shutdown()
             for node in journal.node_states():
                 journal.clear_state(node)
+            src, dst = take_snapshots(source, destination)
+            leftovers = unfinished_copies(dst, migration_id(src))
+            removed = remove_unfinished(destination, leftovers)
             journal.finish_run(True)
-            return swept
+            return (*swept, *removed)
         finally:
             journal.close()
 

@@ -28,4 +28,9 @@ def render_status(status: Status) -> list[str]:
                 f"  {row['cloud']} {row['kind']} {escape(str(row['name']))} "
                 f"({row['state']}, for {escape(str(row['owner']))})"
             )
+    if status.unfinished:
+        lines.append("unfinished copies in the destination (tenantshift cleanup removes them):")
+        lines += [f"  {escape(c.line())}" for c in status.unfinished]
+    if status.unread:
+        lines.append(f"the clouds could not be read for unfinished copies: {escape(status.unread)}")
     return lines

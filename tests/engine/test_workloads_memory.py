@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tenantshift.engine import commands
 from tenantshift.engine.state.journal import JOURNAL_FILE, Journal
 from tenantshift.engine.state.temporary import Temporary
 from tenantshift.engine.walk.context import ApplyContext, ApplySettings
@@ -18,6 +19,7 @@ from tenantshift.engine.workloads import MIGRATIONS, UNDO, clean_up
 from tenantshift.plans import Action
 from tenantshift.resources import REGISTRY
 from tenantshift.transfer import TransferError, VolumeCopy
+from tenantshift.views.status import render_status
 from tests.engine.workload_world import Killed, check_converged, kill_at, servers_of, world
 
 KINDS = {
@@ -156,3 +158,32 @@ def test_cleanup_undoes_an_abandoned_migration_and_the_source_ends_as_it_began(
     assert servers_of(w.source) == w.servers_before
     assert not w.source.data.snapshots
     assert not [v for v in w.source.records_of("volume").values() if v.get("temporary")]
+
+
+def test_status_lists_and_cleanup_removes_a_copy_half_made_by_a_kill(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """First reproduction of the kill issue: killed between the root copy's create and its
+    bootable flag (Cinder's action after the create). ``status`` shows the half-made copy,
+    ``cleanup`` removes it (and says so), and the next apply converges."""
+    w = world(tmp_path, volume=False, image_server=True, volume_server=False)
+    clouds = {"source": w.source, "destination": w.destination}
+    monkeypatch.setattr(commands, "open_provider", lambda ref, label, **_: clouds[label])
+    with kill_at(monkeypatch, "destination update volume"), contextlib.suppress(Killed):
+        w.apply()
+    half = [v for v in w.destination.records_of("volume").values()]
+    assert [(v["name"], v["is_bootable"]) for v in half] == [("vm-image-root", False)]
+
+    found = commands.status(w.manifest)
+    assert found is not None and found.unfinished is not None
+    assert [c.name for c in found.unfinished] == ["vm-image-root"]
+    assert any("unfinished copies" in line for line in render_status(found))
+
+    swept = commands.cleanup(w.manifest)
+    assert any(
+        line.startswith("removed the unfinished copy volume vm-image-root") for line in swept
+    )
+    assert not w.destination.records_of("volume")
+    assert servers_of(w.source) == w.servers_before  # the stopped source runs again
+    assert w.apply().ok
+    check_converged(w)
