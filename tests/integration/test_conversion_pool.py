@@ -11,10 +11,8 @@ extra servers, stops their sshd and rewrites conversion-hosts.yaml in the one-pa
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -27,7 +25,8 @@ import pytest
 import yaml
 
 from tenantshift.engine.state.journal import JOURNAL_FILE
-from tests.integration.conftest import DEVCLOUD, Devcloud, run_cli
+from tests.integration.conftest import Devcloud, run_cli
+from tests.integration.hosts import devcloud_up, kill_sshd
 from tests.integration.test_volume_migration import (
     MiB,
     content_sha256,
@@ -44,12 +43,6 @@ from tests.integration.test_volume_migration import (
 pytestmark = pytest.mark.devcloud
 
 PAIRS = 3
-
-
-def devcloud_up(devcloud: Devcloud, pairs: int) -> None:
-    env = {**os.environ, "DEVCLOUD_STATE": str(devcloud.state)}
-    env["DEVCLOUD_CONVERSION_PAIRS"] = str(pairs)
-    subprocess.run([str(DEVCLOUD), "up"], check=True, env=env, timeout=1500)
 
 
 @pytest.fixture(scope="module")
@@ -82,26 +75,6 @@ def copies_by_pair(state_dir: Path) -> dict[str, str]:
     with sqlite3.connect(state_dir / JOURNAL_FILE) as db:
         rows = db.execute("SELECT node, data FROM copies ORDER BY seq").fetchall()
     return {node: json.loads(data)["pair"] for node, data in rows}
-
-
-def kill_sshd(devcloud: Devcloud, key: str) -> None:
-    """Stop one devcloud sshd and every connection it serves (each runs in its own
-    session, so the listener's process group is not enough): as if the host went away."""
-    pid = int((devcloud.state / "run" / f"sshd-{key}.pid").read_text().split()[0])
-    parents: dict[int, int] = {}
-    for candidate in Path("/proc").iterdir():
-        if candidate.name.isdigit():
-            try:
-                stat = (candidate / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(candidate.name)] = int(stat.rpartition(")")[2].split()[1])
-    family = [pid]  # the listener and all its descendants (connections, their commands)
-    for member in family:
-        family.extend(child for child, parent in parents.items() if parent == member)
-    for member in family:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(member, signal.SIGKILL)
 
 
 @pytest.fixture

@@ -19,14 +19,24 @@ pytestmark = pytest.mark.devcloud
 PAIRS = 10
 
 
-def test_duplicate_names_at_high_parallelism_keep_their_own_copies(
-    devcloud: Devcloud, tmp_path: Path
+@pytest.mark.parametrize(
+    ("pairs", "kill"),
+    [
+        (PAIRS, None),
+        # Second reproduction of the kill issue: killed after a network's POST, before its
+        # tags. No other same-named source may adopt it: never two markers on one network.
+        (2, "network.set_tags(network)"),
+    ],
+    ids=["parallel", "killed-before-the-marker"],
+)
+def test_duplicate_names_keep_their_own_copies(
+    devcloud: Devcloud, tmp_path: Path, pairs: int, kill: str | None
 ) -> None:
     src = openstack.connect(cloud="devcloud-src")
     dst = openstack.connect(cloud="devcloud-dst")
     prefix = f"dup-{uuid.uuid4().hex[:6]}"
     network_of_subnet_cidr: dict[str, str] = {}
-    for i in range(PAIRS):
+    for i in range(pairs):
         for copy in range(2):  # two networks with one name, each with its own subnet
             net = src.network.create_network(name=f"{prefix}-{i}")
             cidr = f"10.{150 + i}.{copy}.0/24"
@@ -48,12 +58,16 @@ def test_duplicate_names_at_high_parallelism_keep_their_own_copies(
         f"options: {{parallelism: 40, state_dir: {tmp_path / 'state'}}}\n"
     )
     try:
+        if kill is not None:
+            env = {"TENANTSHIFT_FAULT_KILL_AT_CALL": kill}
+            killed = run_cli("apply", "-m", str(manifest), "--auto-approve", env=env)
+            assert killed.returncode == -9, killed.stdout + killed.stderr
         applied = run_cli("apply", "-m", str(manifest), "--auto-approve")
         assert applied.returncode == 0, applied.stdout + applied.stderr
 
         project = dst.current_project_id
         copies = [n for n in dst.network.networks(project_id=project) if n.name.startswith(prefix)]
-        assert len(copies) == 2 * PAIRS
+        assert len(copies) == 2 * pairs
         markers = {n.id: [t for t in n.tags if t.startswith("tenantshift-src:")] for n in copies}
         assert all(len(m) == 1 for m in markers.values()), markers  # never two markers
         source_of = {n.id: split_marker(markers[n.id][0].partition(":")[2])[1] for n in copies}

@@ -15,6 +15,7 @@ import pwd
 import re
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ import yaml
 
 from tenantshift.resources.marker import split_marker
 from tests.integration.conftest import Devcloud, run_cli
+from tests.integration.hosts import devcloud_up, kill_sshd
 
 pytestmark = pytest.mark.devcloud
 
@@ -297,22 +299,33 @@ def volume_ids_of(volumes: list[Any]) -> set[str]:
     return {v.id for v in volumes}
 
 
-@pytest.mark.parametrize("phase", ["destination_volume", "attached", "copied", "detached"])
-def test_a_kill_after_any_phase_resumes_without_duplicates(
-    tmp_path: Path, devcloud: Devcloud, source_volumes: list[Any], phase: str
+@pytest.mark.parametrize(
+    "call",
+    [
+        # Between the two attachments of one phase: the source on its host, not the copy.
+        "compute.create_volume_attachment#2",
+        # Inside the last phase: the source detached again, the copy still attached.
+        "compute.delete_volume_attachment:after",
+    ],
+)
+def test_a_kill_between_two_cloud_calls_resumes_without_duplicates(
+    tmp_path: Path, devcloud: Devcloud, source_volumes: list[Any], call: str
 ) -> None:
+    """A sample of the kill points ``tests/engine/test_kill_points.py`` enumerates on the
+    memory cloud, here on the real one: a kill inside a phase, between two of its calls."""
     src, dst = devcloud.connect("devcloud-src"), devcloud.connect("devcloud-dst")
     volume = source_volumes[0]
     source_sha = content_sha256(volume_file(devcloud, volume.id))
     path = manifest(tmp_path, devcloud, [volume.name])
 
     killed = run_cli(
-        "apply", "-m", str(path), "--auto-approve", env={"TENANTSHIFT_FAULT_KILL_AFTER": phase}
+        "apply", "-m", str(path), "--auto-approve", env={"TENANTSHIFT_FAULT_KILL_AT_CALL": call}
     )
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
 
     status = ok(run_cli("status", "-m", str(path))).stdout
-    assert f"volume.{volume.name}: done up to {phase}" in status, status
+    assert f"volume.{volume.name}: done up to" in status, status
+    assert "temporaries left" in status, status
 
     planned = plan_changes(path)
     assert planned[f"volume.{volume.name}"]["action"] == "migrate"
@@ -327,9 +340,71 @@ def test_a_kill_after_any_phase_resumes_without_duplicates(
     assert now.status == "available" and not now.attachments
     assert host_attachments(dst, devcloud.destination_host.server_id) == []
     assert volume.id not in host_attachments(src, devcloud.source_host.server_id)
-    assert "temporaries left" not in ok(run_cli("status", "-m", str(path))).stdout
+    status = ok(run_cli("status", "-m", str(path))).stdout
+    assert "temporaries left" not in status and "unfinished copies" not in status, status
     again = run_cli("plan", "-m", str(path), "--detailed-exitcode")
     assert again.returncode == 0, again.stdout
+
+
+def test_a_host_lost_mid_copy_fails_cleanly_and_the_next_apply_resumes_from_the_checkpoint(
+    tmp_path: Path, devcloud: Devcloud
+) -> None:
+    """Third reproduction of the kill issue: with one pair, the source host's sshd is killed
+    a few seconds into a copy. The run fails with the reason and detaches both volumes; the
+    journal moves back to before the attachments (it does not say "attached" any more); with
+    the host back, the next apply attaches again and resumes from the last verified chunk."""
+    made = make_source_volumes(devcloud, "host lost mid-copy", {"big": 2})
+    (volume,) = next(made)
+    try:
+        path = volume_file(devcloud, volume.id)
+        block = os.urandom(64 * MiB)  # nothing compresses: the copy takes its time
+        with path.open("r+b") as f:
+            for index in range(32):
+                f.write(block[index:] + block[:index])
+            os.fsync(f.fileno())
+        source_sha = content_sha256(path)
+        migration = manifest(tmp_path, devcloud, [volume.name])
+        src, dst = devcloud.connect("devcloud-src"), devcloud.connect("devcloud-dst")
+
+        apply = subprocess.Popen(
+            [sys.executable, "-m", "tenantshift", "apply", "-m", str(migration), "--auto-approve"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            # Past the first checkpoint (every 256 MiB): the copy has bytes to resume from.
+            deadline = time.monotonic() + 300
+            while True:
+                copy = destination_copy(dst, volume.id)
+                if copy is not None and allocated(volume_file(devcloud, copy.id)) > 600 * MiB:
+                    break
+                assert apply.poll() is None, apply.communicate()[0]
+                assert time.monotonic() < deadline, "the copy never got going"
+                time.sleep(0.2)
+            kill_sshd(devcloud, "src")
+            output, _ = apply.communicate(timeout=900)
+        finally:
+            if apply.poll() is None:
+                apply.kill()
+        assert apply.returncode == 1, output
+        assert "went away" in output and "run apply again when a pair is back" in output, output
+
+        status = ok(run_cli("status", "-m", str(migration))).stdout
+        assert f"volume.{volume.name}: done up to destination_volume" in status, status
+        assert "temporaries left" not in status, status
+        assert host_attachments(dst, devcloud.destination_host.server_id) == []
+
+        devcloud_up(devcloud, 1)  # the host back, as an operator would restart it
+        rerun = ok(run_cli("apply", "-m", str(migration), "--auto-approve"))
+        found = re.search(r"resumed at ([0-9]+) MiB", rerun.stdout)
+        assert found and int(found[1]) > 0, rerun.stdout
+        copy = destination_copy(dst, volume.id)
+        assert copy is not None and not copy.attachments
+        assert content_sha256(volume_file(devcloud, copy.id)) == source_sha
+        assert src.block_storage.get_volume(volume.id).attachments == []
+    finally:
+        next(made, None)
 
 
 def test_cleanup_after_a_kill_restores_the_source(
