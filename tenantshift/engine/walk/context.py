@@ -22,6 +22,7 @@ from tenantshift.engine.walk.limits import Limits, pair_count
 from tenantshift.engine.walk.links import CopySession, Links
 from tenantshift.engine.walk.pool import PairPool
 from tenantshift.engine.walk.walker import Listener
+from tenantshift.errors import UsageError
 from tenantshift.manifest import AnyConversionHosts, ConversionPair, Manifest, Workloads
 from tenantshift.providers import Provider
 from tenantshift.transfer import RevokeError, TransferOptions
@@ -117,7 +118,7 @@ class ApplyContext:
         """The manifest's pair ``name`` (the only one when None)."""
         hosts = self.settings.conversion_hosts
         if hosts is None:
-            raise ValueError("this plan migrates workloads: the manifest needs conversion_hosts")
+            raise UsageError("this plan migrates workloads: the manifest needs conversion_hosts")
         return hosts.only_pair() if name is None else hosts.pair(name)
 
     async def transfer_session(self, pair_name: str | None = None) -> CopySession:
