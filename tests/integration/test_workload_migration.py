@@ -202,9 +202,7 @@ def test_the_tenant_migrates_with_its_bytes(
     # Nothing left on the conversion hosts.
     for conn, host in ((src, devcloud.source_host), (dst, devcloud.destination_host)):
         assert list(conn.compute.volume_attachments(host.server_id)) == []
-
-
-def test_a_second_plan_has_no_changes(manifest: Path) -> None:
+    # And nothing left to do.
     again = run_cli("plan", "-m", str(manifest), "--detailed-exitcode")
     assert again.returncode == 0, again.stdout + again.stderr
 
