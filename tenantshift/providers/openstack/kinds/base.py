@@ -253,10 +253,13 @@ class MetadataProvenance(ProvenanceStore):
 @dataclass(frozen=True)
 class Wait:
     """How long an asynchronous write may take. Each poll is one ``Caller`` call with its own
-    retry budget (20 s by default); ``timeout`` bounds the whole wait, which can be minutes."""
+    retry budget (20 s by default); ``timeout`` bounds the whole wait, which can be minutes.
+    Polls start ``first`` seconds apart and back off to ``interval``: most Cinder and Nova
+    transitions take well under a second, and a fixed 2 s poll made each one cost 2 s."""
 
     timeout: float = 600.0
     interval: float = 2.0
+    first: float = 0.25
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
 
@@ -599,6 +602,7 @@ def poll(
     whole wait, minutes) raises ``ProviderError``."""
     call = call or f"wait {what}"
     deadline = wait.clock() + wait.timeout
+    delay = min(wait.first, wait.interval)
     while True:
         current = read().lower()
         if current == wanted.lower():
@@ -614,7 +618,8 @@ def poll(
                 call=call,
                 retryable=True,
             )
-        wait.sleep(wait.interval)
+        wait.sleep(delay)
+        delay = min(delay * 2, wait.interval)
 
 
 def _merge(attrs: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
