@@ -21,6 +21,7 @@ from tenantshift.providers.openstack.kinds import (
     handler_classes,
     register_handler,
 )
+from tenantshift.providers.openstack.kinds.base import poll
 from tenantshift.resources import Record
 
 
@@ -149,3 +150,10 @@ def test_a_servers_ports_are_in_nic_order_not_creation_order() -> None:
     first_made = SimpleNamespace(id="p-app", mac_address="fa:16:3e:00:00:01", created_at="1")
     second_made = SimpleNamespace(id="p-db", mac_address="fa:16:3e:00:00:02", created_at="2")
     assert nic_order(server, [first_made, second_made]) == ["p-db", "p-app"]
+
+
+def test_a_wait_polls_soon_then_backs_off_to_its_interval() -> None:
+    slept: list[float] = []
+    states = iter(["creating"] * 6 + ["available"])
+    poll(lambda: next(states), "available", "volume v1", Wait(interval=2, sleep=slept.append), "x")
+    assert slept == [0.25, 0.5, 1, 2, 2, 2]
