@@ -392,8 +392,11 @@ def test_a_host_lost_mid_copy_fails_cleanly_and_the_next_apply_resumes_from_the_
 
         status = ok(run_cli("status", "-m", str(migration))).stdout
         assert f"volume.{volume.name}: done up to destination_volume" in status, status
-        assert "temporaries left" not in status, status
+        # Both volumes detached; only the session's key line and run directories stay on the
+        # unreachable host, journaled for the next sweep.
+        assert " attachment " not in status, status
         assert host_attachments(dst, devcloud.destination_host.server_id) == []
+        assert volume.id not in host_attachments(src, devcloud.source_host.server_id)
 
         devcloud_up(devcloud, 1)  # the host back, as an operator would restart it
         rerun = ok(run_cli("apply", "-m", str(migration), "--auto-approve"))
@@ -403,7 +406,10 @@ def test_a_host_lost_mid_copy_fails_cleanly_and_the_next_apply_resumes_from_the_
         assert copy is not None and not copy.attachments
         assert content_sha256(volume_file(devcloud, copy.id)) == source_sha
         assert src.block_storage.get_volume(volume.id).attachments == []
+        status = ok(run_cli("status", "-m", str(migration))).stdout
+        assert "temporaries left" not in status, status  # the sweep took the host's leftovers
     finally:
+        devcloud_up(devcloud, 1)  # never leave the next test without its host
         next(made, None)
 
 
