@@ -377,7 +377,9 @@ def test_a_host_lost_mid_copy_fails_cleanly_and_the_next_apply_resumes_from_the_
             deadline = time.monotonic() + 300
             while True:
                 copy = destination_copy(dst, volume.id)
-                if copy is not None and allocated(volume_file(devcloud, copy.id)) > 600 * MiB:
+                written = volume_file(devcloud, copy.id) if copy is not None else None
+                # (Cinder lists the copy while it is still ``creating``, before its file.)
+                if written is not None and written.exists() and allocated(written) > 600 * MiB:
                     break
                 assert apply.poll() is None, apply.communicate()[0]
                 assert time.monotonic() < deadline, "the copy never got going"
