@@ -25,10 +25,10 @@ from tenantshift.engine.walk.limits import Limits
 from tenantshift.engine.walk.walker import Listener
 from tenantshift.engine.workloads import sweep
 from tenantshift.engine.workloads.leftovers import Leftover, remove_unfinished, unfinished_copies
-from tenantshift.errors import UsageError
+from tenantshift.errors import TenantshiftError, UsageError
 from tenantshift.manifest import Manifest
 from tenantshift.plans import Plan
-from tenantshift.providers import Provider, ProviderError
+from tenantshift.providers import Provider
 from tenantshift.resources.marker import migration_id
 
 #: Shown the plan about to be applied; returns whether to go on.
@@ -138,7 +138,7 @@ def status(manifest: Manifest) -> Status | None:
     try:
         source, destination = providers(manifest)
         src, dst = take_snapshots(source, destination)
-    except ProviderError as exc:
+    except TenantshiftError as exc:  # no cloud to read: the journal's view still stands
         return dataclasses.replace(found, unread=str(exc))
     return dataclasses.replace(found, unfinished=unfinished_copies(dst, migration_id(src)))
 

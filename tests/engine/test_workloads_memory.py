@@ -17,6 +17,7 @@ from tenantshift.engine.walk.executor import IdMap
 from tenantshift.engine.walk.walker import Listener
 from tenantshift.engine.workloads import MIGRATIONS, UNDO, clean_up
 from tenantshift.plans import Action
+from tenantshift.providers import ProviderError
 from tenantshift.resources import REGISTRY
 from tenantshift.transfer import TransferError, VolumeCopy
 from tenantshift.views.status import render_status
@@ -187,3 +188,19 @@ def test_status_lists_and_cleanup_removes_a_copy_half_made_by_a_kill(
     assert servers_of(w.source) == w.servers_before  # the stopped source runs again
     assert w.apply().ok
     check_converged(w)
+
+
+def test_status_without_a_reachable_cloud_still_shows_the_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = world(tmp_path, volume=True, image_server=False, volume_server=False)
+    assert w.apply().ok
+
+    def unreachable(ref: object, label: str, **_: object) -> None:
+        raise ProviderError(f"{label}: cannot connect", call="identity.authenticate")
+
+    monkeypatch.setattr(commands, "open_provider", unreachable)
+    found = commands.status(w.manifest)
+    assert found is not None and found.runs and found.unfinished is None
+    lines = render_status(found)
+    assert lines[-1] == "the clouds could not be read for unfinished copies: source: cannot connect"
