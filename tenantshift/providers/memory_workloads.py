@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
 from tenantshift.providers.base import NotFoundError, ProviderError
-from tenantshift.providers.workload import MIGRATED_KEY, TEMPORARY_KEY, WorkloadVerbs
+from tenantshift.providers.workload import MIGRATED_KEY, WorkloadVerbs
 from tenantshift.resources import Record
 
 
@@ -60,10 +60,6 @@ class MemoryCloud(Protocol):
 
     def get(self, kind: str, id: str) -> Record | None: ...
 
-    def create(self, kind: str, params: Mapping[str, Any], source_id: str | None) -> Record: ...
-
-    def update(self, kind: str, id: str, changes: Mapping[str, Any]) -> Record: ...
-
     def delete(self, kind: str, id: str) -> None: ...
 
 
@@ -91,12 +87,6 @@ class _Verbs:
 class MemoryVolumes(_Verbs):
     def get(self, id: str) -> Record | None:
         return self.cloud.get("volume", id)
-
-    def create(self, params: Mapping[str, Any], marker: str | None, recover: Any = None) -> Record:
-        return self.cloud.create("volume", params, marker)
-
-    def update(self, id: str, changes: Mapping[str, Any]) -> Record:
-        return self.cloud.update("volume", id, changes)
 
     def delete(self, id: str) -> None:
         self.cloud.delete("volume", id)
@@ -325,12 +315,6 @@ class MemoryImages(_Verbs):
     def get(self, id: str) -> Record | None:
         return self.cloud.get("image", id)
 
-    def create(self, params: Mapping[str, Any], marker: str | None, recover: Any = None) -> Record:
-        return self.cloud.create("image", params, marker)
-
-    def update(self, id: str, changes: Mapping[str, Any]) -> Record:
-        return self.cloud.update("image", id, changes)
-
     def marked(self, marker: str) -> list[Record]:
         with self.cloud.call("marked", "image", {}):
             images = self.cloud.records_of("image").values()
@@ -382,6 +366,3 @@ def memory_workloads(cloud: MemoryCloud) -> WorkloadVerbs:
         image=MemoryImages(cloud),
         headroom=headroom,
     )
-
-
-__all__ = ["TEMPORARY_KEY", "MemoryData", "image_hashes", "memory_workloads"]

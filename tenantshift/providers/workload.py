@@ -37,14 +37,6 @@ class VolumeVerbs(Protocol):
         ``attached_to``: server ids, ``provenance``, ``migrated``, ``updated_at``...)."""
         ...
 
-    def create(self, params: Any, marker: str | None, recover: Any) -> Record:
-        """Create with everything ``params`` says (bootable, image metadata), waited."""
-        ...
-
-    def update(self, id: str, changes: Any) -> Record:
-        """Change these fields in place (size grows, bootable and image metadata set)."""
-        ...
-
     def delete(self, id: str) -> None:
         """Delete and wait until gone (gone already is done)."""
         ...
@@ -132,10 +124,6 @@ class ImageVerbs(Protocol):
         """The image's record (``status``, ``size``, ``checksum``, ``os_hash_algo``,
         ``os_hash_value``, ``provenance``, ``migrated``, ``protected``...)."""
         ...
-
-    def create(self, params: Any, marker: str | None, recover: Any) -> Record: ...
-
-    def update(self, id: str, changes: Any) -> Record: ...
 
     def marked(self, marker: str) -> list[Record]:
         """Every image of the project carrying this provenance marker (one listing)."""

@@ -26,6 +26,7 @@ from tenantshift.engine.walk.links import Links
 from tenantshift.manifest import ConversionPair, Manifest
 from tenantshift.plans import Plan
 from tenantshift.providers.memory import MemoryProvider
+from tenantshift.providers.memory_workloads import image_hashes
 from tenantshift.resources import Record
 from tenantshift.transfer import (
     Progress,
@@ -106,8 +107,6 @@ def world(
         base = source.insert("image", {"name": "base", "disk_format": "qcow2"})
         base.update(status="active", temporary=False, migrated=None, protected=False)
         base["properties"] = {"os_distro": "cirros"}
-        from tenantshift.providers.memory_workloads import image_hashes
-
         source.data.images[base["id"]] = b"base image bytes"
         base.update(image_hashes(b"base image bytes"))
         vm = _server(source, "vm-image", status="ACTIVE", image_id=base["id"])
