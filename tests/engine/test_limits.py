@@ -21,7 +21,7 @@ from tenantshift.engine.walk.walker import Listener, Status, walk
 from tenantshift.manifest import Manifest
 from tenantshift.plans import Action, Change
 from tenantshift.providers.memory import MemoryProvider
-from tests.engine.test_pool import pool_manifest
+from tests.engine.pairs import pool_manifest
 
 
 def test_the_derived_numbers() -> None:

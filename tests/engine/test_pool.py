@@ -15,38 +15,9 @@ from tenantshift.engine.walk.walker import walk
 from tenantshift.engine.workloads.plan import assign_pairs
 from tenantshift.manifest import Manifest
 from tenantshift.plans import Action, Change
+from tests.engine.pairs import host, pool_manifest
 
-KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAH8ng/ENdqWiGFL/leFHwiwIDw1Z2z6ObaeWMRnDj+o"
 GiB = 2**30
-
-
-def host(port: int, server: str) -> dict[str, Any]:
-    return {
-        "address": "127.0.0.1",
-        "port": port,
-        "key_file": "/dev/null",
-        "host_key": KEY,
-        "server": server,
-    }
-
-
-def pool_manifest(names: list[str]) -> Manifest:
-    pairs = [
-        {
-            "name": name,
-            "source": host(2200 + 2 * i, f"src-{name}"),
-            "destination": host(2201 + 2 * i, f"dst-{name}"),
-        }
-        for i, name in enumerate(names)
-    ]
-    return Manifest.model_validate(
-        {
-            "version": 1,
-            "source": {"cloud": "a"},
-            "destination": {"cloud": "b"},
-            "conversion_hosts": {"pairs": pairs},
-        }
-    )
 
 
 def migrate(address: str, gib: int, **kw: Any) -> Change:

@@ -18,6 +18,9 @@ from typing import Any
 
 import pytest
 
+# The volume helpers were in a test module: their asserts keep pytest's detailed report.
+pytest.register_assert_rewrite("tests.integration.volumes")
+
 ROOT = Path(__file__).resolve().parents[2]
 DEVCLOUD = ROOT / "devcloud" / "devcloud"
 

@@ -24,7 +24,7 @@ from tenantshift.providers import ProviderError
 from tenantshift.providers.memory import MemoryProvider
 from tenantshift.providers.openstack import OpenStackProvider
 from tests.integration.faultproxy import FaultProxy
-from tests.integration.test_openstack_provider import devcloud_clouds, make_provider
+from tests.integration.providers import devcloud_clouds, make_provider
 
 pytestmark = pytest.mark.devcloud
 

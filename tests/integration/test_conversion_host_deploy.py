@@ -31,7 +31,7 @@ from openstack.connection import Connection
 from tenantshift.engine.convhosts.hostkeys import console_host_keys, fingerprint
 from tenantshift.providers.convhost_ops import MARKER, SERVER_MARKER_KEY
 from tests.integration.conftest import Devcloud, run_cli
-from tests.integration.test_network_migration import wipe_destination
+from tests.integration.destination import wipe_destination
 
 pytestmark = pytest.mark.devcloud
 

@@ -27,7 +27,7 @@ import yaml
 from tenantshift.engine.state.journal import JOURNAL_FILE
 from tests.integration.conftest import Devcloud, run_cli
 from tests.integration.hosts import devcloud_up, kill_sshd
-from tests.integration.test_volume_migration import (
+from tests.integration.volumes import (
     MiB,
     content_sha256,
     destination_copy,

@@ -25,7 +25,7 @@ from tenantshift.manifest.schema import CloudRef
 from tenantshift.providers import ProviderError
 from tenantshift.providers.openstack import OpenStackProvider, RetryPolicy
 from tests.integration.faultproxy import FaultProxy
-from tests.integration.test_openstack_provider import devcloud_clouds
+from tests.integration.providers import devcloud_clouds
 
 # -- the proxy itself (no devcloud needed) ----------------------------------------------------
 

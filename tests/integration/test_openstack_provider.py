@@ -15,27 +15,15 @@ from typing import Any
 
 import pytest
 
-from tenantshift.manifest.schema import CloudRef
 from tenantshift.providers import NotFoundError, ProviderError
-from tenantshift.providers.openstack import ConflictError, OpenStackProvider, RetryPolicy
+from tenantshift.providers.openstack import ConflictError, OpenStackProvider
 from tenantshift.providers.openstack.records import PROVENANCE_PREFIX
 from tenantshift.resources.snapshot import VOLATILE_INFO
+from tests.integration.providers import devcloud_clouds, make_provider
 
 pytestmark = pytest.mark.devcloud
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def devcloud_clouds(request: pytest.FixtureRequest) -> Path:
-    """The clouds.yaml of the session ``devcloud`` fixture (started if not running)."""
-    return Path(request.getfixturevalue("devcloud").clouds_yaml)
-
-
-def make_provider(clouds: Path, cloud: str, **kwargs: Any) -> OpenStackProvider:
-    kwargs.setdefault("retry", RetryPolicy(attempts=4, base_delay=0.2, budget=20))
-    return OpenStackProvider.from_cloud_ref(
-        CloudRef(cloud=cloud), config_files=[str(clouds)], **kwargs
-    )
 
 
 @pytest.fixture(scope="module")

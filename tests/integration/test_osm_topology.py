@@ -22,13 +22,12 @@ from typing import Any
 
 import openstack
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from openstack.connection import Connection
 
 from tenantshift.providers.openstack.records import PROVENANCE_PREFIX
 from tests.integration.conftest import Devcloud, run_cli
-from tests.integration.test_network_migration import wipe_network_resources
+from tests.integration.destination import wipe_network_resources
+from tests.integration.keypairs import public_key
 
 pytestmark = pytest.mark.devcloud
 
@@ -62,12 +61,6 @@ def remove_osm(conn: Connection) -> None:
     for keypair in conn.compute.keypairs():
         if keypair.name.startswith(PREFIX):
             conn.compute.delete_keypair(keypair)
-
-
-def public_key() -> str:
-    key = ed25519.Ed25519PrivateKey.generate().public_key()
-    raw = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    return raw.decode() + " osm@tenantshift-test"
 
 
 def seed(conn: Connection) -> None:

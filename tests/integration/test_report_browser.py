@@ -22,7 +22,8 @@ import pytest
 
 from tests.debian import ensure_debian
 from tests.integration.conftest import Devcloud, run_cli
-from tests.integration.test_workload_migration import manifest_text, wipe_destination
+from tests.integration.demo_manifest import manifest_text
+from tests.integration.destination import wipe_destination
 from tests.views.html_dom import assert_self_contained, dom_of
 
 pytestmark = pytest.mark.devcloud

@@ -21,7 +21,7 @@ from openstack.connection import Connection
 
 from tenantshift.manifest.schema import KINDS
 from tests.integration.conftest import Devcloud, run_cli
-from tests.integration.test_osm_topology import public_key
+from tests.integration.keypairs import public_key
 
 pytestmark = pytest.mark.devcloud
 

@@ -17,16 +17,15 @@ from typing import Any
 
 import openstack
 import pytest
-import yaml
 from openstack.connection import Connection
 
 from tenantshift.resources.marker import split_marker
 from tests.integration.conftest import Devcloud, run_cli
-from tests.integration.test_network_migration import wipe_destination
+from tests.integration.demo_manifest import manifest_text
+from tests.integration.destination import wipe_destination
 
 pytestmark = pytest.mark.devcloud
 
-ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
 MIGRATED = ("vm-bfv", "vm-image", "vm-multinic")
 
@@ -48,22 +47,6 @@ def volume_file(devcloud: Devcloud, volume_id: str) -> Path:
 def source_of(resource: Any) -> str | None:
     marker = (resource.metadata or {}).get("tenantshift-src")
     return split_marker(str(marker))[1] if marker else None
-
-
-def manifest_text(
-    devcloud: Devcloud, state: Path, select: dict[str, Any] | None = None, **workloads: Any
-) -> str:
-    """The demo's manifest (examples/devcloud.yaml) with the devcloud's conversion hosts; by
-    default without vm-active, which runs (the example lets tenantshift stop it)."""
-    body = yaml.safe_load((ROOT / "examples" / "devcloud.yaml").read_text())
-    body["conversion_hosts"] = yaml.safe_load(devcloud.conversion_hosts_yaml.read_text())
-    body["options"] = {"state_dir": str(state)}
-    body["workloads"] = {**(body.get("workloads") or {}), **workloads}
-    if select is not None:
-        body["select"] = select
-    elif not workloads:
-        body["select"] = {"server": {"exclude": ["vm-active"]}}
-    return yaml.safe_dump(body, sort_keys=False)
 
 
 # -- fixtures ------------------------------------------------------------------------------------
