@@ -34,6 +34,7 @@ from tests.integration.volumes import (
     ok,
     plan_changes,
     volume_file,
+    write_incompressible,
     write_regions,
 )
 
@@ -153,11 +154,7 @@ def test_a_kill_in_the_middle_of_a_copy_resumes_from_its_last_checkpoint(
     (volume,) = next(made)
     try:
         path = volume_file(devcloud, volume.id)
-        block = os.urandom(64 * MiB)  # beyond any codec's window: nothing compresses
-        with path.open("r+b") as f:
-            for index in range(32):
-                f.write(block[index:] + block[:index])
-            os.fsync(f.fileno())
+        write_incompressible(path, 2)
         source_sha = content_sha256(path)
         migration = manifest(tmp_path, devcloud, [volume.name])
 
@@ -242,11 +239,7 @@ def test_a_host_lost_mid_copy_fails_cleanly_and_the_next_apply_resumes_from_the_
     (volume,) = next(made)
     try:
         path = volume_file(devcloud, volume.id)
-        block = os.urandom(64 * MiB)  # nothing compresses: the copy takes its time
-        with path.open("r+b") as f:
-            for index in range(32):
-                f.write(block[index:] + block[:index])
-            os.fsync(f.fileno())
+        write_incompressible(path, 2)
         source_sha = content_sha256(path)
         migration = manifest(tmp_path, devcloud, [volume.name])
         src, dst = devcloud.connect("devcloud-src"), devcloud.connect("devcloud-dst")

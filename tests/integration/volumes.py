@@ -141,3 +141,13 @@ def make_source_volumes(
                 conn.compute.delete_volume_attachment(attachment["server_id"], vol.id)
             wait_status(conn, vol.id, "available")
             conn.block_storage.delete_volume(vol.id)
+
+
+def write_incompressible(path: Path, gib: int) -> None:
+    """``gib`` GiB of random data, rotated 64 MiB blocks: beyond any codec's window, so nothing
+    compresses and a copy takes its time."""
+    block = os.urandom(64 * MiB)
+    with path.open("r+b") as f:
+        for index in range(16 * gib):
+            f.write(block[index:] + block[:index])
+        os.fsync(f.fileno())
