@@ -17,6 +17,7 @@ from tenantshift.engine.state.journal import JOURNAL_FILE, Journal
 from tenantshift.engine.state.temporary import Temporary
 from tenantshift.engine.walk.links import Links
 from tenantshift.engine.workloads.plan import check_workloads
+from tenantshift.engine.workloads.warm import sync_history, warm_names_unknown
 from tenantshift.errors import TenantshiftError
 from tenantshift.manifest import Manifest, manifest_hash
 from tenantshift.manifest.deployed import RecordError, read_record
@@ -113,7 +114,16 @@ def _make_plan(
     )
     # The markers name this migration, so prune leaves other migrations' copies alone (M6).
     changes = diff(desired, dst, prune=manifest.options.prune, migration=migration_id(src))
-    changes = check_workloads(changes, manifest, src, source, destination, links)
+    changes = check_workloads(
+        changes,
+        manifest,
+        src,
+        source,
+        destination,
+        links,
+        destination_snapshot=dst,
+        history=sync_history(manifest.state_dir),
+    )
     if targets:
         changes = restrict(changes, targets)
     plan = Plan(
@@ -124,7 +134,11 @@ def _make_plan(
         source=fingerprint(src),
         destination=fingerprint(dst),
         changes=changes,
-        warnings=[*relevant_warnings(src, desired, dst), *_not_yet(manifest)],
+        warnings=[
+            *relevant_warnings(src, desired, dst),
+            *_not_yet(manifest),
+            *warm_names_unknown(manifest, src),
+        ],
         targets=list(targets),
     )
     return PlanResult(plan=plan, source=src, destination=dst, desired=desired)

@@ -735,6 +735,50 @@ class Workloads(_Model):
     """Create destination ports with the source ports' fixed IPs."""
     preserve_macs: bool = False
     """Create destination ports with the source ports' MAC addresses."""
+    mode: Literal["cold", "warm"] = "cold"
+    """``cold``: a server is stopped and all of its data copied before it boots in the
+    destination. ``warm``: each apply *syncs* the running servers' volumes into their
+    destination volumes (only what changed since the last sync moves), until ``cutover``
+    says to stop them and move the last changes."""
+    warm_servers: list[str] | None = None
+    """With ``mode: warm``: the source servers (by name) that migrate warm; the others
+    migrate cold. Default: every selected server."""
+    cutover: bool | list[str] = False
+    """With ``mode: warm``: ``true`` cuts every warm server over in the next apply (stop,
+    final delta, boot in the destination), a list of server names cuts over those; ``false``:
+    the next apply syncs again."""
+
+    @model_validator(mode="after")
+    def _warm_fields_need_warm_mode(self) -> Workloads:
+        if self.mode == "cold":
+            for name in ("warm_servers", "cutover"):
+                if getattr(self, name) not in (None, False):
+                    raise ValueError(f"{name} needs mode: warm (mode is cold)")
+            return self
+        if self.warm_servers is not None and not self.warm_servers:
+            raise ValueError("warm_servers is empty: leave it out (every server) or use mode: cold")
+        if isinstance(self.cutover, list):
+            if not self.cutover:
+                raise ValueError("cutover is an empty list: use false to keep syncing")
+            if self.warm_servers is not None:
+                cold = sorted(set(self.cutover) - set(self.warm_servers))
+                if cold:
+                    raise ValueError(
+                        f"cutover names {', '.join(cold)}, not in warm_servers: only a warm "
+                        "server is cut over"
+                    )
+        return self
+
+    def warm_phase(self, server_name: str | None) -> Literal["sync", "cutover"] | None:
+        """What the next apply does with a source server's migration: ``sync`` (warm, the
+        server keeps running), ``cutover`` (warm, the last changes and the boot), or None
+        (cold)."""
+        if self.mode == "cold" or server_name is None:
+            return None
+        if self.warm_servers is not None and server_name not in self.warm_servers:
+            return None
+        cut = self.cutover if isinstance(self.cutover, bool) else server_name in self.cutover
+        return "cutover" if cut else "sync"
 
 
 class Options(_Model):

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -90,6 +90,9 @@ class Change(BaseModel):
     #: For a migrate through the conversion hosts: the pair its copies are planned on (the
     #: engine's largest-first schedule; at apply a free pair takes it when this one is busy).
     conversion_pair: str | None = None
+    #: For a warm server migration: ``sync`` (copy while the source runs; the destination
+    #: server is not made) or ``cutover`` (stop, the last changes, boot). None: cold.
+    warm: Literal["sync", "cutover"] | None = None
 
     @property
     def blocked(self) -> bool:

@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
 from tenantshift.providers.base import NotFoundError, ProviderError
-from tenantshift.providers.workload import MIGRATED_KEY, WorkloadVerbs
+from tenantshift.providers.workload import MIGRATED_KEY, SYNC_KEY, WorkloadVerbs
 from tenantshift.resources import Record
 
 
@@ -124,6 +124,8 @@ class MemoryVolumes(_Verbs):
             volume = self._record("volume", volume_id)
             if MIGRATED_KEY in metadata:
                 volume["migrated"] = metadata[MIGRATED_KEY]
+            if SYNC_KEY in metadata:
+                volume["synced"] = metadata[SYNC_KEY]
             user = {k: v for k, v in metadata.items() if not k.startswith("tenantshift-")}
             volume["metadata"] = {**(volume.get("metadata") or {}), **user}
 

@@ -30,11 +30,25 @@ MIGRATED_KEY = "tenantshift-migrated"
 #: Metadata key on a temporary volume made at the source to read a disk: never migrated itself.
 TEMPORARY_KEY = "tenantshift-temporary"
 
+#: Metadata key on a destination volume a warm migration synced: ``<generation> <time>
+#: <digest>`` (the record's ``synced``). The digest is the next sync's delta base.
+SYNC_KEY = "tenantshift-synced"
+
+
+def parse_sync_mark(value: object) -> dict[str, Any] | None:
+    """A ``SYNC_KEY`` value as ``generation``, ``at``, ``digest`` (None: not synced, or a
+    value we did not write, which then counts as no sync: the next copy is a full one)."""
+    parts = str(value).split(" ") if isinstance(value, str) else []
+    if len(parts) != 3 or not parts[0].isdigit():
+        return None
+    return {"generation": int(parts[0]), "at": parts[1], "digest": parts[2]}
+
 
 class VolumeVerbs(Protocol):
     def get(self, id: str) -> Record | None:
         """The volume's record (``status``, ``size``, ``is_bootable``, ``image_metadata``,
-        ``attached_to``: server ids, ``provenance``, ``migrated``, ``updated_at``...)."""
+        ``attached_to``: server ids, ``provenance``, ``migrated``, ``synced``, ``updated_at``,
+        ...)."""
         ...
 
     def delete(self, id: str) -> None:

@@ -40,11 +40,16 @@ class VolumeCopy:
     resumes only for the same generation. Optional; a resumed copy is verified against what
     the source holds now in any case."""
 
+    delta_base: str | None = None
+    """A delta copy: the digest the destination volume holds (the last verified copy's).
+    Only chunks whose hash differs from the destination's move."""
+
     def __post_init__(self) -> None:
         # The ids become by-id names and file names on the hosts, as root.
         for name in ("source_volume_id", "destination_volume_id"):
             validate.volume_id(getattr(self, name), name)
         validate.generation(self.source_generation)
+        validate.generation(self.delta_base)
 
 
 @dataclass(frozen=True)
@@ -166,5 +171,11 @@ class TransferResult:
     """Hash over the per-chunk hashes: equal digests mean identical logical content."""
     verified: bool
     verify_seconds: float = 0.0
+    bytes_read: int = 0
+    """Bytes the source read (the whole allocated volume, for a delta copy too)."""
+    delta: bool = False
+    """A delta copy: only chunks that differed moved."""
+    chunks_changed: int = 0
+    """Chunks a delta copy sent or zeroed."""
     """Seconds spent verifying after the copy (re-read of a resumed prefix, or of everything
     with ``reread``)."""

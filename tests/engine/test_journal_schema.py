@@ -545,3 +545,32 @@ def test_an_up_to_date_journal_opens_while_an_apply_holds_the_write_lock(tmp_pat
         with opened(path) as journal:
             assert [r.plan_digest for r in journal.runs()] == ["digest-1"]
         writer.execute("ROLLBACK")
+
+
+def test_a_version_3_journal_gains_the_syncs_table_and_keeps_its_rows(tmp_path: Path) -> None:
+    """Step 4 (warm migration's sync history) over a journal main wrote at version 3."""
+    path = tmp_path / "journal.sqlite"
+    with closing(sqlite3.connect(path)) as db:
+        for step in journal_module.MIGRATIONS[:3]:
+            step(db)  # type: ignore[arg-type]
+        db.execute(
+            "INSERT INTO copies (run_id, node, data, at) VALUES ('e5', 'volume.logs', ?, 'x')",
+            (json.dumps(COPY),),
+        )
+        db.execute("PRAGMA user_version = 3")
+        db.commit()
+    with opened(path) as journal:
+        (copy,) = journal.copies(["e5"])
+        assert copy["data"] == COPY
+        assert journal.syncs() == []
+        journal.start_run("digest-7")
+        journal.record_sync("server.web", {"phase": "sync", "generation": 1})
+        journal.record_sync("server.db", {"phase": "sync", "generation": 1})
+        journal.record_sync("server.web", {"phase": "cutover", "generation": 2})
+        rows = journal.syncs("server.web")
+        assert [(r["phase"], r["generation"], r["node"]) for r in rows] == [
+            ("sync", 1, "server.web"),
+            ("cutover", 2, "server.web"),
+        ]
+        assert len(journal.syncs()) == 3
+    assert pragma(path, "user_version") == SCHEMA_VERSION == 4

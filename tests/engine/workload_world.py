@@ -23,7 +23,7 @@ from tenantshift.engine.planning import make_plan
 from tenantshift.engine.state.journal import JOURNAL_FILE, Journal, _Db
 from tenantshift.engine.walk.context import ApplySettings
 from tenantshift.engine.walk.links import Links
-from tenantshift.manifest import ConversionPair, Manifest
+from tenantshift.manifest import ConversionPair, Manifest, Workloads
 from tenantshift.plans import Plan
 from tenantshift.providers.memory import MemoryProvider
 from tenantshift.providers.memory_workloads import image_hashes
@@ -64,6 +64,11 @@ class World:
     def plan(self) -> Plan:
         return make_plan(self.manifest, self.source, self.destination, links=self.links).plan
 
+    def with_workloads(self, **fields: Any) -> None:
+        """Change the manifest's ``workloads`` section, as a reviewed commit would."""
+        workloads = Workloads.model_validate({**self.manifest.workloads.model_dump(), **fields})
+        self.manifest = self.manifest.model_copy(update={"workloads": workloads})
+
     def apply(self, plan: Plan | None = None) -> ApplyResult:
         return apply_plan(
             plan or self.plan(),
@@ -76,10 +81,19 @@ class World:
 
 
 def world(
-    tmp_path: Path, *, volume: bool, image_server: bool, volume_server: bool, pairs: int = 1
+    tmp_path: Path,
+    *,
+    volume: bool,
+    image_server: bool,
+    volume_server: bool,
+    pairs: int = 1,
+    workloads: dict[str, Any] | None = None,
+    running: bool = False,
 ) -> World:
     """A tenant with the chosen workloads (the image-booted server brings its base image);
-    with ``pairs`` > 1, a pool of pairs ``p1``, ``p2``... (hosts ``conv-src-p1``...)."""
+    with ``pairs`` > 1, a pool of pairs ``p1``, ``p2``... (hosts ``conv-src-p1``...);
+    ``workloads`` adds to the manifest's section (warm migration); with ``running`` the
+    volume-booted server is ACTIVE."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     key = tmp_path / "id_test"
     key.write_text("not a key: the memory links never use it\n")
@@ -90,7 +104,7 @@ def world(
             "source": {"cloud": "src"},
             "destination": {"cloud": "dst"},
             "options": {"state_dir": str(tmp_path / "state")},
-            "workloads": {"stop_source_servers": True},
+            "workloads": {"stop_source_servers": True, **(workloads or {})},
             "conversion_hosts": _hosts(host, pairs),
         }
     )
@@ -117,7 +131,7 @@ def world(
     if volume_server:
         boot = _volume(source, "vm-vol-boot", b"boot" * 300, bootable=True)
         data = _volume(source, "vm-vol-data", b"data" * 200)
-        vm = _server(source, "vm-vol", status="SHUTOFF")
+        vm = _server(source, "vm-vol", status="ACTIVE" if running else "SHUTOFF")
         for volume_id, device in ((boot, "/dev/vda"), (data, "/dev/vdb")):
             source.records_of("volume")[volume_id].update(attached_to=[vm["id"]], status="in-use")
             source.data.devices[(vm["id"], volume_id)] = device
@@ -191,6 +205,8 @@ class MemoryLinks:
         #: The pair of each copy made, in order.
         self.pairs_used: list[str] = []
         self.copies = 0
+        #: The data bytes each copy moved, in order (a delta copy: only changed chunks).
+        self.sent: list[int] = []
 
     def links(self) -> Links:
         return Links(
@@ -248,7 +264,12 @@ class _Session:
                 if volume is None or host_id not in volume["attached_to"]:
                     raise TransferError(f"volume {volume_id} is not attached to {host}")
         data = links.source.data.blocks[copy.source_volume_id]
+        held = links.destination.data.blocks.get(copy.destination_volume_id, b"")
+        # A delta copy moves only the chunks that differ from what the destination holds (the
+        # real agent trusts its index only for the digest it was told, else re-reads).
+        sent = changed_bytes(held, data) if copy.delta_base is not None else len(data)
         links.destination.data.blocks[copy.destination_volume_id] = data
+        links.sent.append(sent)
         links.copies += 1
         links.pairs_used.append(self._pair.name)
         if progress is not None:
@@ -269,8 +290,8 @@ class _Session:
             destination_volume_id=copy.destination_volume_id,
             bytes_logical=len(data),
             bytes_allocated=len(data),
-            bytes_data=len(data),
-            bytes_wire=len(data),
+            bytes_data=sent,
+            bytes_wire=sent,
             seconds=0.0,
             copy_seconds=0.0,
             resumed_from=0,
@@ -278,7 +299,22 @@ class _Session:
             chunks=1,
             digest=digest,
             verified=copied == data,
+            bytes_read=len(data),
+            delta=copy.delta_base is not None,
         )
+
+
+#: The memory links' chunk: a delta moves whole chunks, as the agent's 4 MiB ones.
+CHUNK = 64
+
+
+def changed_bytes(held: bytes, data: bytes) -> int:
+    """Bytes in the chunks of ``data`` that differ from ``held``."""
+    return sum(
+        len(data[i : i + CHUNK])
+        for i in range(0, len(data), CHUNK)
+        if data[i : i + CHUNK] != held[i : i + CHUNK]
+    )
 
 
 # -- killing in process ------------------------------------------------------------------------

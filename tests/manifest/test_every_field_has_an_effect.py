@@ -472,6 +472,22 @@ def on_the_devcloud(file: str, test: str) -> Callable[[str], None]:
 
 
 WORKLOADS_TESTS = "tests/integration/test_workload_migration.py"
+WARM_TESTS = "tests/engine/test_warm.py"
+
+
+def warm_fields(path: str) -> None:
+    """Each warm field changes what the next apply does with a server (the plan's
+    ``Change.warm``, which the migration's phases follow: tests/engine/test_warm.py)."""
+    field = path.rpartition(".")[2]
+    changed = {
+        "mode": ({"mode": "cold"}, {"mode": "warm"}),
+        "warm_servers": ({"mode": "warm"}, {"mode": "warm", "warm_servers": ["db"]}),
+        "cutover": ({"mode": "warm"}, {"mode": "warm", "cutover": ["vm"]}),
+    }[field]
+    phases = [manifest(workloads=w).workloads.warm_phase("vm") for w in changed]
+    assert phases[0] != phases[1], path
+    assert_test_mentions(WARM_TESTS, "test_a_warm_server_syncs_then_cuts_over", field)
+
 
 PROOFS: dict[str, Callable[..., None]] = {
     "version": version,
@@ -491,6 +507,9 @@ PROOFS: dict[str, Callable[..., None]] = {
     "map.networks": not_supported_yet,
     "workloads.preserve_fixed_ips": not_supported_yet,
     "workloads.preserve_macs": preserve_macs,
+    "workloads.mode": warm_fields,
+    "workloads.warm_servers": warm_fields,
+    "workloads.cutover": warm_fields,
     "workloads.stop_source_servers": on_the_devcloud(
         WORKLOADS_TESTS, "test_a_running_server_migrates_when_allowed_and_runs_again_at_both_ends"
     ),

@@ -178,6 +178,18 @@ MIGRATIONS: tuple[Step, ...] = (
         )""",
         "ALTER TABLE runs ADD COLUMN plan TEXT",
     ),
+    # 4: for warm migration: syncs, one row per finished sync or cutover of a warm server
+    # (its figures as JSON), which the plan's estimates, `status` and the report read; kept
+    # across runs (keyed by the node, the server's address), unlike node_state.
+    _sql(
+        """CREATE TABLE IF NOT EXISTS syncs (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id TEXT NOT NULL,
+            node TEXT NOT NULL,
+            data TEXT NOT NULL,
+            at TEXT NOT NULL
+        )""",
+    ),
 )
 
 #: The layout this code reads and writes; a journal at a higher version is refused.
@@ -348,6 +360,25 @@ class Journal:
         for row in rows:
             row["data"] = json.loads(row["data"])
         return rows
+
+    def record_sync(self, node: str, data: dict[str, Any]) -> None:
+        """A warm migration's sync or cutover ended (``data``: its figures)."""
+        self._db.execute(
+            "INSERT INTO syncs (run_id, node, data, at) VALUES (?, ?, ?, ?)",
+            (self.run_id, node, json.dumps(data, sort_keys=True), _now()),
+        )
+
+    def syncs(self, node: str | None = None) -> list[dict[str, Any]]:
+        """Every recorded sync and cutover (of one node), oldest first: each row's ``data``
+        with ``run_id``, ``node`` and ``at``."""
+        where, args = ("WHERE node = ?", (node,)) if node is not None else ("", ())
+        cursor = self._db.execute(
+            f"SELECT run_id, node, data, at FROM syncs {where} ORDER BY seq", args
+        )
+        return [
+            {**json.loads(data), "run_id": run_id, "node": name, "at": at}
+            for run_id, name, data, at in cursor.fetchall()
+        ]
 
     def _rows(self, table: str, run_ids: list[str]) -> list[dict[str, Any]]:
         marks = ", ".join("?" for _ in run_ids) or "NULL"

@@ -86,6 +86,10 @@ class Migration:
     #: back to before it when the temporary is undone before the copies are verified).
     MADE_IN: ClassVar[dict[Temporary, str]] = {}
 
+    #: Its migration can be warm (``workloads.mode: warm``): synced while the source runs,
+    #: then cut over (``Change.warm``).
+    WARM: ClassVar[bool] = False
+
     src: WorkloadVerbs
     dst: WorkloadVerbs
     #: The conversion host pair this node's copies use (set when it gets a slot).
@@ -123,9 +127,20 @@ class Migration:
         return ""
 
     @classmethod
-    def source_problem(cls, info: Info, workloads: Workloads) -> str | None:
+    def source_problem(
+        cls, info: Info, workloads: Workloads, warm: str | None = None
+    ) -> str | None:
         """Why the source resource cannot migrate as it is (None: it can)."""
         return None
+
+    async def resume_point(self, done_phase: str, data: Data) -> str:
+        """Where a resumed run goes on, once what the journal says was checked against the
+        clouds (the journal's phase by default)."""
+        return done_phase
+
+    def phases(self) -> tuple[str, ...]:
+        """The phases this run goes through, in ``PHASES`` order (a warm sync skips some)."""
+        return self.PHASES
 
     # -- apply ----------------------------------------------------------------------------------
     async def run(self) -> str:
@@ -134,7 +149,16 @@ class Migration:
         done_phase, data = state if state else ("", {})
         if data.get("source_id") not in (None, self.source_id):
             done_phase, data = "", {}  # a state left by another source resource: start over
+        if data and data.get("warm") != self.change.warm:
+            # A sync left half-done and now a cutover (or the other way): another sequence of
+            # phases. Its temporaries go and the new one starts from the beginning.
+            self.step(f"starting over as {self.change.warm or 'cold'}")
+            await clean_up(self.ctx, owner=self.node.id)
+            self.ctx.journal.clear_state(self.node.id)
+            done_phase, data = "", {}
         data["source_id"] = self.source_id
+        data["warm"] = self.change.warm
+        done_phase = await self.resume_point(done_phase, data)
         if not self.NEEDS_HOSTS:
             return await self._phases(done_phase, data)
         return await self._on_a_pair(done_phase, data)
@@ -231,8 +255,11 @@ class Migration:
         if start:
             self.step(f"resuming after {done_phase}")
         for phase in self.PHASES[start:]:
+            if phase not in self.phases():
+                continue
             self.step(phase)
             seq = journal.phase_started(self.node.id, phase)
+            began = time.time()
             try:
                 await self.phase(phase)(data)
             except BaseException as exc:
@@ -240,6 +267,9 @@ class Migration:
                     raise  # a test's stand-in for SIGKILL: nothing more is written
                 journal.phase_finished(seq, "failed", str(exc) or type(exc).__name__)
                 raise
+            # Each phase's wall time, summed over resumed runs: a cutover's downtime split.
+            timings = data.setdefault("timings", {})
+            timings[phase] = round(timings.get(phase, 0.0) + time.time() - began, 3)
             journal.advance(self.node.id, phase, data)
             journal.phase_finished(seq, "done")
             faults.after_phase(phase)
@@ -318,11 +348,18 @@ class Migration:
             await self.attach(cloud, server_id, volume_id)
 
     async def copy(
-        self, source_volume: str, destination_volume: str, generation: str | None = None
+        self,
+        source_volume: str,
+        destination_volume: str,
+        generation: str | None = None,
+        delta_base: str | None = None,
     ) -> TransferResult:
         """Copy one volume between the conversion hosts, waiting for freshly attached devices
-        to appear; an interrupted copy of the same source generation resumes."""
-        copy = VolumeCopy(source_volume, destination_volume, source_generation=generation)
+        to appear; an interrupted copy of the same source generation resumes. With
+        ``delta_base`` (the digest the destination holds) only what differs moves."""
+        copy = VolumeCopy(
+            source_volume, destination_volume, source_generation=generation, delta_base=delta_base
+        )
 
         def progress(report: Progress) -> None:
             faults.at_bytes(report.bytes_done)
@@ -376,6 +413,9 @@ def copy_record(source: str, destination: str, result: TransferResult) -> Data:
         "wire_bytes": result.bytes_wire,
         "codec": result.codec,
         "resumed_from": result.resumed_from,
+        "read_bytes": result.bytes_read,
+        "delta": result.delta,
+        "seconds": round(result.seconds, 3),
     }
 
 

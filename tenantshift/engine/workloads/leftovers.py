@@ -41,6 +41,8 @@ def unfinished_copies(destination: Snapshot, migration: str) -> list[Leftover]:
         info = resource.info
         if not kind.workload or info.get("migrated") or info.get("temporary"):
             continue
+        if info.get("synced"):
+            continue  # a warm migration's synced copy, waiting for its cutover: progress
         if not is_ours(info.get("provenance"), migration):
             continue
         status = str(info.get("status") or "?")

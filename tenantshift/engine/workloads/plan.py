@@ -8,9 +8,11 @@ sees what will move: each disk, how it is read, its size.
 from __future__ import annotations
 
 import asyncio
+import time
 
 from tenantshift.engine.walk.links import Links
 from tenantshift.engine.walk.pool import plan_pairs
+from tenantshift.engine.workloads import warm
 from tenantshift.engine.workloads.registry import MIGRATIONS, Needs
 from tenantshift.manifest import ConversionPair, Manifest
 from tenantshift.plans import Action, Change, Reason
@@ -29,6 +31,8 @@ def check_workloads(
     source: Provider,
     destination: Provider,
     links: Links | None = None,
+    destination_snapshot: Snapshot | None = None,
+    history: dict[str, list[warm.Sync]] | None = None,
 ) -> list[Change]:
     migrating = [c for c in changes if c.action is Action.MIGRATE and not c.blocked]
     if not migrating:
@@ -44,6 +48,30 @@ def check_workloads(
     infos = {
         c.address: by_id.get((c.kind, split_marker(str(c.source_id))[1]), {}) for c in migrating
     }
+    names = {(r.kind, r.id): r.params.get("name") for r in source_snapshot.resources.values()}
+    migrating = [
+        c.model_copy(
+            update={
+                "warm": manifest.workloads.warm_phase(
+                    names.get((c.kind, split_marker(str(c.source_id))[1]))
+                )
+            }
+        )
+        if MIGRATIONS[c.kind].WARM
+        else c
+        for c in migrating
+    ]
+    synced = {
+        c.address: warm.synced_disks(c, infos[c.address], destination_snapshot)
+        for c in migrating
+        if c.warm and destination_snapshot is not None
+    }
+    for change in migrating:
+        # What earlier syncs made is there already: it needs no quota again.
+        infos[change.address]["synced_gb"] = sum(
+            int(r.params.get("size") or 0) for r in synced.get(change.address, [])
+        )
+        infos[change.address]["synced_volumes"] = len(synced.get(change.address, []))
     over = _over_quota(migrating, infos, sizes, source, destination)
     updated: dict[str, Change] = {}
     for change in migrating:
@@ -59,13 +87,24 @@ def check_workloads(
         if not migration.NEEDS_HOSTS:
             problem = image_problem
         else:
-            problem = host_problem or migration.source_problem(info, manifest.workloads)
+            problem = host_problem or migration.source_problem(
+                info, manifest.workloads, change.warm
+            )
+            if change.warm == "sync" and change.target_id is not None:
+                problem = (
+                    "its cutover booted it in the destination already: finish the cutover "
+                    "(list it in workloads.cutover)"
+                )
         if problem is not None:
             updated[change.address] = change.model_copy(
                 update={"reason": Reason.BLOCKED_PREREQUISITE, "detail": problem, **moves}
             )
         else:
             detail = change.detail or migration.describe(change, info)
+            if change.warm:
+                past = (history or {}).get(change.address, [])
+                done = synced.get(change.address, [])
+                detail = f"{warm.describe(change, done, past, time.time())}; {detail}"
             updated[change.address] = change.model_copy(update={"detail": detail, **moves})
     return assign_pairs([updated.get(c.address, c) for c in changes], manifest)
 

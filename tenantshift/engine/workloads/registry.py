@@ -45,6 +45,7 @@ class MigrationKind(Protocol):
     kind: ClassVar[str]
     PHASES: ClassVar[tuple[str, ...]]
     NEEDS_HOSTS: ClassVar[bool]
+    WARM: ClassVar[bool]
     MADE_IN: ClassVar[dict[Temporary, str]]
 
     def __call__(self, ctx: ApplyContext, node: Node) -> Runnable: ...
@@ -55,7 +56,9 @@ class MigrationKind(Protocol):
 
     def describe(self, change: Change, info: Info) -> str: ...
 
-    def source_problem(self, info: Info, workloads: Workloads) -> str | None: ...
+    def source_problem(
+        self, info: Info, workloads: Workloads, warm: str | None = None
+    ) -> str | None: ...
 
 
 C = TypeVar("C", bound=Callable[..., Any])

@@ -18,12 +18,22 @@ Phases:
 7. ``server``: the server booted from the copies, with its ports (fixed IPs kept), flavor,
    keypair, availability zone and metadata.
 8. ``settled``: stopped again unless ``workloads.start_destination_servers``.
+
+Warm (``workloads.mode: warm``, ``Change.warm``): a **sync** runs phases 1-6 with the source
+running: phase 1 only reads the server, phase 2 snapshots every volume (a data volume cannot
+leave a running server), and phase 5 is a delta copy into the destination volumes an earlier
+sync made (only chunks whose hash differs move); ``finish`` marks the destination volumes with
+the sync's generation, time and digest, and nothing boots. A **cutover** is the cold sequence
+with a delta copy, and the source server stays stopped once the destination one is booted
+(if anything fails before, the cleanup starts it again).
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from tenantshift.engine.state.temporary import Temporary
@@ -39,7 +49,7 @@ from tenantshift.engine.workloads.registry import (
 from tenantshift.engine.workloads.temporaries import clean_up
 from tenantshift.manifest import Workloads
 from tenantshift.plans import Change
-from tenantshift.providers.workload import MIGRATED_KEY
+from tenantshift.providers.workload import MIGRATED_KEY, SYNC_KEY, parse_sync_mark
 
 #: Statuses of a server boot that is still under way (waited for, not replaced).
 BOOTING = frozenset({"BUILD", "REBUILD"})
@@ -48,6 +58,7 @@ BOOTING = frozenset({"BUILD", "REBUILD"})
 @register_migration
 class ServerMigration(Migration):
     kind = "server"
+    WARM = True
     MADE_IN = {
         Temporary.STOPPED: "source_stopped",
         Temporary.IMAGE: "source_disks",
@@ -75,35 +86,71 @@ class ServerMigration(Migration):
         if change.target_id is not None:
             return {}
         volumes = [str(v) for v in info.get("volumes") or []]
-        root = 0 if not info.get("image_id") else int(str(info.get("root_gb") or 1))
-        disks = [sizes.get(v, 0) for v in volumes] + ([root] if root else [])
+        root = cls._root_gb(info)
+        disks = cls._disks(info, sizes)
         boot = root or (disks[0] if disks else 0)
         need = {
-            ("destination", "instances"): 1,
+            ("destination", "instances"): 1 if change.warm != "sync" else 0,
             ("destination", "cores"): int(str(info.get("vcpus") or 0)),
             ("destination", "ram"): int(str(info.get("ram") or 0)),
-            ("destination", "volumes"): len(disks),
-            ("destination", "gigabytes"): sum(disks),
+            # What an earlier sync made is there already.
+            ("destination", "volumes"): len(disks) - int(info.get("synced_volumes") or 0),
+            ("destination", "gigabytes"): sum(disks) - int(info.get("synced_gb") or 0),
             ("source", "volumes"): 1 if boot else 0,
             ("source", "gigabytes"): boot,
         }
-        if not root and volumes:
+        if change.warm == "sync":
+            # A running server's every volume is read through a snapshot and a volume.
+            need.update({("destination", "cores"): 0, ("destination", "ram"): 0})
+            need[("source", "volumes")] = len(disks)
+            need[("source", "gigabytes")] = sum(disks)
+            if volumes:
+                need[("source", "snapshots")] = len(volumes)
+        elif not root and volumes:
             need[("source", "snapshots")] = 1
         return need
 
     @classmethod
-    def describe(cls, change: Change, info: Info) -> str:
-        volumes = list(info.get("volumes") or [])
-        disks = ["root disk via a server image"] if info.get("image_id") else []
-        for index, _ in enumerate(volumes):
-            boot = not info.get("image_id") and index == 0
-            disks.append("boot volume via a snapshot" if boot else "a data volume, detached")
-        ports = len((change.after or {}).get("ports") or [])
-        return f"copy {len(disks)} disk(s): {', '.join(disks)}; boot with {ports} port(s)"
+    def gib_to_move(cls, change: Change, info: Info, sizes: Sizes) -> int:
+        return sum(cls._disks(info, sizes))
+
+    @staticmethod
+    def _root_gb(info: Info) -> int:
+        return 0 if not info.get("image_id") else int(str(info.get("root_gb") or 1))
 
     @classmethod
-    def source_problem(cls, info: Info, workloads: Workloads) -> str | None:
+    def _disks(cls, info: Info, sizes: Sizes) -> list[int]:
+        """Each disk's size in GiB: its volumes, and an image-booted server's root disk."""
+        root = cls._root_gb(info)
+        volumes = [str(v) for v in info.get("volumes") or []]
+        return [sizes.get(v, 0) for v in volumes] + ([root] if root else [])
+
+    @classmethod
+    def describe(cls, change: Change, info: Info) -> str:
+        volumes = list(info.get("volumes") or [])
+        sync = change.warm == "sync"
+        disks = ["root disk via a server image"] if info.get("image_id") else []
+        if disks and sync:
+            disks[0] += " (each sync reads the whole disk at the source)"
+        for index, _ in enumerate(volumes):
+            boot = not info.get("image_id") and index == 0
+            if boot or sync:
+                disks.append(f"{'boot' if boot else 'data'} volume via a snapshot")
+            else:
+                disks.append("a data volume, detached")
+        copied = f"{len(disks)} disk(s): {', '.join(disks)}"
+        if sync:
+            return f"sync {copied}, the server running; no server is booted"
+        ports = len((change.after or {}).get("ports") or [])
+        return f"copy {copied}; boot with {ports} port(s)"
+
+    @classmethod
+    def source_problem(
+        cls, info: Info, workloads: Workloads, warm: str | None = None
+    ) -> str | None:
         status = info.get("status")
+        if warm is not None:
+            return None  # a sync reads snapshots of the running server; a cutover stops it
         if status not in (None, "SHUTOFF") and not workloads.stop_source_servers:
             return (
                 f"the source server is {status}: migration is cold; stop it, or set "
@@ -111,13 +158,36 @@ class ServerMigration(Migration):
             )
         return None
 
+    def phases(self) -> tuple[str, ...]:
+        if self.change.warm == "sync":
+            return self.PHASES[: self.PHASES.index("source_restored") + 1]
+        return self.PHASES
+
+    async def resume_point(self, done_phase: str, data: Data) -> str:
+        """A cutover resumed before its boot goes on only if the source server is still
+        stopped: one that runs again (the cleanup of a failed run started it) may have
+        written since the final delta, so the cutover starts over."""
+        if self.change.warm != "cutover" or not done_phase or self._done(done_phase, "server"):
+            return done_phase
+        status = await self.block(self.src.server.status, self.source_id)
+        if status == "SHUTOFF":
+            return done_phase
+        self.step(f"the source server is {status} again: the cutover starts over")
+        await clean_up(self.ctx, owner=self.node.id)
+        for key in ("stopped_at", "timings"):
+            data.pop(key, None)
+        self.ctx.journal.advance(self.node.id, "", data)
+        return ""
+
     # -- phases -----------------------------------------------------------------------------
     async def _source_stopped(self, data: Data) -> None:
         server = await self.block(self.src.server.disks, self.source_id)
         if server is None:
             raise WorkloadError(f"source server {self.source_id} is gone")
-        if server["status"] != "SHUTOFF":
-            if not self.ctx.settings.workloads.stop_source_servers:
+        if self.change.warm == "cutover":
+            data.setdefault("stopped_at", time.time())  # the downtime starts here
+        if server["status"] != "SHUTOFF" and self.change.warm != "sync":
+            if not self.change.warm and not self.ctx.settings.workloads.stop_source_servers:
                 raise WorkloadError(
                     f"source server is {server['status']}: stop it, or set "
                     "workloads.stop_source_servers"
@@ -159,8 +229,9 @@ class ServerMigration(Migration):
                 "image_metadata": volume["image_metadata"],
                 "bootable": boot or volume["is_bootable"],
             }
-            if boot:
-                # The boot volume cannot leave its server: read a snapshot of it instead.
+            if boot or self.change.warm == "sync":
+                # The boot volume cannot leave its server, nor any volume a running one: read
+                # a snapshot of it instead.
                 disk["copy_from"] = await self._from_snapshot(volume["id"], int(volume["size"]))
             else:
                 await self._detach_from_server(volume["id"], attached["device"])
@@ -196,12 +267,26 @@ class ServerMigration(Migration):
         for disk in data["disks"]:
             await self.check_attached("source", data["src_host"], disk["copy_from"])
             await self.check_attached("destination", data["dst_host"], disk["dst_volume"])
+            # What an earlier sync left in the destination volume: only what differs moves.
+            mark = await self._sync_mark(disk["dst_volume"]) if self.change.warm else None
+            disk["generation"] = (mark or {}).get("generation", 0)
             # A temporary volume made in this migration is its own generation.
-            result = await self.copy(disk["copy_from"], disk["dst_volume"], disk["copy_from"])
+            result = await self.copy(
+                disk["copy_from"],
+                disk["dst_volume"],
+                disk["copy_from"],
+                delta_base=(mark or {}).get("digest"),
+            )
             copies.append(copy_record(disk["copy_from"], disk["dst_volume"], result))
         data["copies"] = copies
 
     async def _source_restored(self, data: Data) -> None:
+        if self.change.warm == "cutover":
+            # The source stays stopped until the destination server is booted (``finish``);
+            # if anything fails before, the cleanup node starts it again.
+            kinds = frozenset(Temporary) - {Temporary.STOPPED}
+            await clean_up(self.ctx, owner=self.node.id, kinds=kinds)
+            return
         await clean_up(self.ctx, owner=self.node.id)
 
     async def _server(self, data: Data) -> None:
@@ -211,6 +296,14 @@ class ServerMigration(Migration):
             server_id = await self.block(self.dst.server.boot, spec)
         self.ctx.ids.set(self.change.address, server_id)
         data["dst_server"] = server_id
+        if self.change.warm == "cutover":
+            data.setdefault("booted_at", time.time())  # the downtime ends here
+            # From now on the source server stays stopped: its stop is no longer a temporary
+            # that a cleanup would undo (two servers would run on the same data).
+            journal = self.ctx.journal
+            for row in journal.pending_temporaries(self.node.id):
+                if row["kind"] == Temporary.STOPPED:
+                    journal.temporary_cleaned(int(row["seq"]))
 
     async def _booted(self) -> str | None:
         """The server a killed run booted, checked: one that failed to boot (``ERROR``) is
@@ -230,6 +323,8 @@ class ServerMigration(Migration):
             await self.block(self.dst.server.stop, data["dst_server"])
 
     async def finish(self, data: Data) -> str:
+        if self.change.warm == "sync":
+            return await self._finish_sync(data)
         digest = hashlib.sha256(
             "".join(str(c["digest"]) for c in data["copies"]).encode()
         ).hexdigest()
@@ -240,7 +335,57 @@ class ServerMigration(Migration):
                 {MIGRATED_KEY: str(copy["digest"])},
             )
         await self.block(self.dst.server.set_metadata, data["dst_server"], {MIGRATED_KEY: digest})
-        return f"booted as {data['dst_server']}: {copied_line(data['copies'])}"
+        line = f"booted as {data['dst_server']}: {copied_line(data['copies'])}"
+        if self.change.warm == "cutover":
+            line += self._finish_cutover(data)
+        return line
+
+    async def _finish_sync(self, data: Data) -> str:
+        """Mark each destination volume with what it now holds (the next sync's delta base)
+        and record the sync's figures."""
+        generation = max(int(d.get("generation") or 0) for d in data["disks"]) + 1
+        at = datetime.now(UTC).isoformat(timespec="seconds")
+        for copy in data["copies"]:
+            mark = f"{generation} {at} {copy['digest']}"
+            await self.block(self.dst.volume.set_metadata, copy["destination"], {SYNC_KEY: mark})
+        self._record("sync", generation, data)
+        return f"synced (generation {generation}): {copied_line(data['copies'])}"
+
+    def _finish_cutover(self, data: Data) -> str:
+        """The cutover's downtime is recorded."""
+        generation = max(int(d.get("generation") or 0) for d in data["disks"]) + 1
+        downtime = self._record("cutover", generation, data)
+        return f"; downtime {downtime:.1f} s, the source server stays stopped"
+
+    def _record(self, phase: str, generation: int, data: Data) -> float:
+        copies = data["copies"]
+        done = self.ctx.journal.syncs(self.node.id)
+        if done and (done[-1]["phase"], done[-1]["generation"]) == (phase, generation):
+            return float(done[-1].get("downtime") or 0.0)  # recorded before a kill
+        downtime = 0.0
+        if phase == "cutover":
+            downtime = float(data.get("booted_at", time.time())) - float(
+                data.get("stopped_at", time.time())
+            )
+        self.ctx.journal.record_sync(
+            self.node.id,
+            {
+                "phase": phase,
+                "generation": generation,
+                "read_bytes": sum(int(c.get("read_bytes") or 0) for c in copies),
+                "data_bytes": sum(int(c["data_bytes"]) for c in copies),
+                "wire_bytes": sum(int(c["wire_bytes"]) for c in copies),
+                "copy_seconds": round(sum(float(c.get("seconds") or 0) for c in copies), 3),
+                "timings": data.get("timings", {}),
+                "downtime": round(downtime, 3) if phase == "cutover" else None,
+                "finished": time.time(),
+            },
+        )
+        return downtime
+
+    async def _sync_mark(self, volume_id: str) -> dict[str, Any] | None:
+        volume = await self.block(self.dst.volume.get, volume_id)
+        return parse_sync_mark((volume or {}).get("synced"))
 
     # -- helpers ----------------------------------------------------------------------------
     async def _root_from_image(self, data: Data) -> Data:

@@ -27,7 +27,7 @@ from tenantshift.providers.openstack.kinds.base import (
     poll,
     register_handler,
 )
-from tenantshift.providers.workload import MIGRATED_KEY, TEMPORARY_KEY
+from tenantshift.providers.workload import MIGRATED_KEY, SYNC_KEY, TEMPORARY_KEY
 from tenantshift.resources import Record
 
 #: Metadata keys that are ours, not the user's.
@@ -104,6 +104,7 @@ class VolumeHandler(KindHandler):
             "image_metadata": image_metadata(res),
             **self.provenance_store.fields(res),
             "migrated": metadata.get(MIGRATED_KEY),
+            "synced": metadata.get(SYNC_KEY),
             "temporary": TEMPORARY_KEY in metadata,
             "status": res.status,
             "attached_to": sorted(str(a.get("server_id")) for a in res.attachments or []),
