@@ -123,6 +123,8 @@ class Status:
     #: the clouds could not be read, with the reason in ``unread``.
     unfinished: list[Leftover] | None = None
     unread: str | None = None
+    #: Warm workload (node) -> its syncs and cutover, oldest first.
+    syncs: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
 
 
 def status(manifest: Manifest) -> Status | None:
@@ -133,6 +135,8 @@ def status(manifest: Manifest) -> Status | None:
     journal = Journal(path)
     try:
         found = Status(journal.runs(), journal.node_states(), journal.pending_temporaries())
+        for row in journal.syncs():
+            found.syncs.setdefault(str(row["node"]), []).append(row)
     finally:
         journal.close()
     try:

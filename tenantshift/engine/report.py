@@ -191,6 +191,22 @@ def _volume(copy: Doc) -> Doc:
     }
 
 
+def _sync(row: Doc) -> Doc:
+    """One sync or cutover of a warm workload, across every run (its history)."""
+    return {
+        "run_id": row["run_id"],
+        "phase": row["phase"],
+        "generation": row["generation"],
+        "finished_at": row["at"],
+        "bytes_read": row.get("read_bytes"),
+        "bytes_data": row.get("data_bytes"),
+        "bytes_sent": row.get("wire_bytes"),
+        "copy_seconds": row.get("copy_seconds"),
+        "downtime_seconds": row.get("downtime"),
+        "phase_seconds": row.get("timings", {}),
+    }
+
+
 def run_report(journal: Journal, wanted: str = "latest", *, manifest_path: str = "") -> Doc:
     """The report of an applied run, from the journal alone (no cloud is read)."""
     runs = journal.runs()
@@ -233,6 +249,7 @@ def run_report(journal: Journal, wanted: str = "latest", *, manifest_path: str =
                     if p["node"] == node
                 ],
                 "volumes": [_volume(c) for c in copies if c["node"] == node],
+                "syncs": [_sync(row) for row in journal.syncs(node)],
             }
         )
 

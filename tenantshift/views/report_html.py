@@ -320,6 +320,7 @@ def _workloads(doc: Doc) -> list[str]:
                 for p in workload["phases"]
             )
             out.append(f'<p class="note">Phases: {phases}</p>')
+        out += _syncs(workload.get("syncs") or [])
         if not workload["volumes"]:
             out.append('<p class="note">No verified copy recorded in this run.</p>')
             continue
@@ -351,6 +352,34 @@ def _workloads(doc: Doc) -> list[str]:
             )
         out.append("</tbody></table>")
     out.append("</section>")
+    return out
+
+
+def _syncs(syncs: list[Doc]) -> list[str]:
+    """A warm workload's history: each sync and the cutover, with its real downtime."""
+    if not syncs:
+        return []
+    out = [
+        "<table><thead><tr><th>Warm step</th><th>Finished</th><th>Read</th><th>Changed</th>"
+        "<th>Sent</th><th>Copy time</th><th>Downtime</th></tr></thead><tbody>"
+    ]
+    for sync in syncs:
+        downtime = sync["downtime_seconds"]
+        split = ", ".join(
+            f"{escape(name)} {escape(_duration(seconds))}"
+            for name, seconds in sync["phase_seconds"].items()
+        )
+        out.append(
+            f"<tr><td>{escape(sync['phase'])} {sync['generation']}</td>"
+            f"<td>{escape(_time(sync['finished_at']))}</td>"
+            f'<td class="num">{_bytes(sync["bytes_read"])}</td>'
+            f'<td class="num">{_bytes(sync["bytes_data"])}</td>'
+            f'<td class="num">{_bytes(sync["bytes_sent"])}</td>'
+            f'<td class="num">{escape(_duration(sync["copy_seconds"]))}</td>'
+            f'<td class="num" title="{split}">'
+            f"{escape(_duration(downtime)) if downtime is not None else ''}</td></tr>"
+        )
+    out.append("</tbody></table>")
     return out
 
 

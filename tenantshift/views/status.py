@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.markup import escape
 
 from tenantshift.engine.commands import Status
@@ -21,6 +23,11 @@ def render_status(status: Status) -> list[str]:
             if "data_bytes" in data:
                 extra = f", {data['data_bytes'] / 2**20:.1f} MiB copied, digest {data['digest']}"
             lines.append(f"  {escape(node)}: done up to {phase}{extra}")
+    if status.syncs:
+        lines.append("warm migrations:")
+        for node, rows in status.syncs.items():
+            lines.append(f"  {escape(node)}:")
+            lines += [f"    {_sync_line(row)}" for row in rows]
     if status.pending:
         lines.append("temporaries left (tenantshift cleanup removes them):")
         for row in status.pending:
@@ -34,3 +41,19 @@ def render_status(status: Status) -> list[str]:
     if status.unread:
         lines.append(f"the clouds could not be read for unfinished copies: {escape(status.unread)}")
     return lines
+
+
+def _sync_line(row: dict[str, Any]) -> str:
+    """``sync 2 at ...: read 8.0 GiB, changed 80.0 MiB, sent 52.1 MiB in 41 s``."""
+    mib = 2**20
+    line = (
+        f"{row['phase']} {row['generation']} at {row['at']}: read "
+        f"{int(row.get('read_bytes') or 0) / mib:.1f} MiB, changed "
+        f"{int(row.get('data_bytes') or 0) / mib:.1f} MiB, sent "
+        f"{int(row.get('wire_bytes') or 0) / mib:.1f} MiB in "
+        f"{float(row.get('copy_seconds') or 0):.0f} s"
+    )
+    if row.get("downtime") is not None:
+        split = ", ".join(f"{k} {v:.1f} s" for k, v in (row.get("timings") or {}).items())
+        line += f"; downtime {float(row['downtime']):.1f} s ({split})"
+    return escape(line)

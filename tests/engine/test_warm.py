@@ -12,10 +12,14 @@ import pytest
 from pydantic import ValidationError
 
 from tenantshift import faults
+from tenantshift.engine import commands
+from tenantshift.engine.report import run_report
 from tenantshift.engine.state.journal import JOURNAL_FILE, Journal
 from tenantshift.manifest import Workloads
 from tenantshift.plans import Action, Change
 from tenantshift.providers.workload import parse_sync_mark
+from tenantshift.views.report_html import render_html
+from tenantshift.views.status import render_status
 from tests.engine.workload_world import (
     Killed,
     World,
@@ -127,6 +131,27 @@ def test_a_warm_server_syncs_then_cuts_over(tmp_path: Path) -> None:
     ]
     assert history[-1]["downtime"] is not None and history[-1]["downtime"] >= 0
     assert set(history[-1]["timings"]) >= {"source_stopped", "copied", "server"}
+    assert [h["data_bytes"] for h in history] == [full, 64, 64]
+
+    # What the user reads: status, the report document and its HTML.
+    status = commands.status(w.manifest)
+    assert status is not None
+    lines = render_status(status)
+    assert "warm migrations:" in lines
+    assert any(line.strip().startswith("cutover 3 at") and "downtime" in line for line in lines)
+    journal = Journal(w.state_dir / JOURNAL_FILE)
+    try:
+        doc = run_report(journal)
+    finally:
+        journal.close()
+    (workload,) = [x for x in doc["run"]["workloads"] if x["address"] == SERVER]
+    assert [(x["phase"], x["bytes_data"]) for x in workload["syncs"]] == [
+        ("sync", full),
+        ("sync", 64),
+        ("cutover", 64),
+    ]
+    assert workload["syncs"][-1]["downtime_seconds"] is not None
+    assert "cutover 3" in render_html(doc)
 
 
 def test_an_image_booted_server_syncs_through_a_server_image_each_time(tmp_path: Path) -> None:
