@@ -14,10 +14,12 @@ Phases:
 5. ``copied``: each disk copied and verified.
 6. ``source_restored``: everything undone at the source (and detached at the destination):
    attachments, temporary volumes, the snapshot or image; data volumes back on their server at
-   the same device.
+   the same device. (A cutover detaches only the copies here: the source side waits for
+   ``source_released``, after the boot, so it is not part of the downtime.)
 7. ``server``: the server booted from the copies, with its ports (fixed IPs kept), flavor,
    keypair, availability zone and metadata.
 8. ``settled``: stopped again unless ``workloads.start_destination_servers``.
+9. ``source_released`` (a cutover only): the source side restored as in phase 6.
 
 Warm (``workloads.mode: warm``, ``Change.warm``): a **sync** runs phases 1-6 with the source
 running: phase 1 only reads the server, phase 2 snapshots every volume (a data volume cannot
@@ -30,6 +32,7 @@ with a delta copy, and the source server stays stopped once the destination one 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Callable
@@ -40,6 +43,7 @@ from tenantshift.engine.state.temporary import Temporary
 from tenantshift.engine.workloads.adopt import destination_volume
 from tenantshift.engine.workloads.base import Data, Migration, copied_line, copy_record
 from tenantshift.engine.workloads.registry import (
+    Cloud,
     Info,
     Needs,
     Sizes,
@@ -76,6 +80,7 @@ class ServerMigration(Migration):
         "source_restored",
         "server",
         "settled",
+        "source_released",
     )
 
     # -- plan time ------------------------------------------------------------------------------
@@ -161,7 +166,9 @@ class ServerMigration(Migration):
     def phases(self) -> tuple[str, ...]:
         if self.change.warm == "sync":
             return self.PHASES[: self.PHASES.index("source_restored") + 1]
-        return self.PHASES
+        if self.change.warm == "cutover":
+            return self.PHASES
+        return self.PHASES[: self.PHASES.index("settled") + 1]
 
     async def resume_point(self, done_phase: str, data: Data) -> str:
         """A cutover resumed before its boot goes on only if the source server is still
@@ -258,9 +265,21 @@ class ServerMigration(Migration):
             disk["dst_volume"] = await destination_volume(self, params, marker, data["dst_host"])
 
     async def _attached(self, data: Data) -> None:
-        for disk in data["disks"]:
-            await self.attach("source", data["src_host"], disk["copy_from"])
-            await self.attach("destination", data["dst_host"], disk["dst_volume"])
+        # Nova attaches to one server one volume at a time; the two hosts are two servers (in
+        # two clouds), so their attachments go side by side: part of a cutover's downtime.
+        async def attach_all(cloud: Cloud, host: str, key: str) -> None:
+            for disk in data["disks"]:
+                await self.attach(cloud, host, disk[key])
+
+        # Both lanes end before a failure is raised: nothing is left attaching behind it.
+        outcomes = await asyncio.gather(
+            attach_all("source", data["src_host"], "copy_from"),
+            attach_all("destination", data["dst_host"], "dst_volume"),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def _copied(self, data: Data) -> None:
         copies = []
@@ -282,11 +301,15 @@ class ServerMigration(Migration):
 
     async def _source_restored(self, data: Data) -> None:
         if self.change.warm == "cutover":
-            # The source stays stopped until the destination server is booted (``finish``);
-            # if anything fails before, the cleanup node starts it again.
-            kinds = frozenset(Temporary) - {Temporary.STOPPED}
-            await clean_up(self.ctx, owner=self.node.id, kinds=kinds)
+            # Downtime: only the copies' detachment stands between the final delta and the
+            # boot. The source side (its host's attachments, the temporaries, the data volumes
+            # back on the stopped server) is restored once the copy runs (``source_released``).
+            await clean_up(self.ctx, owner=self.node.id, cloud="destination")
             return
+        await clean_up(self.ctx, owner=self.node.id)
+
+    async def _source_released(self, data: Data) -> None:
+        """A cutover's source side, restored after the boot; the server stays stopped."""
         await clean_up(self.ctx, owner=self.node.id)
 
     async def _server(self, data: Data) -> None:

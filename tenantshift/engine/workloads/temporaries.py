@@ -148,14 +148,20 @@ async def _remove_run_dir(ctx: ApplyContext, row: Row) -> None:
 
 
 async def clean_up(
-    ctx: ApplyContext, *, owner: str | None, kinds: frozenset[Temporary] | None = None
+    ctx: ApplyContext,
+    *,
+    owner: str | None,
+    kinds: frozenset[Temporary] | None = None,
+    cloud: str | None = None,
 ) -> str:
-    """Undo the pending temporaries of ``owner`` (all owners when None; only ``kinds`` when
-    given), newest first. Every one is tried; failures are raised together at the end."""
+    """Undo the pending temporaries of ``owner`` (all owners when None; only ``kinds``, only
+    those in ``cloud``, when given), newest first. Every one is tried; failures are raised
+    together at the end."""
     rows = [
         row
         for row in ctx.journal.pending_temporaries(owner)
-        if kinds is None or Temporary(row["kind"]) in kinds
+        if (kinds is None or Temporary(row["kind"]) in kinds)
+        and (cloud is None or row["cloud"] == cloud)
     ]
     failures: list[str] = []
     undone: dict[str, set[Temporary]] = {}
