@@ -90,8 +90,20 @@ def text_block(n: int, seed: int) -> bytes:
     rng = random.Random(seed)
     words = [
         w.encode()
-        for w in ("volume", "tenant", "server", "extent", "migrate", "chunk", "zero", "hash",
-                  "network", "subnet", "router", "image")
+        for w in (
+            "volume",
+            "tenant",
+            "server",
+            "extent",
+            "migrate",
+            "chunk",
+            "zero",
+            "hash",
+            "network",
+            "subnet",
+            "router",
+            "image",
+        )
     ]
     parts: list[bytes] = []
     size = 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
@@ -146,6 +147,13 @@ class MemoryVolumes(_Verbs):
             found = self.data.snapshots.get(snapshot_id)
             return str(found["status"]) if found else None
 
+    def snapshot_ready(self, snapshot_id: str) -> str:
+        with self.cloud.call("get_snapshot", "volume", {}):
+            found = self.data.snapshots.get(snapshot_id)
+            if found is None:
+                raise NotFoundError(f"snapshot {snapshot_id} not found", call="get snapshot")
+            return str(found["volume_id"])
+
     def delete_snapshot(self, snapshot_id: str) -> None:
         with self.cloud.call("delete_snapshot", "volume", {}):
             self.data.snapshots.pop(snapshot_id, None)
@@ -233,13 +241,30 @@ class MemoryServers(_Verbs):
             server = self._record("server", server_id)
             base = self.cloud.records_of("image").get(str(server.get("image_id")))
             data = self.data.blocks.get(f"root:{server_id}", b"")
+            properties = dict((base or {}).get("properties") or {})
+            if not server.get("image_id"):
+                # As Nova: a volume-backed server's image is a snapshot of each of its volumes,
+                # named after the image, listed in its block device mapping.
+                mapping = []
+                for index, volume_id in enumerate(server.get("volumes") or []):
+                    snapshot_id = str(uuid.uuid4())
+                    self.data.snapshots[snapshot_id] = {
+                        "name": f"snapshot for {name}",
+                        "volume_id": volume_id,
+                        "status": "available",
+                        "data": self.data.blocks.get(volume_id, b""),
+                    }
+                    mapping.append(
+                        {"source_type": "snapshot", "snapshot_id": snapshot_id, "boot_index": index}
+                    )
+                properties["block_device_mapping"] = json.dumps(mapping)
             record = self.cloud.insert(
                 "image",
                 {
                     "name": name,
                     "disk_format": "qcow2",
                     "container_format": "bare",
-                    "properties": dict((base or {}).get("properties") or {}),
+                    "properties": properties,
                 },
             )
             record.update(status="active", temporary=True, migrated=None, **image_hashes(data))

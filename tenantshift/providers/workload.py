@@ -16,6 +16,7 @@ never journaled (a crash in between) is still found.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -33,6 +34,23 @@ TEMPORARY_KEY = "tenantshift-temporary"
 #: Metadata key on a destination volume a warm migration synced: ``<generation> <time>
 #: <digest>`` (the record's ``synced``). The digest is the next sync's delta base.
 SYNC_KEY = "tenantshift-synced"
+
+
+def image_snapshot_ids(image: Record | None) -> list[str]:
+    """The volume snapshots a server image refers to: Nova's image of a volume-backed server
+    is only a block device mapping (property ``block_device_mapping``, JSON) of snapshots it
+    made of each volume. Deleting the image leaves them; whoever deletes it deletes them."""
+    raw = ((image or {}).get("properties") or {}).get("block_device_mapping")
+    try:
+        mapping = json.loads(raw) if isinstance(raw, str) else []
+    except ValueError:
+        return []
+    return [
+        str(entry["snapshot_id"])
+        for entry in mapping
+        if isinstance(mapping, list)
+        if isinstance(entry, dict) and entry.get("snapshot_id")
+    ]
 
 
 def parse_sync_mark(value: object) -> dict[str, Any] | None:
@@ -73,6 +91,11 @@ class VolumeVerbs(Protocol):
 
     def snapshot_status(self, snapshot_id: str) -> str | None:
         """A snapshot's status, None when it is gone."""
+        ...
+
+    def snapshot_ready(self, snapshot_id: str) -> str:
+        """Wait until a snapshot another service made (Nova's server image of a volume-backed
+        server) is available; returns the id of the volume it was taken of."""
         ...
 
     def delete_snapshot(self, snapshot_id: str) -> None: ...

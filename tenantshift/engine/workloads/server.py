@@ -53,7 +53,12 @@ from tenantshift.engine.workloads.registry import (
 from tenantshift.engine.workloads.temporaries import clean_up
 from tenantshift.manifest import Workloads
 from tenantshift.plans import Change
-from tenantshift.providers.workload import MIGRATED_KEY, SYNC_KEY, parse_sync_mark
+from tenantshift.providers.workload import (
+    MIGRATED_KEY,
+    SYNC_KEY,
+    image_snapshot_ids,
+    parse_sync_mark,
+)
 
 #: Statuses of a server boot that is still under way (waited for, not replaced).
 BOOTING = frozenset({"BUILD", "REBUILD"})
@@ -139,7 +144,9 @@ class ServerMigration(Migration):
             disks[0] += " (each sync reads the whole disk at the source)"
         for index, _ in enumerate(volumes):
             boot = not info.get("image_id") and index == 0
-            if boot or sync:
+            if sync and not info.get("image_id"):
+                disks.append(f"{'boot' if boot else 'data'} volume via the server image")
+            elif boot or sync:
                 disks.append(f"{'boot' if boot else 'data'} volume via a snapshot")
             else:
                 disks.append("a data volume, detached")
@@ -219,6 +226,13 @@ class ServerMigration(Migration):
         volumes = list(data["volumes"])
         if data["image_id"]:
             disks.append(await self._root_from_image(data))
+        # A running volume-backed server: every volume from one server image (Nova
+        # snapshots them together, quiescing the guest where its agent allows).
+        together = (
+            await self._snapshots_together()
+            if self.change.warm == "sync" and not data["image_id"]
+            else {}
+        )
         for index, attached in enumerate(volumes):
             boot = not data["image_id"] and index == 0
             volume = await self.block(self.src.volume.get, attached["volume_id"])
@@ -236,7 +250,11 @@ class ServerMigration(Migration):
                 "image_metadata": volume["image_metadata"],
                 "bootable": boot or volume["is_bootable"],
             }
-            if boot or self.change.warm == "sync":
+            if volume["id"] in together:
+                disk["copy_from"] = await self._volume_from(
+                    together[volume["id"]], volume["id"], int(volume["size"])
+                )
+            elif boot or self.change.warm == "sync":
                 # The boot volume cannot leave its server, nor any volume a running one: read
                 # a snapshot of it instead.
                 disk["copy_from"] = await self._from_snapshot(volume["id"], int(volume["size"]))
@@ -445,11 +463,39 @@ class ServerMigration(Migration):
         snapshot_id = await self.temporary(
             Temporary.SNAPSHOT, self._name("snap", volume_id), snapshot
         )
+        return await self._volume_from(snapshot_id, volume_id, size)
 
+    async def _volume_from(self, snapshot_id: str, volume_id: str, size: int) -> str:
         def volume(name: str) -> str:
             return self.src.volume.create_temporary(name, size, snapshot_id=snapshot_id)
 
         return await self.temporary(Temporary.VOLUME, self._name("boot", volume_id), volume)
+
+    async def _snapshots_together(self) -> dict[str, str]:
+        """Source volume -> its snapshot, all from one server image of the running server.
+        The image and then each snapshot are journaled (the image's undo deletes snapshots a
+        kill left unjournaled, since it names them)."""
+        image = await self.temporary(
+            Temporary.IMAGE,
+            self._name("disks", self.source_id),
+            lambda name: self.src.server.create_image(self.source_id, name),
+        )
+        record = await self.block(self.src.image.get, image)
+        journal = self.ctx.journal
+        known = {
+            r["resource_id"]
+            for r in journal.pending_temporaries(self.node.id)
+            if r["kind"] == Temporary.SNAPSHOT
+        }
+        together: dict[str, str] = {}
+        for snapshot_id in image_snapshot_ids(record):
+            if snapshot_id not in known:
+                seq = journal.intend_temporary(
+                    self.node.id, "source", Temporary.SNAPSHOT, f"{snapshot_id}@{image}"
+                )
+                journal.temporary_created(seq, snapshot_id)
+            together[await self.block(self.src.volume.snapshot_ready, snapshot_id)] = snapshot_id
+        return together
 
     async def temporary(self, kind: Temporary, name: str, create: Callable[[str], str]) -> str:
         """Create a source temporary once: journaled before it exists, and on a resumed phase

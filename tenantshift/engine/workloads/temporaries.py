@@ -11,6 +11,7 @@ phase (``_rewind``): a resumed run makes them again instead of trusting ids that
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,8 +19,8 @@ from tenantshift.engine.state.temporary import Temporary
 from tenantshift.engine.walk.context import TRANSFER_OWNER, ApplyContext
 from tenantshift.engine.workloads.registry import MIGRATIONS, WorkloadError, verbs_of
 from tenantshift.manifest import ConversionPair
-from tenantshift.providers import ProviderError
-from tenantshift.providers.workload import WorkloadVerbs
+from tenantshift.providers import NotFoundError, ProviderError
+from tenantshift.providers.workload import WorkloadVerbs, image_snapshot_ids
 from tenantshift.transfer import TransferError
 
 Row = dict[str, Any]
@@ -104,12 +105,21 @@ async def _delete_snapshot(ctx: ApplyContext, row: Row) -> None:
 
 @undoes(Temporary.IMAGE)
 async def _delete_image(ctx: ApplyContext, row: Row) -> None:
-    image = _verbs(ctx, row).image
+    verbs = _verbs(ctx, row)
+    image = verbs.image
 
     def undo() -> None:
         target = _target(row, image.find_named)
-        if target is not None:
-            image.discard(target)
+        if target is None:
+            return
+        # A volume-backed server's image is snapshots of its volumes, which outlive it.
+        for snapshot_id in image_snapshot_ids(image.get(target)):
+            if verbs.volume.snapshot_status(snapshot_id) is None:
+                continue  # deleted as a journaled temporary already
+            with contextlib.suppress(NotFoundError):
+                verbs.volume.snapshot_ready(snapshot_id)  # Nova may still be making it
+                verbs.volume.delete_snapshot(snapshot_id)
+        image.discard(target)
 
     await _blocking(ctx, undo)
 

@@ -281,6 +281,14 @@ class VolumeHandler(KindHandler):
             return None
         return str(snap.status)
 
+    def snapshot_ready(self, snapshot_id: str) -> str:
+        if self.snapshot_status(snapshot_id) is None:
+            raise NotFoundError(f"{self.ctx.label}: no snapshot {snapshot_id}", call="get snapshot")
+        self._wait_snapshot(snapshot_id, "available")
+        bs = self.ctx.conn.block_storage
+        snap = self.ctx.call("block_storage.get_snapshot", lambda: bs.get_snapshot(snapshot_id))
+        return str(snap.volume_id)
+
     def delete_snapshot(self, snapshot_id: str) -> None:
         bs = self.ctx.conn.block_storage
         try:
