@@ -25,6 +25,7 @@ from tests.engine.workload_world import (
     World,
     apply_until_done,
     check_converged,
+    clone,
     kill_at,
     servers_of,
     world,
@@ -277,13 +278,14 @@ def killed_at(w: World, monkeypatch: Any, call: int, after: bool) -> None:
 def test_a_kill_at_every_cloud_call_of_a_warm_step_converges(
     tmp_path: Path, monkeypatch: Any, step: str
 ) -> None:
+    template = warm_world(tmp_path / "template")
+    if step != "first sync":
+        template = synced_once(tmp_path / "synced", monkeypatch)
+    if step == "cutover":
+        template.with_workloads(cutover=True)
+
     def prepared(where: Path) -> World:
-        if step == "first sync":
-            return warm_world(where)
-        w = synced_once(where, monkeypatch)
-        if step == "cutover":
-            w.with_workloads(cutover=True)
-        return w
+        return clone(template, where)
 
     total = calls(prepared(tmp_path / "count"), monkeypatch)
     assert total > 10
