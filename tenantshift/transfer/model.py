@@ -177,5 +177,11 @@ class TransferResult:
     """A delta copy: only chunks that differed moved."""
     chunks_changed: int = 0
     """Chunks a delta copy sent or zeroed."""
+    index_bytes: int = 0
+    """Bytes of the destination's chunk index a delta copy sent to the source."""
+    index_rebuilt: bool = False
+    """A delta copy found no index it could trust and read the destination volume for it."""
+    index_seconds: float = 0.0
+    """Seconds that rebuilding took."""
     """Seconds spent verifying after the copy (re-read of a resumed prefix, or of everything
     with ``reread``)."""

@@ -309,6 +309,7 @@ class TransferSession:
             "source_volume_id": copy.source_volume_id,
             "destination_volume_id": copy.destination_volume_id,
             "source_generation": copy.source_generation,
+            "delta_base": copy.delta_base,
             "device_dir": self.hosts.destination.device_dir,
             "state_dir": o.state_dir,
             "chunk_size": o.chunk_size,
@@ -412,6 +413,12 @@ class TransferSession:
             digest=result.get("digest"),
             verified=bool(result["verified"]),
             verify_seconds=float(result.get("verify_seconds", 0.0)),
+            bytes_read=int(result.get("read_bytes", 0)),
+            delta=bool(result.get("delta", False)),
+            chunks_changed=int(result.get("chunks_changed", 0)),
+            index_bytes=int(result.get("index_bytes", 0)),
+            index_rebuilt=bool(result.get("index_rebuilt", False)),
+            index_seconds=float(result.get("index_seconds", 0.0)),
         )
 
 

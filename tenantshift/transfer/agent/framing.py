@@ -34,7 +34,9 @@ SKIP = b"S"
 END = b"E"
 ERROR = b"X"
 PREFIX = b"P"
-KINDS = frozenset((HELLO, DATA, ZDATA, HASH, SKIP, END, ERROR, PREFIX))
+#: A delta copy's chunk that the destination holds already (its hash is the payload).
+SAME = b"="
+KINDS = frozenset((HELLO, DATA, ZDATA, HASH, SKIP, END, ERROR, PREFIX, SAME))
 
 #: Largest payload accepted (a corrupt header must not make us allocate gigabytes).
 MAX_PAYLOAD = 64 * 1024 * 1024

@@ -21,7 +21,7 @@ import threading
 import time
 from typing import IO, Any
 
-from . import codecs, extents, keys, validate
+from . import codecs, extents, index, keys, validate
 from .codecs import CodecError
 from .framing import FramingError, Reader
 from .sink import RemoteError, Sink, VerifyError, verify_entries
@@ -132,13 +132,16 @@ def parse_request(request: Any) -> dict[str, Any]:
         "ssh": ssh,
         "wait_for_go": validate.flag(request.get("wait_for_go", False), "wait_for_go"),
         "streams": validate.integer(request.get("streams", 1), "streams", 0, MAX_PARTS),
+        "delta_base": validate.generation(request.get("delta_base")),
     }
 
 
 class _Stream:
     """One SSH connection to the source and the sink it feeds (one part of the volume)."""
 
-    def __init__(self, request: dict[str, Any], sink: Sink, fields: dict[str, Any]) -> None:
+    def __init__(
+        self, request: dict[str, Any], sink: Sink, fields: dict[str, Any], blob: bytes = b""
+    ) -> None:
         self.sink = sink
         self.error: BaseException | None = None
         source_request = {
@@ -152,6 +155,8 @@ class _Stream:
             "verify_prefix": bool(request["verify"]),
             **fields,
         }
+        if blob:
+            source_request["delta_index"] = len(blob)  # the index follows the line
         self.proc = subprocess.Popen(
             ssh_argv(request["ssh"]),
             stdin=subprocess.PIPE,
@@ -165,7 +170,7 @@ class _Stream:
         with contextlib.suppress(OSError):  # a bigger pipe: fewer wake-ups (64 KiB default)
             fcntl.fcntl(self.proc.stdout.fileno(), F_SETPIPE_SZ, 1024 * 1024)
         try:
-            self.proc.stdin.write((json.dumps(source_request) + "\n").encode("utf-8"))
+            self.proc.stdin.write((json.dumps(source_request) + "\n").encode("utf-8") + blob)
             self.proc.stdin.close()
         except BrokenPipeError:
             # ssh already exited (refused key, unreachable host): reading its stdout then
@@ -208,10 +213,17 @@ class _Stream:
         self.proc.wait()
 
 
-def _attempt(request: dict[str, Any], fd: int, state: State, out: IO[str]) -> list[Sink]:
+def _attempt(
+    request: dict[str, Any],
+    fd: int,
+    state: State,
+    out: IO[str],
+    held: index.Hashes | None = None,
+) -> list[Sink]:
     """One attempt at the copy: one stream per part of the volume, each in its own thread
     (reading from ssh, decompressing, hashing and writing release the GIL, so the streams
-    overlap on several cores). Returns the sinks, in part order."""
+    overlap on several cores). Returns the sinks, in part order. ``held``: a delta copy's
+    index of what the destination holds (one stream, sent to the source)."""
     lock = threading.Lock()
     last = [0.0]
     interval = float(request["progress_interval"])
@@ -226,7 +238,9 @@ def _attempt(request: dict[str, Any], fd: int, state: State, out: IO[str]) -> li
 
     offered = [c for c in request["codecs"] if c in codecs.available()] or ["none"]
     plans: list[dict[str, Any]]
-    if state.parts:  # resume: each part from where it got to
+    if held is not None:  # a delta copy: one stream, from the start, never resumed
+        plans = [{"start": 0}]
+    elif state.parts:  # resume: each part from where it got to
         plans = [{"begin": b, "start": d, "end": e} for b, e, d in state.parts]
     elif _streams(request, fd) > 1:
         n = _streams(request, fd)
@@ -234,7 +248,7 @@ def _attempt(request: dict[str, Any], fd: int, state: State, out: IO[str]) -> li
     else:
         plans = [{"start": 0}]
     try:
-        for index, fields in enumerate(plans):
+        for part, fields in enumerate(plans):
             sink = Sink(
                 fd,
                 state,
@@ -244,10 +258,12 @@ def _attempt(request: dict[str, Any], fd: int, state: State, out: IO[str]) -> li
                 target_zeroed=request["target_zeroed"],
                 checkpoint_bytes=request["checkpoint_bytes"],
                 progress=progress,
-                part=index,
+                part=part,
                 split="split" in fields,
+                index=held,
             )
-            streams.append(_Stream(request, sink, fields))
+            blob = index.pack(held, request["hash"]) if held is not None else b""
+            streams.append(_Stream(request, sink, fields, blob))
         hellos = [s.start() for s in streams]
         sinks = [s.sink for s in streams]
         if not state.parts:
@@ -310,18 +326,44 @@ def _progress(sinks: list[Sink]) -> dict[str, Any]:
     }
 
 
+def _held(request: dict[str, Any], fd: int, state: State) -> tuple[index.Hashes, bool, float]:
+    """A delta copy's index of the destination volume: the one the last verified copy left,
+    when it is for this volume as of ``delta_base``, else rebuilt by reading the volume
+    here. Returns it, whether it was rebuilt, and the seconds that took."""
+    began = time.monotonic()
+    size = extents.device_size(fd)
+    volume, chunk, hash_name = (
+        request["destination_volume_id"],
+        request["chunk_size"],
+        request["hash"],
+    )
+    held = index.load(state.dir_fd, volume, size, chunk, hash_name, request["delta_base"])
+    if held is not None:
+        return held, False, 0.0
+    return index.rebuild(fd, size, chunk, hash_name), True, time.monotonic() - began
+
+
 def _copy(request: dict[str, Any], fd: int, state: State, out: IO[str]) -> dict[str, Any]:
     """One copy: resume if the state allows, verify, and start over once when the resumed
     prefix does not match what the source holds now (a changed source, or a state file that
-    lied)."""
+    lied). A delta copy (``delta_base``) sends only the chunks the destination's index does
+    not hold. Every verified copy leaves the index for the next delta."""
     started = time.monotonic()
     sinks: list[Sink] = []
     copied = verify_seconds = 0.0
     verified: dict[str, Any] = {}
+    held: index.Hashes | None = None
+    rebuilt, index_seconds = False, 0.0
+    if request["delta_base"] is not None:
+        held, rebuilt, index_seconds = _held(request, fd, state)
+        state.reset()  # a delta copy starts from the beginning: it is cheap
+        request = dict(request, target_zeroed=False)  # the volume holds older data
+    # From the first write on, the index no longer describes the volume until it is verified.
+    index.remove(state.dir_fd, request["destination_volume_id"])
     for attempt in range(2):
         resumed = bool(state.parts)
         try:
-            sinks = _attempt(request, fd, state, out)
+            sinks = _attempt(request, fd, state, out, held)
             copied = time.monotonic()
             if request["verify"]:
                 first = sinks[0]
@@ -333,6 +375,15 @@ def _copy(request: dict[str, Any], fd: int, state: State, out: IO[str]) -> dict[
                 entries = [e for s in sinks for e in s.entries]
                 verified = verify_entries(
                     fd, first.size, first.chunk_size, first.hash_name, entries, ranges
+                )
+                index.save(
+                    state.dir_fd,
+                    request["destination_volume_id"],
+                    first.size,
+                    first.chunk_size,
+                    first.hash_name,
+                    verified["digest"],
+                    index.from_entries(entries, first.size, first.chunk_size),
                 )
             verify_seconds = time.monotonic() - copied
             break
@@ -356,6 +407,12 @@ def _copy(request: dict[str, Any], fd: int, state: State, out: IO[str]) -> dict[
         "data_bytes": sum(s.data_bytes for s in sinks),
         "wire_bytes": sum(s.wire_bytes for s in sinks),
         "chunks_sent": sum(s.chunks for s in sinks),
+        "read_bytes": sum(int(s.summary.get("read_bytes") or 0) for s in sinks),
+        "delta": held is not None,
+        "chunks_changed": sum(s.chunks + s.chunks_zeroed for s in sinks) if held is not None else 0,
+        "index_bytes": len(index.pack(held, request["hash"])) if held is not None else 0,
+        "index_rebuilt": rebuilt,
+        "index_seconds": index_seconds,
         "copy_seconds": copied - started,
         "verify_seconds": verify_seconds,
         "verified": bool(verified),

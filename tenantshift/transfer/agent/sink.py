@@ -12,7 +12,7 @@ import time
 from typing import Any, Callable
 
 from . import codecs, extents, hashes, validate
-from .framing import DATA, END, ERROR, HASH, HELLO, PREFIX, SKIP, ZDATA, Reader, Record
+from .framing import DATA, END, ERROR, HASH, HELLO, PREFIX, SAME, SKIP, ZDATA, Reader, Record
 from .source import chunk_hash, new_hash
 from .state import State
 
@@ -77,6 +77,7 @@ class Sink:
         progress: Callable[[Sink], None] | None = None,
         part: int = 0,
         split: bool = False,
+        index: list[bytes | None] | None = None,
     ) -> None:
         self.fd = fd
         self.state = state
@@ -108,6 +109,11 @@ class Sink:
         #: for a resumed copy, then the hashes of the chunks this attempt received.
         self.entries: list[tuple[int, bytes]] = []
         self.summary: dict[str, Any] = {}
+        #: A delta copy: what the destination holds per chunk (the index it sent the source).
+        self.index = index
+        #: A delta copy's chunks the source found unchanged, and those it zeroed here.
+        self.chunks_same = 0
+        self.chunks_zeroed = 0
 
     # -- stream
 
@@ -188,7 +194,7 @@ class Sink:
             self.wire_bytes = reader.bytes
             if kind != PREFIX:
                 prefix_open = False
-            if kind in (DATA, ZDATA, HASH, SKIP, PREFIX) and (
+            if kind in (DATA, ZDATA, HASH, SKIP, PREFIX, SAME) and (
                 record.offset > size or record.length > size - record.offset
             ):
                 raise RemoteError("protocol", f"record at {record.offset} lies past the end")
@@ -244,12 +250,29 @@ class Sink:
                 runs = []
                 chunk_start = -1
                 self.position = record.offset + length
+            elif kind == SAME:
+                # A delta copy's chunk the destination holds already: nothing to write.
+                i = record.offset // chunk_size
+                if (
+                    self.index is None
+                    or runs
+                    or record.offset != self.position
+                    or record.offset % chunk_size
+                    or record.length != self._chunk_length(record.offset)
+                    or bytes(record.payload) != self.index[i]
+                ):
+                    raise RemoteError("protocol", f"unchanged chunk at {record.offset}: not ours")
+                self.entries.append((record.offset, bytes(record.payload)))
+                self.chunks_same += 1
+                self.position = record.offset + record.length
             elif kind == SKIP:
                 if runs or record.offset != self.position or not record.length:
                     raise RemoteError(
                         "protocol", f"skip at {record.offset}, expected {self.position}"
                     )
-                if not self.target_zeroed:
+                if self.index is not None:
+                    self._zero_held(record.offset, record.length)
+                elif not self.target_zeroed:
                     extents.zero_range(self.fd, record.offset, record.length, self.block_device)
                 self.position = record.offset + record.length
             elif kind == PREFIX:
@@ -288,6 +311,21 @@ class Sink:
                 last_ckpt = time.monotonic()
             if self.progress is not None:
                 self.progress(self)
+
+    def _zero_held(self, offset: int, length: int) -> None:
+        """A delta copy zeroes only the chunks of a zero range that the destination's index
+        says hold data: zeroing a whole volume on every sync would rewrite it (or, on a block
+        device, send a write-zeroes over all of it)."""
+        assert self.index is not None
+        end = offset + length
+        first, last = offset // self.chunk_size, (end - 1) // self.chunk_size
+        for i in range(first, last + 1):
+            if self.index[i] is None:
+                continue
+            lo = max(offset, i * self.chunk_size)
+            hi = min(end, (i + 1) * self.chunk_size)
+            extents.zero_range(self.fd, lo, hi - lo, self.block_device)
+            self.chunks_zeroed += 1
 
     def _checkpoint(self) -> None:
         os.fsync(self.fd)

@@ -19,7 +19,19 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any, Iterator, NamedTuple, Sequence
 
 from . import codecs, extents, hashes, validate
-from .framing import DATA, END, ERROR, HASH, HELLO, PREFIX, SKIP, ZDATA, Writer, error_payload
+from .framing import (
+    DATA,
+    END,
+    ERROR,
+    HASH,
+    HELLO,
+    PREFIX,
+    SAME,
+    SKIP,
+    ZDATA,
+    Writer,
+    error_payload,
+)
 
 HASHES = validate.HASHES
 
@@ -56,6 +68,8 @@ class Request(NamedTuple):
     begin: int
     end: int | None
     split: tuple[int, int] | None
+    #: A delta copy: bytes of the destination's chunk index that follow the request line.
+    delta_index: int
 
 
 def parse_request(request: Any) -> Request:
@@ -75,7 +89,12 @@ def parse_request(request: Any) -> Request:
         begin=validate.integer(request.get("begin", 0), "begin"),
         end=None if request.get("end") is None else validate.integer(request["end"], "end"),
         split=_split(request.get("split")),
+        delta_index=validate.integer(request.get("delta_index", 0), "delta_index", 0, MAX_INDEX),
     )
+
+
+#: The largest chunk index a delta copy may send (4 MiB chunks of 16 TiB, 32-byte hashes).
+MAX_INDEX = 128 * 1024 * 1024
 
 
 def _split(value: Any) -> tuple[int, int] | None:
@@ -112,10 +131,17 @@ def split_points(found: list[extents.Extent], chunk_size: int, size: int, parts:
     return points
 
 
-def serve(request: Any, out: IO[bytes], device_dir: str, allowed_volume_ids: Sequence[str]) -> int:
+def serve(
+    request: Any,
+    out: IO[bytes],
+    device_dir: str,
+    allowed_volume_ids: Sequence[str],
+    index_blob: bytes = b"",
+) -> int:
     """Stream the volume named in ``request`` to ``out``; returns an exit status. Only the
     volumes in ``allowed_volume_ids`` (fixed by the forced command, not by the request) can
-    be read."""
+    be read. ``index_blob``: a delta copy's chunk index of the destination (what followed the
+    request line): chunks whose hash it holds are not sent."""
     writer = Writer(out)
     writer.magic()
 
@@ -155,6 +181,17 @@ def serve(request: Any, out: IO[bytes], device_dir: str, allowed_volume_ids: Seq
             or (end % req.chunk_size and end != size)
         ):
             return fail("protocol", f"bad range [{begin}, {start}, {end})", volume_id)
+        held: list[bytes | None] | None = None  # a delta copy: the destination's hashes
+        if req.delta_index:
+            width = hashes.SIZES[req.hash_name]
+            count = (size + req.chunk_size - 1) // req.chunk_size
+            if len(index_blob) != count * width:
+                return fail("protocol", "the chunk index does not fit the volume", volume_id)
+            empty = bytes(width)
+            held = [
+                None if index_blob[i : i + width] == empty else index_blob[i : i + width]
+                for i in range(0, len(index_blob), width)
+            ]
         codec = codecs.load(codecs.negotiate(req.codecs, codecs.available()))
         writer.json(
             HELLO,
@@ -172,7 +209,7 @@ def serve(request: Any, out: IO[bytes], device_dir: str, allowed_volume_ids: Seq
         if req.verify_prefix and start > begin:
             _prefix(fd, extents.clip(every, begin, start), req, start, writer)
         found = extents.clip(every, start, end)
-        summary = _stream(fd, start, end, found, req, codec, writer)
+        summary = _stream(fd, start, end, found, req, codec, writer, held)
         writer.json(END, summary, offset=end)
         writer.flush()
         return 0
@@ -205,6 +242,7 @@ class _Chunk(NamedTuple):
     records: list[tuple[bytes, int, int, Any]]  # kind, offset, raw length, payload
     data: int
     buf: bytearray  # the records point into it: back to the pool once they are written
+    same: bool = False  # a delta copy's chunk the destination holds already
 
 
 class _Worker:
@@ -212,9 +250,17 @@ class _Worker:
     and the codecs release the GIL, so chunks are prepared on several cores while the main
     thread writes the previous ones out. Each thread has its own codec context."""
 
-    def __init__(self, fd: int, chunk_size: int, hash_name: str, codec_name: str) -> None:
+    def __init__(
+        self,
+        fd: int,
+        chunk_size: int,
+        hash_name: str,
+        codec_name: str,
+        index: list[bytes | None] | None = None,
+    ) -> None:
         self.fd, self.chunk_size, self.hash_name = fd, chunk_size, hash_name
         self.codec_name = codec_name  # "" for hashes only (prefix verification)
+        self.index = index  # a delta copy: what the destination holds, per chunk
         self.local = threading.local()
         #: Chunk buffers, reused: a fresh 4 MiB bytearray per chunk costs the kernel a
         #: page fault and a zeroed page for every 4 KiB of it. ``_prepared`` sizes it.
@@ -231,6 +277,8 @@ class _Worker:
             self.buffers.put(buf)
             return None  # allocated but all zeros: the next skip record covers it
         digest, runs = chunk_hash(self.hash_name, buf, length)
+        if self.index is not None and self.index[offset // self.chunk_size] == digest:
+            return _Chunk(offset, length, digest, [], 0, buf, same=True)  # nothing to pack
         if codec is None:
             return _Chunk(offset, length, digest, [], 0, buf)
         view = memoryview(buf)
@@ -286,26 +334,37 @@ def _stream(
     req: Request,
     codec: codecs.Codec,
     writer: Writer,
+    index: list[bytes | None] | None = None,
 ) -> dict[str, Any]:
-    """Records for [start, size) (``size``: the end of this stream's part)."""
+    """Records for [start, size) (``size``: the end of this stream's part). A delta copy
+    (``index``) sends a chunk the destination holds as one ``SAME`` record."""
     throttle = _Throttle(req.rate_limit)
-    work = _Worker(fd, req.chunk_size, req.hash_name, codec.name)
+    work = _Worker(fd, req.chunk_size, req.hash_name, codec.name, index)
     pos = start
-    chunks = data = 0
-    windows = extents.chunk_windows(found, req.chunk_size, size)
-    for chunk in _prepared(fd, windows, work, _workers(req, codec.name)):
+    chunks = data = read = 0
+
+    def counted() -> Iterator[tuple[int, int, list[extents.Extent]]]:
+        nonlocal read
+        for window in extents.chunk_windows(found, req.chunk_size, size):
+            read += sum(n for _, n in window[2])
+            yield window
+
+    for chunk in _prepared(fd, counted(), work, _workers(req, codec.name)):
         if chunk.offset > pos:
             writer.record(SKIP, pos, chunk.offset - pos)
-        for record in chunk.records:
-            writer.record(*record)
-        writer.record(HASH, chunk.offset, chunk.length, chunk.digest)
+        if chunk.same:
+            writer.record(SAME, chunk.offset, chunk.length, chunk.digest)
+        else:
+            for record in chunk.records:
+                writer.record(*record)
+            writer.record(HASH, chunk.offset, chunk.length, chunk.digest)
         chunks += 1
         data += chunk.data
         pos = chunk.offset + chunk.length
         throttle.wait(writer.bytes, writer)
     if pos < size:
         writer.record(SKIP, pos, size - pos)
-    return {"chunks": chunks, "data_bytes": data, "stream_bytes": writer.bytes}
+    return {"chunks": chunks, "data_bytes": data, "stream_bytes": writer.bytes, "read_bytes": read}
 
 
 def _pack(codec: codecs.Codec, run: memoryview, offset: int) -> tuple[bytes, int, int, Any]:
@@ -325,12 +384,17 @@ def main(
     stdin: IO[bytes], stdout: IO[bytes], device_dir: str, allowed_volume_ids: Sequence[str]
 ) -> int:
     line = stdin.readline(65536)
+    blob = b""
     try:
         request = json.loads(line.decode("utf-8"))
+        wanted = request.get("delta_index") if isinstance(request, dict) else None
+        if isinstance(wanted, int) and 0 < wanted <= MAX_INDEX:
+            # A delta copy's chunk index follows the line; ``serve`` checks its length.
+            blob = stdin.read(wanted)
     except ValueError:
         writer = Writer(stdout)
         writer.magic()
         writer.json(ERROR, error_payload("protocol", "the request is not a JSON line"))
         writer.flush()
         return 2
-    return serve(request, stdout, device_dir, allowed_volume_ids)
+    return serve(request, stdout, device_dir, allowed_volume_ids, blob)
