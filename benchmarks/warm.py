@@ -100,7 +100,11 @@ def make_server(conn: Any, boot_kind: str, boot_size: int, data_size: int, data_
     bs.set_volume_bootable_status(boot, True)
     print(f"filling {NAME}'s volumes (boot: {boot_kind})", flush=True)
     if boot_kind == "realistic":
-        bench.build_realistic(volume_file(boot.id), boot_size)
+        import realistic_volume
+
+        realistic_volume.build(
+            volume_file(boot.id), boot_size, os_bytes=5 * boot_size // 16, db_bytes=256 * MiB
+        )
     else:
         bench.build_volume(volume_file(boot.id), boot_size, boot_size // 4, seed=11)
     bench.build_volume(volume_file(data.id), data_size, data_alloc, seed=13)
