@@ -83,18 +83,20 @@ class _LibZstd(Codec):
         self._out = ctypes.create_string_buffer(0)
 
     @staticmethod
-    def _address(view: memoryview) -> int:
-        # A read-only buffer (bytes) cannot be passed with from_buffer; copy only then.
+    def _pointer(view: memoryview) -> Any:
+        """An argument for a ``void *`` parameter that keeps ``view``'s memory alive for the
+        call (a bare address of a temporary would dangle). A read-only buffer (bytes) cannot
+        be passed with from_buffer: it is copied, only then."""
         if view.readonly:
-            view = memoryview(bytearray(view))
-        return ctypes.addressof((ctypes.c_char * len(view)).from_buffer(view))
+            return bytes(view)
+        return (ctypes.c_char * len(view)).from_buffer(view)
 
     def compress(self, data: memoryview) -> bytes:
         bound = self._lib.ZSTD_compressBound(len(data))
         if len(self._out) < bound:
             self._out = ctypes.create_string_buffer(bound)
         n = self._lib.ZSTD_compressCCtx(
-            self._cctx, self._out, bound, self._address(data), len(data), self._level
+            self._cctx, self._out, bound, self._pointer(data), len(data), self._level
         )
         if self._lib.ZSTD_isError(n):
             raise CodecError("zstd compression failed")
@@ -102,7 +104,7 @@ class _LibZstd(Codec):
 
     def decompress_into(self, payload: memoryview, out: memoryview) -> None:
         n = self._lib.ZSTD_decompressDCtx(
-            self._dctx, self._address(out), len(out), self._address(payload), len(payload)
+            self._dctx, self._pointer(out), len(out), self._pointer(payload), len(payload)
         )
         if self._lib.ZSTD_isError(n) or n != len(out):
             raise CodecError(f"zstd run did not decompress to {len(out)} bytes")
