@@ -37,10 +37,12 @@ import random
 import re
 import resource
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -58,7 +60,8 @@ import transfer_pipelines as pipelines  # noqa: E402
 from link import Link, parse_rate  # noqa: E402
 
 from tenantshift.manifest.schema import ConversionHosts  # noqa: E402
-from tenantshift.transfer import TransferOptions, VolumeCopy, copy_volumes  # noqa: E402
+from tenantshift.transfer import TransferOptions, VolumeCopy, bundle, copy_volumes  # noqa: E402
+from tenantshift.transfer import session as session_module  # noqa: E402
 from tenantshift.transfer.agent import extents  # noqa: E402
 from tenantshift.transfer.agent.sink import device_digest  # noqa: E402
 from tenantshift.transfer.ssh import CIPHERS, connect  # noqa: E402
@@ -77,6 +80,15 @@ OURS: dict[str, dict[str, Any]] = {
     "ours-sha256": {"hash_algorithm": "sha256"},
     "ours-1stream": {"streams": 1},
     "ours-2streams": {"streams": 2},
+    # The source's zstd level (codecs.ZSTD_LEVEL) for this method only, whatever the default:
+    # the agent sent to the hosts is rebuilt with that level (see agent_with_level).
+    "ours-l1": {"zstd_level": 1},
+    "ours-l2": {"zstd_level": 2},
+    "ours-l3": {"zstd_level": 3},
+    "ours-fast1": {"zstd_level": -1},
+    "ours-fast2": {"zstd_level": -2},
+    "ours-fast3": {"zstd_level": -3},
+    "ours-fast5": {"zstd_level": -5},
 }
 DEFAULT_METHODS = (
     "ours,ours-none,ours-zstd,ours-zlib,ours-reread,naive,sparse-dd,nbdkit-qemu-img,"
@@ -365,6 +377,34 @@ async def run_ours(hosts: ConversionHosts, copy: VolumeCopy, options: TransferOp
     return result, time.monotonic() - started
 
 
+_agents: dict[int | None, bytes] = {}
+
+
+def agent_with_level(level: int | None) -> bytes:
+    """The agent zip, with ``codecs.ZSTD_LEVEL = level`` when a level is given: a benchmark
+    can compare levels in one interleaved run without editing the source tree."""
+    if level not in _agents:
+        if level is None:
+            _agents[level] = bundle.agent_zip()
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                copy = Path(tmp) / "agent"
+                shutil.copytree(bundle.AGENT_DIR, copy)
+                codecs_py = copy / "codecs.py"
+                text, n = re.subn(
+                    r"^ZSTD_LEVEL = .*$", f"ZSTD_LEVEL = {level}", codecs_py.read_text(), flags=re.M
+                )
+                if n != 1:
+                    raise SystemExit("codecs.py has no ZSTD_LEVEL line to set")
+                codecs_py.write_text(text)
+                saved, bundle.AGENT_DIR = bundle.AGENT_DIR, copy
+                try:
+                    _agents[level] = bundle.agent_zip.__wrapped__()
+                finally:
+                    bundle.AGENT_DIR = saved
+    return _agents[level]
+
+
 def one_run(
     method: str, hosts: ConversionHosts, src: Volume, dst: Volume, ids: tuple[str, str],
     blob: Path, state: Path, want: str, tag: str, cpu: HostCpu,
@@ -379,7 +419,13 @@ def one_run(
     split: dict[str, float] = {}
     codec = ""
     if method in OURS:
-        options = TransferOptions(state_dir=str(state), **OURS[method])
+        settings = dict(OURS[method])
+        level = settings.pop("zstd_level", None)
+        if level is not None and "agent_zip" not in vars(session_module):
+            raise SystemExit("session.py no longer installs bundle.agent_zip(): update this")
+        zip_bytes = agent_with_level(level)
+        options = TransferOptions(state_dir=str(state), **settings)
+        session_module.agent_zip = lambda: zip_bytes  # what TransferSession installs
         result, wall = asyncio.run(run_ours(hosts, VolumeCopy(*ids), options))
         stream, codec = result.bytes_wire, result.codec
         split = {
@@ -553,11 +599,11 @@ def main() -> int:
                 )
             info["extents"] = count_extents(src.backing)
             described = (
-                f"ext4 with {info.get('os_bytes', 0) / MiB:.0f} MiB of /usr in "
-                f"{info.get('os_files', '?')} files and a {info.get('db_bytes', 0) / MiB:.0f} "
-                f"MiB database file; {info['allocated'] / MiB:.0f} MiB allocated in "
-                f"{info['extents']} extents"
-            )
+                f"ext4 with {info['os_bytes'] / MiB:.0f} MiB of /usr in {info['os_files']} "
+                f"files and a {info['db_bytes'] / MiB:.0f} MiB database file"
+                if "os_bytes" in info
+                else f"ext4 image {info['image']}"
+            ) + f"; {info['allocated'] / MiB:.0f} MiB allocated in {info['extents']} extents"
         else:
             info = build_volume(src.backing, size, target)
             described = (

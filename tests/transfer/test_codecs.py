@@ -33,3 +33,18 @@ def test_libzstd_round_trip_with_read_only_and_sliced_buffers() -> None:
         assert big[7 : 7 + len(data)] == data
     with pytest.raises(codecs.CodecError):
         codec.decompress_into(memoryview(packed), memoryview(bytearray(len(data) - 1)))
+
+
+def test_the_zstd_level_is_a_fast_level_and_frames_decode_alike() -> None:
+    # The source picks the level; the destination decodes any level's frames the same way.
+    assert codecs.ZSTD_LEVEL == -1
+    data = bytearray((b"tenant volume 12345 " * 60000)[:MiB])
+    try:
+        lib = ctypes.CDLL("libzstd.so.1")
+    except OSError:
+        pytest.skip("no libzstd.so.1 here")
+    fast, default = codecs._LibZstd(lib, -1), codecs._LibZstd(lib, 1)
+    for packed in (fast.compress(memoryview(data)), default.compress(memoryview(data))):
+        out = bytearray(len(data))
+        codecs._LibZstd(lib, 5).decompress_into(memoryview(bytearray(packed)), memoryview(out))
+        assert out == data
