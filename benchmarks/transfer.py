@@ -5,20 +5,25 @@ machine's cores, so ratios within one run are what counts, not absolute figures)
     export DEVCLOUD_STATE=... DEVCLOUD_PORT_OFFSET=...   # a running devcloud
     .venv/bin/python benchmarks/transfer.py --size 4G --allocated 1G --runs 3
     .venv/bin/python benchmarks/transfer.py --block     # loop devices instead of files
+    .venv/bin/python benchmarks/transfer.py --volume realistic   # ext4 with /usr and a database
 
-Builds a sparse test volume (about 40% random, 40%
-text-like and 20% allocated zeros, in 0.5-6 MiB extents spread over the volume) in the source
-host's device directory, then runs every method ``--runs`` times, interleaved (round 1 of
-every method, then round 2, ...) so that a burst of load from elsewhere hits all of them.
+Builds a sparse test volume in the source host's device directory: ``synthetic`` (the
+default and the worst case: about 40% random, 40% text-like and 20% allocated zeros, in 0.5-6
+MiB extents spread over the volume) or ``realistic`` (``benchmarks/realistic_volume.py``: an
+ext4 image of ``--size`` holding ``--os-tree`` bytes of this machine's /usr and a
+``--database``-sized file of database pages; ``--image`` reuses one built earlier). Then it
+runs every method ``--runs`` times, interleaved (round 1 of every method, then round 2, ...)
+so that a burst of load from elsewhere hits all of them.
 Every method pulls into a fresh, empty destination on the destination host over SSH with
 aes128-gcm and ends with an fsync; ``benchmarks/transfer_pipelines.py`` has the others.
 
 Prints each run, then a table: wall seconds min/median (ours split into set-up, copy and
 verify), wire bytes (the loopback interface's count: SSH and TCP framing included, and
 whatever else talked on lo meanwhile), our agent's stream bytes, destination allocation,
-whether the result is identical (content digest of the whole logical volume), and each
-method's median as a multiple of the reference's (``--reference``, ours with default
-options).
+whether the result is identical (content digest of the whole logical volume), CPU seconds
+(the conversion hosts' and this process's) in total and per GiB of the volume's non-zero data
+(what every method has to move), and each method's median as a multiple of the reference's
+(``--reference``, ours with default options).
 """
 
 from __future__ import annotations
@@ -32,10 +37,13 @@ import random
 import re
 import resource
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -47,16 +55,19 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import realistic_volume  # noqa: E402
 import transfer_pipelines as pipelines  # noqa: E402
 from link import Link, parse_rate  # noqa: E402
 
 from tenantshift.manifest.schema import ConversionHosts  # noqa: E402
-from tenantshift.transfer import TransferOptions, VolumeCopy, copy_volumes  # noqa: E402
+from tenantshift.transfer import TransferOptions, VolumeCopy, bundle, copy_volumes  # noqa: E402
+from tenantshift.transfer import session as session_module  # noqa: E402
 from tenantshift.transfer.agent import extents  # noqa: E402
 from tenantshift.transfer.agent.sink import device_digest  # noqa: E402
 from tenantshift.transfer.ssh import CIPHERS, connect  # noqa: E402
 
 MiB = 1024 * 1024
+GiB = 1024 * MiB
 CHUNK = 4 * MiB
 
 #: Our methods: TransferOptions for each (``ours`` is the default configuration).
@@ -69,6 +80,15 @@ OURS: dict[str, dict[str, Any]] = {
     "ours-sha256": {"hash_algorithm": "sha256"},
     "ours-1stream": {"streams": 1},
     "ours-2streams": {"streams": 2},
+    # The source's zstd level (codecs.ZSTD_LEVEL) for this method only, whatever the default:
+    # the agent sent to the hosts is rebuilt with that level (see agent_with_level).
+    "ours-l1": {"zstd_level": 1},
+    "ours-l2": {"zstd_level": 2},
+    "ours-l3": {"zstd_level": 3},
+    "ours-fast1": {"zstd_level": -1},
+    "ours-fast2": {"zstd_level": -2},
+    "ours-fast3": {"zstd_level": -3},
+    "ours-fast5": {"zstd_level": -5},
 }
 DEFAULT_METHODS = (
     "ours,ours-none,ours-zstd,ours-zlib,ours-reread,naive,sparse-dd,nbdkit-qemu-img,"
@@ -149,6 +169,27 @@ def build_volume(path: Path, size: int, target: int, seed: int = 7) -> dict[str,
             os.pwrite(f.fileno(), data, offset)
             kinds[kind] += length
     return {"extents": len(placed), "allocated": total, **kinds}
+
+
+def count_extents(path: Path) -> int:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return len(extents.data_extents(fd, 0, extents.device_size(fd)))
+    finally:
+        os.close(fd)
+
+
+def use_image(image: Path, dest: Path) -> dict[str, Any]:
+    """A realistic volume built earlier: hard-linked into the device directory (the copies
+    only read it, and the link is removed at the end), or copied if that is another
+    filesystem."""
+    dest.unlink(missing_ok=True)
+    try:
+        os.link(image, dest)
+    except OSError:
+        subprocess.run(["cp", "--sparse=always", str(image), str(dest)], check=True)
+    st = os.stat(dest)
+    return {"size": st.st_size, "allocated": st.st_blocks * 512, "image": str(image)}
 
 
 def write_nonzero_blob(src: Path, blob: Path) -> int:
@@ -240,6 +281,24 @@ class HostCpu:
     def __init__(self, ports: list[int]) -> None:
         self.pids = [pid for port in ports for pid in self._listeners(port)]
         self.group = self.ROOT / f"tenantshift-bench-{os.getpid()}"
+        #: Control loops (``agent.pyz control``) seen at once in the group, at most, since
+        #: ``watch()``: a tenantshift session holds two for its whole length, so more than our
+        #: own method's means someone else's session shared the hosts (and the CPU count).
+        self.sessions = 0
+        self._stop = threading.Event()
+
+    def _count_controls(self) -> int:
+        n = 0
+        for pid in (self.group / "cgroup.procs").read_text().split():
+            with contextlib.suppress(OSError):
+                if b"agent.pyz\0control" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    n += 1
+        return n
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.2):
+            with contextlib.suppress(OSError):
+                self.sessions = max(self.sessions, self._count_controls())
 
     @staticmethod
     def _listeners(port: int) -> list[int]:
@@ -256,6 +315,7 @@ class HostCpu:
         self.group.mkdir()
         for pid in self.pids:
             (self.group / "cgroup.procs").write_text(str(pid))
+        threading.Thread(target=self._sample, daemon=True).start()
         return self
 
     def seconds(self) -> float:
@@ -264,6 +324,7 @@ class HostCpu:
         return int((self.group / "cpuacct.usage").read_text()) / 1e9
 
     def __exit__(self, *_: object) -> None:
+        self._stop.set()
         if not self.pids:
             return
         for pid in self.pids:
@@ -306,6 +367,9 @@ class Row:
     split: dict[str, float] = field(default_factory=dict)
     codec: str = ""
     cpu: float = float("nan")
+    #: control loops seen at once during the run beyond this method's own (0: the hosts were
+    #: ours alone; more: another session's CPU and lo bytes are in this run's figures)
+    foreign: int = 0
 
 
 async def run_shell(hosts: ConversionHosts, script: str) -> str:
@@ -325,6 +389,34 @@ async def run_ours(hosts: ConversionHosts, copy: VolumeCopy, options: TransferOp
     return result, time.monotonic() - started
 
 
+_agents: dict[int | None, bytes] = {}
+
+
+def agent_with_level(level: int | None) -> bytes:
+    """The agent zip, with ``codecs.ZSTD_LEVEL = level`` when a level is given: a benchmark
+    can compare levels in one interleaved run without editing the source tree."""
+    if level not in _agents:
+        if level is None:
+            _agents[level] = bundle.agent_zip()
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                copy = Path(tmp) / "agent"
+                shutil.copytree(bundle.AGENT_DIR, copy)
+                codecs_py = copy / "codecs.py"
+                text, n = re.subn(
+                    r"^ZSTD_LEVEL = .*$", f"ZSTD_LEVEL = {level}", codecs_py.read_text(), flags=re.M
+                )
+                if n != 1:
+                    raise SystemExit("codecs.py has no ZSTD_LEVEL line to set")
+                codecs_py.write_text(text)
+                saved, bundle.AGENT_DIR = bundle.AGENT_DIR, copy
+                try:
+                    _agents[level] = bundle.agent_zip.__wrapped__()
+                finally:
+                    bundle.AGENT_DIR = saved
+    return _agents[level]
+
+
 def one_run(
     method: str, hosts: ConversionHosts, src: Volume, dst: Volume, ids: tuple[str, str],
     blob: Path, state: Path, want: str, tag: str, cpu: HostCpu,
@@ -334,11 +426,18 @@ def one_run(
         leftover.unlink()
     before = lo_bytes()
     cpu_before = cpu.seconds() + own_cpu()
+    cpu.sessions = 0
     stream: int | None = None
     split: dict[str, float] = {}
     codec = ""
     if method in OURS:
-        options = TransferOptions(state_dir=str(state), **OURS[method])
+        settings = dict(OURS[method])
+        level = settings.pop("zstd_level", None)
+        if level is not None and "agent_zip" not in vars(session_module):
+            raise SystemExit("session.py no longer installs bundle.agent_zip(): update this")
+        zip_bytes = agent_with_level(level)
+        options = TransferOptions(state_dir=str(state), **settings)
+        session_module.agent_zip = lambda: zip_bytes  # what TransferSession installs
         result, wall = asyncio.run(run_ours(hosts, VolumeCopy(*ids), options))
         stream, codec = result.bytes_wire, result.codec
         split = {
@@ -354,6 +453,8 @@ def one_run(
         asyncio.run(run_shell(hosts, script))
         wall = time.monotonic() - started
         if method == "floor":
+            # CPU and wire: the cat's only (the untimed copy below would double them)
+            floor_cpu, floor_wire = cpu.seconds() + own_cpu(), lo_bytes()
             scratch = str(Path(hosts.destination.device_dir) / f".floor-{tag}")
             fsync = float(asyncio.run(run_shell(
                 hosts, pipelines.fsync_script(str(blob), hosts.source, CIPHERS[0], scratch)
@@ -363,7 +464,10 @@ def one_run(
     wire = lo_bytes() - before
     used = cpu.seconds() + own_cpu() - cpu_before
     if method == "floor":
-        return Row(method, wall, wire, 0, True, split=split, cpu=used)
+        wire, used = floor_wire - before, floor_cpu - cpu_before
+    foreign = max(0, cpu.sessions - (2 if method in OURS else 0))
+    if method == "floor":
+        return Row(method, wall, wire, 0, True, split=split, cpu=used, foreign=foreign)
     return Row(
         method,
         wall,
@@ -374,10 +478,11 @@ def one_run(
         split,
         codec,
         used,
+        foreign,
     )
 
 
-def summarize(rows: list[Row], reference: str) -> list[str]:
+def summarize(rows: list[Row], reference: str, nonzero: int) -> list[str]:
     by: dict[str, list[Row]] = {}
     for r in rows:
         by.setdefault(r.method, []).append(r)
@@ -385,9 +490,9 @@ def summarize(rows: list[Row], reference: str) -> list[str]:
     ref_cpu = statistics.median(r.cpu for r in by[reference]) if reference in by else None
     out = [
         "| method | runs | wall s min | wall s median | split (median) | CPU s median "
-        "| wire (lo) | stream | destination allocated | identical | median / ours "
+        "| CPU s/GiB | wire (lo) | stream | destination allocated | identical | median / ours "
         "| CPU / ours |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for method, runs in by.items():
         walls = [r.wall for r in runs]
@@ -402,6 +507,7 @@ def summarize(rows: list[Row], reference: str) -> list[str]:
         name = method + (f" ({runs[0].codec})" if runs[0].codec else "")
         out.append(
             f"| {name} | {len(runs)} | {min(walls):.2f} | {med:.2f} | {split} | {cpu:.2f} "
+            f"| {cpu / (nonzero / GiB):.2f} "
             f"| {statistics.median(r.wire for r in runs) / MiB:.0f} MiB "
             f"| {'-' if stream is None else f'{stream / MiB:.0f} MiB'} "
             f"| {'-' if method == 'floor' else f'{runs[0].allocated / MiB:.0f} MiB'} "
@@ -415,11 +521,18 @@ def summarize(rows: list[Row], reference: str) -> list[str]:
 def run_rounds(
     runs: int, methods: list[str], hosts: ConversionHosts, src: Volume, dst: Volume,
     ids: tuple[str, str], blob: Path, state: Path, want: str, tag: str, cpu: HostCpu,
-    rows: list[Row], failures: list[str],
+    rows: list[Row], failures: list[str], warmup: bool = True,
 ) -> None:  # fmt: skip
-    """Round 1 of every method, then round 2...: a burst of load hits all methods alike."""
+    """Round 1 of every method, then round 2...: a burst of load hits all methods alike. Each
+    round starts one method later (a rotation), so that no method always runs first or always
+    follows the same one: the first run of a round pays for the previous round's last one
+    (its writeback, the freeing of its destination's pages), measured at 10-20% of CPU."""
+    if warmup:  # the first copy of an invocation cost 30-40% more CPU than the same one later
+        row = one_run(methods[0], hosts, src, dst, ids, blob, state, want, tag, cpu)
+        print(f"  [warm-up] {methods[0]}: {row.wall:.2f}s cpu {row.cpu:.2f}s (not counted)")
     for round_ in range(runs):
-        for method in methods:
+        shift = round_ % len(methods)
+        for method in methods[shift:] + methods[:shift]:
             if round_ and method in ONCE:
                 continue
             try:
@@ -435,7 +548,8 @@ def run_rounds(
                 f"  [{round_ + 1}] {method}: {row.wall:.2f}s {split} cpu {row.cpu:.2f}s wire "
                 f"{row.wire / MiB:.0f} MiB stream "
                 f"{'-' if row.stream is None else round(row.stream / MiB)} MiB allocated "
-                f"{row.allocated / MiB:.0f} MiB identical {row.identical}",
+                f"{row.allocated / MiB:.0f} MiB identical {row.identical}"
+                + (f" FOREIGN SESSIONS {row.foreign}" if row.foreign else ""),
                 flush=True,
             )
 
@@ -443,7 +557,19 @@ def run_rounds(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="4G", help="logical size (default 4G)")
-    parser.add_argument("--allocated", default="1G", help="allocated bytes (default 1G)")
+    parser.add_argument(
+        "--volume", choices=("synthetic", "realistic"), default="synthetic",
+        help="synthetic: random, text and zero extents (the worst case); realistic: an ext4 "
+        "image with an OS tree and a database file (benchmarks/realistic_volume.py)",
+    )  # fmt: skip
+    parser.add_argument("--allocated", default="1G", help="synthetic: allocated bytes (1G)")
+    parser.add_argument("--os-tree", default="1.25G", help="realistic: bytes of /usr (1.25G)")
+    parser.add_argument("--database", default="320M", help="realistic: database file (320M)")
+    parser.add_argument(
+        "--image", type=Path,
+        help="realistic: use this image (built by benchmarks/realistic_volume.py) instead of "
+        "building one; it is hard-linked (or copied) into the device directory, never written",
+    )  # fmt: skip
     state_root = Path(os.environ.get("DEVCLOUD_STATE", ROOT / ".devcloud"))
     parser.add_argument("--hosts", default=str(state_root / "conversion-hosts.yaml"))
     parser.add_argument("--methods", default=DEFAULT_METHODS)
@@ -451,6 +577,10 @@ def main() -> int:
     parser.add_argument("--reference", default="ours", help="method the ratios divide by")
     parser.add_argument("--block", action="store_true", help="loop devices, not files")
     parser.add_argument("--json", action="store_true", help="also print the runs as JSON")
+    parser.add_argument(
+        "--no-warmup", action="store_true",
+        help="skip the untimed copy (the first method's) made before the rounds",
+    )  # fmt: skip
     parser.add_argument(
         "--link-rate",
         help="put a rate-limited link (bits/s like tc: 1G, 500M) between the hosts, as between "
@@ -486,7 +616,29 @@ def main() -> int:
     failures: list[str] = []
     try:
         t = time.monotonic()
-        info = build_volume(src.backing, size, target)
+        if args.volume == "realistic":
+            if args.image is not None:
+                info = use_image(args.image, src.backing)
+                size = info["size"]
+            else:
+                info = realistic_volume.build(
+                    src.backing, size, parse_size(args.os_tree), parse_size(args.database), work
+                )
+            info["extents"] = count_extents(src.backing)
+            described = (
+                f"ext4 with {info['os_bytes'] / MiB:.0f} MiB of /usr in {info['os_files']} "
+                f"files and a {info['db_bytes'] / MiB:.0f} MiB database file"
+                if "os_bytes" in info
+                else f"ext4 image {info['image']}"
+            ) + f"; {info['allocated'] / MiB:.0f} MiB allocated in {info['extents']} extents"
+        else:
+            info = build_volume(src.backing, size, target)
+            described = (
+                f"{info['allocated'] / MiB:.0f} MiB allocated in {info['extents']} extents "
+                f"({info['random'] / MiB:.0f} random, {info['text'] / MiB:.0f} text, "
+                f"{info['zeros'] / MiB:.0f} zeros)"
+            )
+        src.size = dst.size = size
         with open(dst.backing, "wb") as f:
             f.truncate(size)
         src.attach(args.block)
@@ -494,9 +646,7 @@ def main() -> int:
         nonzero = write_nonzero_blob(src.backing, blob)
         want = digest(src.backing, size)
         print(
-            f"volume: {size / MiB:.0f} MiB logical, {info['allocated'] / MiB:.0f} MiB allocated in "
-            f"{info['extents']} extents ({info['random'] / MiB:.0f} random, "
-            f"{info['text'] / MiB:.0f} text, {info['zeros'] / MiB:.0f} zeros), "
+            f"volume ({args.volume}): {size / MiB:.0f} MiB logical, {described}, "
             f"{nonzero / MiB:.0f} MiB non-zero; "
             f"{'loop devices ' + str(src.loop) + ' -> ' + str(dst.loop) if args.block else 'files'}"
             f"; built in {time.monotonic() - t:.1f}s; load {os.getloadavg()[0]:.1f}",
@@ -507,7 +657,7 @@ def main() -> int:
         cpu = HostCpu(host_ports)
         with cpu:
             run_rounds(args.runs, methods, hosts, src, dst, ids, blob, state, want, tag, cpu,
-                       rows, failures)  # fmt: skip
+                       rows, failures, not args.no_warmup)  # fmt: skip
     finally:
         src.release()
         dst.release()
@@ -521,7 +671,13 @@ def main() -> int:
             (work / "known_hosts").unlink()
         work.rmdir()
     print()
-    print("\n".join(summarize(rows, args.reference)))
+    print("\n".join(summarize(rows, args.reference, nonzero)))
+    shared = sum(1 for r in rows if r.foreign)
+    if shared:
+        print(
+            f"\n{shared} of {len(rows)} runs shared the hosts with another tenantshift session "
+            "(its CPU and lo bytes are counted in them)"
+        )
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
     if args.json:
         print(json.dumps([r.__dict__ for r in rows], indent=2))

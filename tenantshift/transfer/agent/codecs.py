@@ -12,9 +12,18 @@ import ctypes
 import zlib
 from typing import Any
 
+#: The zstd level the source compresses with: -1, zstd's first "fast" level (no Huffman
+#: coding of literals). On an ext4 volume of OS files and database pages it costs 20-25% less
+#: CPU than level 1 to compress and decompress, for 10% more bytes on the wire; on the hosts
+#: measured, which share two cores, the copy is CPU-bound even behind a 1 Gbit/s link, and -1
+#: was faster there too. Lower levels save little more CPU for many more bytes; level 1 and up
+#: cost more CPU (docs/benchmarks.md, "Compression level"). The destination needs no setting:
+#: a zstd frame decompresses the same way whatever the level.
+ZSTD_LEVEL = -1
 #: A run is sent compressed only if that saves at least this fraction.
 WORTH_IT = 0.9
-#: Codecs that are slow on incompressible input try a sample first.
+#: Codecs that are slow on incompressible input try a sample first. zstd does not: it gives
+#: up on incompressible blocks by itself, and a sample cost more than it saved (measured).
 SAMPLE = 64 * 1024
 
 
@@ -83,18 +92,20 @@ class _LibZstd(Codec):
         self._out = ctypes.create_string_buffer(0)
 
     @staticmethod
-    def _address(view: memoryview) -> int:
-        # A read-only buffer (bytes) cannot be passed with from_buffer; copy only then.
+    def _pointer(view: memoryview) -> Any:
+        """An argument for a ``void *`` parameter that keeps ``view``'s memory alive for the
+        call (a bare address of a temporary would dangle). A read-only buffer (bytes) cannot
+        be passed with from_buffer: it is copied, only then."""
         if view.readonly:
-            view = memoryview(bytearray(view))
-        return ctypes.addressof((ctypes.c_char * len(view)).from_buffer(view))
+            return bytes(view)
+        return (ctypes.c_char * len(view)).from_buffer(view)
 
     def compress(self, data: memoryview) -> bytes:
         bound = self._lib.ZSTD_compressBound(len(data))
         if len(self._out) < bound:
             self._out = ctypes.create_string_buffer(bound)
         n = self._lib.ZSTD_compressCCtx(
-            self._cctx, self._out, bound, self._address(data), len(data), self._level
+            self._cctx, self._out, bound, self._pointer(data), len(data), self._level
         )
         if self._lib.ZSTD_isError(n):
             raise CodecError("zstd compression failed")
@@ -102,7 +113,7 @@ class _LibZstd(Codec):
 
     def decompress_into(self, payload: memoryview, out: memoryview) -> None:
         n = self._lib.ZSTD_decompressDCtx(
-            self._dctx, self._address(out), len(out), self._address(payload), len(payload)
+            self._dctx, self._pointer(out), len(out), self._pointer(payload), len(payload)
         )
         if self._lib.ZSTD_isError(n) or n != len(out):
             raise CodecError(f"zstd run did not decompress to {len(out)} bytes")
@@ -139,7 +150,7 @@ def _zstd() -> Codec | None:
     try:
         import zstandard
 
-        return _ModuleZstd(zstandard)
+        return _ModuleZstd(zstandard, ZSTD_LEVEL)
     except ImportError:
         pass
     # find_library runs ldconfig (a process: slow on a busy host): only if the soname fails
@@ -148,7 +159,7 @@ def _zstd() -> Codec | None:
         if not name:
             continue
         try:
-            return _LibZstd(ctypes.CDLL(name))
+            return _LibZstd(ctypes.CDLL(name), ZSTD_LEVEL)
         except (OSError, AttributeError):
             continue
     return None

@@ -1,0 +1,50 @@
+"""The codecs' ctypes paths: buffers that are read-only (bytes) or slices of a larger buffer."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+import pytest
+
+from tenantshift.transfer.agent import codecs
+
+MiB = 1024 * 1024
+
+
+def _libzstd() -> codecs.Codec:
+    try:
+        return codecs._LibZstd(ctypes.CDLL("libzstd.so.1"))
+    except OSError:
+        pytest.skip("no libzstd.so.1 here")
+
+
+def test_libzstd_round_trip_with_read_only_and_sliced_buffers() -> None:
+    codec = _libzstd()
+    data = (b"compressible " * 100000)[:MiB] + os.urandom(4096)
+    # a read-only input (bytes) and a slice of a larger buffer both compress
+    packed = codec.compress(memoryview(data))
+    again = codec.compress(memoryview(bytearray(b"x" * 100 + data))[100:])
+    assert len(packed) < len(data) // 4 and again == packed
+    # a read-only payload decompresses too: the copy made for ctypes must outlive the call
+    big = bytearray(2 * len(data))
+    for _ in range(20):  # a dangling pointer would show as a corrupt run sooner or later
+        codec.decompress_into(memoryview(bytes(packed)), memoryview(big)[7 : 7 + len(data)])
+        assert big[7 : 7 + len(data)] == data
+    with pytest.raises(codecs.CodecError):
+        codec.decompress_into(memoryview(packed), memoryview(bytearray(len(data) - 1)))
+
+
+def test_the_zstd_level_is_a_fast_level_and_frames_decode_alike() -> None:
+    # The source picks the level; the destination decodes any level's frames the same way.
+    assert codecs.ZSTD_LEVEL == -1
+    data = bytearray((b"tenant volume 12345 " * 60000)[:MiB])
+    try:
+        lib = ctypes.CDLL("libzstd.so.1")
+    except OSError:
+        pytest.skip("no libzstd.so.1 here")
+    fast, default = codecs._LibZstd(lib, -1), codecs._LibZstd(lib, 1)
+    for packed in (fast.compress(memoryview(data)), default.compress(memoryview(data))):
+        out = bytearray(len(data))
+        codecs._LibZstd(lib, 5).decompress_into(memoryview(bytearray(packed)), memoryview(out))
+        assert out == data
