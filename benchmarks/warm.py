@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import realistic_volume  # noqa: E402
 import transfer as bench  # noqa: E402
 from link import Link, parse_rate  # noqa: E402
 
@@ -100,8 +101,6 @@ def make_server(conn: Any, boot_kind: str, boot_size: int, data_size: int, data_
     bs.set_volume_bootable_status(boot, True)
     print(f"filling {NAME}'s volumes (boot: {boot_kind})", flush=True)
     if boot_kind == "realistic":
-        import realistic_volume
-
         realistic_volume.build(
             volume_file(boot.id), boot_size, os_bytes=5 * boot_size // 16, db_bytes=256 * MiB
         )
