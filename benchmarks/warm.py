@@ -106,7 +106,7 @@ def make_server(conn: Any, boot_kind: str, boot_size: int, data_size: int, data_
         )
     else:
         bench.build_volume(volume_file(boot.id), boot_size, boot_size // 4, seed=11)
-    bench.build_volume(volume_file(data.id), data_size, data_alloc, seed=13)
+    fill_data(volume_file(data.id), data_size, data_alloc)
     network = conn.network.find_network("app-net")
     server = compute.create_server(
         name=NAME,
@@ -120,6 +120,31 @@ def make_server(conn: Any, boot_kind: str, boot_size: int, data_size: int, data_
         ],
     )  # fmt: skip
     return compute.wait_for_server(server, status="ACTIVE", wait=600)
+
+
+def fill_data(path: Path, size: int, allocated: int) -> None:
+    """``allocated`` bytes in 1-8 MiB extents spread over the volume, the mix of
+    ``benchmarks/transfer.py`` (40% random, 40% text, 20% zeros) but generated at disk speed:
+    its seeded generator takes minutes per GiB, ``os.urandom`` and a repeated text block do
+    not."""
+    rng = random.Random(13)
+    text = bench.text_block(8 * MiB, 13)
+    extent = 4 * MiB
+    slots = list(range(0, size // extent))
+    rng.shuffle(slots)
+    with path.open("r+b") as f:
+        for slot in sorted(slots[: allocated // extent]):
+            roll = rng.random()
+            if roll < 0.4:
+                data = os.urandom(extent)
+            elif roll < 0.8:
+                at = rng.randrange(0, len(text) - extent)
+                data = text[at : at + extent]
+            else:
+                data = bytes(extent)  # allocated zeros (a zeroed-out filesystem)
+            f.seek(slot * extent)
+            f.write(data)
+        os.fsync(f.fileno())
 
 
 def remove_server(conn: Any, marked_only: bool = False) -> None:

@@ -43,6 +43,10 @@ class VolumeCopy:
     delta_base: str | None = None
     """A delta copy: the digest the destination volume holds (the last verified copy's).
     Only chunks whose hash differs from the destination's move."""
+    chunk_size: int | None = None
+    """This copy's chunk grid, instead of the session's ``TransferOptions.chunk_size``: the
+    granularity of a delta (a changed chunk moves whole). Copies that feed one destination's
+    deltas use one size (the index of another size is rebuilt)."""
 
     def __post_init__(self) -> None:
         # The ids become by-id names and file names on the hosts, as root.
@@ -50,6 +54,8 @@ class VolumeCopy:
             validate.volume_id(getattr(self, name), name)
         validate.generation(self.source_generation)
         validate.generation(self.delta_base)
+        if self.chunk_size is not None:
+            validate.chunk_size(self.chunk_size)
 
 
 @dataclass(frozen=True)

@@ -312,7 +312,7 @@ class TransferSession:
             "delta_base": copy.delta_base,
             "device_dir": self.hosts.destination.device_dir,
             "state_dir": o.state_dir,
-            "chunk_size": o.chunk_size,
+            "chunk_size": copy.chunk_size or o.chunk_size,
             "hash": self.hash_algorithm,
             "codecs": agent_codecs.preference(o.compression),
             "target_zeroed": o.target_zeroed,
