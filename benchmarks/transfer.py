@@ -80,8 +80,8 @@ OURS: dict[str, dict[str, Any]] = {
     "ours-sha256": {"hash_algorithm": "sha256"},
     "ours-1stream": {"streams": 1},
     "ours-2streams": {"streams": 2},
-    # The source's zstd level (codecs.ZSTD_LEVEL) for this method only, whatever the default:
-    # the agent sent to the hosts is rebuilt with that level (see agent_with_level).
+    # One zstd level for every run (codecs.ZSTD_LEVEL, ZSTD_ADAPTIVE off) for this method only:
+    # the agent sent to the hosts is rebuilt with that setting (see agent_with_level).
     "ours-l1": {"zstd_level": 1},
     "ours-l2": {"zstd_level": 2},
     "ours-l3": {"zstd_level": 3},
@@ -393,8 +393,9 @@ _agents: dict[int | None, bytes] = {}
 
 
 def agent_with_level(level: int | None) -> bytes:
-    """The agent zip, with ``codecs.ZSTD_LEVEL = level`` when a level is given: a benchmark
-    can compare levels in one interleaved run without editing the source tree."""
+    """The agent zip, with ``codecs.ZSTD_LEVEL = level`` and ``ZSTD_ADAPTIVE = False`` when a
+    level is given: a benchmark can compare levels in one interleaved run without editing the
+    source tree."""
     if level not in _agents:
         if level is None:
             _agents[level] = bundle.agent_zip()
@@ -406,8 +407,11 @@ def agent_with_level(level: int | None) -> bytes:
                 text, n = re.subn(
                     r"^ZSTD_LEVEL = .*$", f"ZSTD_LEVEL = {level}", codecs_py.read_text(), flags=re.M
                 )
-                if n != 1:
-                    raise SystemExit("codecs.py has no ZSTD_LEVEL line to set")
+                text, m = re.subn(
+                    r"^ZSTD_ADAPTIVE = .*$", "ZSTD_ADAPTIVE = False", text, flags=re.M
+                )
+                if n != 1 or m != 1:
+                    raise SystemExit("codecs.py has no ZSTD_LEVEL or ZSTD_ADAPTIVE line to set")
                 codecs_py.write_text(text)
                 saved, bundle.AGENT_DIR = bundle.AGENT_DIR, copy
                 try:
@@ -524,15 +528,18 @@ def run_rounds(
     rows: list[Row], failures: list[str], warmup: bool = True,
 ) -> None:  # fmt: skip
     """Round 1 of every method, then round 2...: a burst of load hits all methods alike. Each
-    round starts one method later (a rotation), so that no method always runs first or always
-    follows the same one: the first run of a round pays for the previous round's last one
-    (its writeback, the freeing of its destination's pages), measured at 10-20% of CPU."""
+    round after the first runs the methods in another order (a shuffle, seeded by the round),
+    so that no method always runs first or always follows the same one: a run pays for some of
+    the previous one's work (writeback, freeing its destination's pages), and after the floor
+    (which writes, fsyncs and deletes a copy of the data) that was 10-20% of its CPU."""
     if warmup:  # the first copy of an invocation cost 30-40% more CPU than the same one later
         row = one_run(methods[0], hosts, src, dst, ids, blob, state, want, tag, cpu)
         print(f"  [warm-up] {methods[0]}: {row.wall:.2f}s cpu {row.cpu:.2f}s (not counted)")
     for round_ in range(runs):
-        shift = round_ % len(methods)
-        for method in methods[shift:] + methods[:shift]:
+        order = list(methods)
+        if round_:
+            random.Random(round_).shuffle(order)
+        for method in order:
             if round_ and method in ONCE:
                 continue
             try:

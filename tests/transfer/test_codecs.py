@@ -37,7 +37,7 @@ def test_libzstd_round_trip_with_read_only_and_sliced_buffers() -> None:
 
 def test_the_zstd_level_is_a_fast_level_and_frames_decode_alike() -> None:
     # The source picks the level; the destination decodes any level's frames the same way.
-    assert codecs.ZSTD_LEVEL == -1
+    assert codecs.ZSTD_LEVEL == -1 and codecs.ZSTD_LEVEL_HIGH == 1 and codecs.ZSTD_ADAPTIVE
     data = bytearray((b"tenant volume 12345 " * 60000)[:MiB])
     try:
         lib = ctypes.CDLL("libzstd.so.1")
@@ -47,4 +47,26 @@ def test_the_zstd_level_is_a_fast_level_and_frames_decode_alike() -> None:
     for packed in (fast.compress(memoryview(data)), default.compress(memoryview(data))):
         out = bytearray(len(data))
         codecs._LibZstd(lib, 5).decompress_into(memoryview(bytearray(packed)), memoryview(out))
+        assert out == data
+
+
+def test_adaptive_level_follows_the_sample() -> None:
+    # Text-like runs (the sample shrinks >= 3x at level 1) go at level 1, others at -1: each
+    # is smaller than or equal to the fast level's result, and every one decodes.
+    try:
+        lib = ctypes.CDLL("libzstd.so.1")
+    except OSError:
+        pytest.skip("no libzstd.so.1 here")
+    adaptive = codecs._LibZstd(lib, -1, adaptive=True)
+    fast, default = codecs._LibZstd(lib, -1), codecs._LibZstd(lib, 1)
+    text = bytearray((b"tenant volume 12345 router subnet " * 40000)[:MiB])
+    mixed = bytearray(os.urandom(MiB // 2) + bytes(MiB // 2))  # sample incompressible
+    assert adaptive.compress(memoryview(text)) == default.compress(memoryview(text))
+    assert adaptive.compress(memoryview(mixed)) == fast.compress(memoryview(mixed))
+    small = bytearray(text[: 2 * codecs.SAMPLE])  # too short to sample: the base level
+    assert adaptive.compress(memoryview(small)) == fast.compress(memoryview(small))
+    for data in (text, mixed):
+        packed = adaptive.compress(memoryview(data))
+        out = bytearray(len(data))
+        adaptive.decompress_into(memoryview(bytearray(packed)), memoryview(out))
         assert out == data

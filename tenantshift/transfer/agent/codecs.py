@@ -12,18 +12,26 @@ import ctypes
 import zlib
 from typing import Any
 
-#: The zstd level the source compresses with: -1, zstd's first "fast" level (no Huffman
-#: coding of literals). On an ext4 volume of OS files and database pages it costs 20-25% less
-#: CPU than level 1 to compress and decompress, for 10% more bytes on the wire; on the hosts
-#: measured, which share two cores, the copy is CPU-bound even behind a 1 Gbit/s link, and -1
-#: was faster there too. Lower levels save little more CPU for many more bytes; level 1 and up
-#: cost more CPU (docs/benchmarks.md, "Compression level"). The destination needs no setting:
-#: a zstd frame decompresses the same way whatever the level.
+#: The zstd levels the source compresses with. A run whose first 64 KiB (``SAMPLE``) shrinks
+#: at least ``COMPRESSIBLE`` times at level 1 is compressed at ``ZSTD_LEVEL_HIGH`` (1): text,
+#: database pages of numbers, zeros and repeats, where level 1 is fast and much smaller than
+#: the fast levels. Every other run goes at ``ZSTD_LEVEL`` (-1, zstd's first "fast" level: no
+#: Huffman coding of literals): executables, libraries, mixed data, where level 1 costs
+#: 20-30% more CPU for 10% fewer bytes. Measured (docs/benchmarks.md, "Compression level"):
+#: on an ext4 volume of OS files and database pages this costs 20% less CPU than level 1 alone
+#: for 5% more bytes; on text-like data it sends what level 1 sends. ``ZSTD_ADAPTIVE = False``
+#: compresses everything at ``ZSTD_LEVEL``. The destination needs no setting: a zstd frame
+#: decompresses the same way whatever its level.
 ZSTD_LEVEL = -1
+ZSTD_LEVEL_HIGH = 1
+ZSTD_ADAPTIVE = True
+COMPRESSIBLE = 3.0
 #: A run is sent compressed only if that saves at least this fraction.
 WORTH_IT = 0.9
-#: Codecs that are slow on incompressible input try a sample first. zstd does not: it gives
-#: up on incompressible blocks by itself, and a sample cost more than it saved (measured).
+#: Codecs that are slow on incompressible input try a sample first (zlib). zstd does not
+#: skip a run on its sample: it gives up on incompressible blocks quickly by itself, and
+#: skipping cost 3% of the ratio on real data for no CPU saved (measured); it uses the sample
+#: only to pick its level.
 SAMPLE = 64 * 1024
 
 
@@ -73,9 +81,10 @@ class _LibZstd(Codec):
 
     name = "zstd"
 
-    def __init__(self, lib: ctypes.CDLL, level: int = 1) -> None:
+    def __init__(self, lib: ctypes.CDLL, level: int = 1, adaptive: bool = False) -> None:
         self._lib = lib
         self._level = level
+        self._adaptive = adaptive
         size_t, vp = ctypes.c_size_t, ctypes.c_void_p
         lib.ZSTD_compressBound.restype = size_t
         lib.ZSTD_compressBound.argtypes = [size_t]
@@ -100,15 +109,26 @@ class _LibZstd(Codec):
             return bytes(view)
         return (ctypes.c_char * len(view)).from_buffer(view)
 
-    def compress(self, data: memoryview) -> bytes:
+    def _compress(self, data: memoryview, level: int) -> int:
+        """Compress into ``self._out``; the compressed size."""
         bound = self._lib.ZSTD_compressBound(len(data))
         if len(self._out) < bound:
             self._out = ctypes.create_string_buffer(bound)
         n = self._lib.ZSTD_compressCCtx(
-            self._cctx, self._out, bound, self._pointer(data), len(data), self._level
+            self._cctx, self._out, bound, self._pointer(data), len(data), level
         )
         if self._lib.ZSTD_isError(n):
             raise CodecError("zstd compression failed")
+        return int(n)
+
+    def _shrinks(self, sample: memoryview) -> bool:
+        return COMPRESSIBLE * self._compress(sample, ZSTD_LEVEL_HIGH) <= len(sample)
+
+    def compress(self, data: memoryview) -> bytes:
+        level = self._level
+        if self._adaptive and len(data) > 2 * SAMPLE and self._shrinks(data[:SAMPLE]):
+            level = ZSTD_LEVEL_HIGH
+        n = self._compress(data, level)  # first: it may replace self._out with a larger one
         return ctypes.string_at(self._out, n)
 
     def decompress_into(self, payload: memoryview, out: memoryview) -> None:
@@ -122,12 +142,20 @@ class _LibZstd(Codec):
 class _ModuleZstd(Codec):
     name = "zstd"
 
-    def __init__(self, module: Any, level: int = 1) -> None:
+    def __init__(self, module: Any, level: int = 1, adaptive: bool = False) -> None:
         self._module = module
         self._c = module.ZstdCompressor(level=level)
+        self._high = module.ZstdCompressor(level=ZSTD_LEVEL_HIGH) if adaptive else None
         self._d = module.ZstdDecompressor()
 
     def compress(self, data: memoryview) -> bytes:
+        high = self._high
+        if (
+            high is not None
+            and len(data) > 2 * SAMPLE
+            and COMPRESSIBLE * len(high.compress(data[:SAMPLE])) <= SAMPLE
+        ):
+            return bytes(high.compress(data))
         return bytes(self._c.compress(data))
 
     def decompress_into(self, payload: memoryview, out: memoryview) -> None:
@@ -150,7 +178,7 @@ def _zstd() -> Codec | None:
     try:
         import zstandard
 
-        return _ModuleZstd(zstandard, ZSTD_LEVEL)
+        return _ModuleZstd(zstandard, ZSTD_LEVEL, ZSTD_ADAPTIVE)
     except ImportError:
         pass
     # find_library runs ldconfig (a process: slow on a busy host): only if the soname fails
@@ -159,7 +187,7 @@ def _zstd() -> Codec | None:
         if not name:
             continue
         try:
-            return _LibZstd(ctypes.CDLL(name), ZSTD_LEVEL)
+            return _LibZstd(ctypes.CDLL(name), ZSTD_LEVEL, ZSTD_ADAPTIVE)
         except (OSError, AttributeError):
             continue
     return None
