@@ -81,6 +81,8 @@ class Step:
     own_cpu: float
     downtime: float | None = None
     split: dict[str, float] = field(default_factory=dict)
+    #: Bytes the benchmark rewrote before this step (a delta's input).
+    written: int = 0
 
 
 def state() -> Path:
@@ -289,6 +291,12 @@ def table(steps: list[Step]) -> list[str]:
             f"| {down} |"
         )
     for s in steps:
+        if s.written:
+            lines.append(
+                f"\n{s.name}: {s.written / MiB:.1f} MiB rewritten before it; sent "
+                f"{s.stream / s.written:.2f}x that"
+            )
+    for s in steps:
         if s.split:
             parts = ", ".join(f"{k} {v:.1f}" for k, v in s.split.items())
             lines.append(f"\n{s.name} downtime split (s): {parts}")
@@ -331,11 +339,13 @@ def main() -> int:
             remove_server(dst, marked_only=True)
             warm = manifest(work, linked, "warm")
             steps.append(apply(warm, "first sync", link, ports, "warm"))
-            churn(volumes, args.churn, seed=1)
+            written = churn(volumes, args.churn, seed=1)
             steps.append(apply(warm, "delta sync", link, ports, "warm"))
-            churn(volumes, args.churn, seed=2)
+            steps[-1].written = written
+            written = churn(volumes, args.churn, seed=2)
             cut = manifest(work, linked, "warm", cutover=True)
             steps.append(apply(cut, "cutover", link, ports, "warm"))
+            steps[-1].written = written
     finally:
         link.close()
         remove_server(dst, marked_only=True)
