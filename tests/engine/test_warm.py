@@ -15,6 +15,8 @@ from tenantshift import faults
 from tenantshift.engine import commands
 from tenantshift.engine.report import run_report
 from tenantshift.engine.state.journal import JOURNAL_FILE, Journal
+from tenantshift.engine.workloads.base import warm_chunk
+from tenantshift.engine.workloads.server import DIRTY
 from tenantshift.manifest import Workloads
 from tenantshift.plans import Action, Change
 from tenantshift.providers.workload import parse_sync_mark
@@ -80,6 +82,7 @@ def check_synced(w: World, generation: int) -> None:
         assert w.destination.data.blocks[volume["id"]] == w.disks[name], name
         mark = parse_sync_mark(volume.get("synced"))
         assert mark is not None and mark["generation"] == generation, (name, volume)
+        assert mark["digest"] != DIRTY, "a sync's copy left its volume marked as being written"
         assert not volume.get("migrated") and volume["attached_to"] == []
     assert not [s for s in w.destination.records_of("server").values() if s["name"] == "vm-vol"]
     assert servers_of(w.source) == w.servers_before  # ACTIVE, volumes at their devices
@@ -304,3 +307,11 @@ def test_a_kill_at_every_cloud_call_of_a_warm_step_converges(
             except AssertionError as exc:
                 failures.append(f"kill {'after' if after else 'before'} call {call}: {exc}")
     assert not failures, f"{len(failures)} of {2 * total} kill points:\n" + "\n".join(failures[:10])
+
+
+def test_the_warm_grid_keeps_a_volume_to_a_million_chunks() -> None:
+    assert warm_chunk(1) == warm_chunk(64) == 64 * 1024
+    assert warm_chunk(65) == 128 * 1024
+    assert warm_chunk(500) == 512 * 1024
+    for size in (1, 64, 65, 500, 16384):
+        assert size * 2**30 / warm_chunk(size) <= 2**20

@@ -191,3 +191,31 @@ def test_a_chunk_index_that_does_not_fit_the_volume_is_a_protocol_error(
            "delta_index": len(blob)}  # fmt: skip
     assert source.serve(req, out, str(src_dir), [SRC_ID], blob) == 2
     assert b"the chunk index does not fit the volume" in out.getvalue()
+
+
+def test_a_hole_of_4_gib_or_more_is_skipped_in_several_records(tmp_path: Path) -> None:
+    """A record's length is 32 bits: a 6 GiB hole once stopped the source with a traceback."""
+    size = 6 * 1024 * MiB
+    src_dir, dst_dir = tmp_path / "src", tmp_path / "dst"
+    src_dir.mkdir()
+    dst_dir.mkdir()
+    src, dst = src_dir / f"virtio-{SRC_ID[:20]}", dst_dir / f"virtio-{DST_ID[:20]}"
+    for path in (src, dst):
+        with open(path, "wb") as f:
+            f.truncate(size)
+    with open(src, "r+b") as f:
+        os.pwrite(f.fileno(), os.urandom(64 * 1024), 0)
+        os.pwrite(f.fileno(), os.urandom(64 * 1024), size - CHUNK)
+    with open(dst, "r+b") as f:
+        os.pwrite(f.fileno(), os.urandom(4096), 5 * 1024 * MiB)  # old data in the hole
+    result = copy(tmp_path, src_dir, dst_dir, streams=1)
+    assert result["verified"], result
+
+    def digest(path: Path) -> str:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            return device_digest(fd, size, CHUNK, "sha256")
+        finally:
+            os.close(fd)
+
+    assert digest(dst) == digest(src) == result["digest"]

@@ -69,6 +69,17 @@ Data = dict[str, Any]
 #: chunk), 5-10x at the default 4 MiB; the index costs 16 bytes per chunk with xxh3 (0.024%
 #: of the volume), and the first sync a little more CPU per byte (docs/benchmarks.md).
 WARM_CHUNK = 64 * 1024
+#: At most this many chunks per volume: a larger volume's warm grid doubles until it fits,
+#: so its index (sent to the source, held in memory by both agents) stays at 16-32 MiB.
+WARM_MAX_CHUNKS = 1 << 20
+
+
+def warm_chunk(size_gib: int) -> int:
+    """The warm grid of a volume of ``size_gib``: the same for every copy into it."""
+    chunk = WARM_CHUNK
+    while size_gib * 2**30 > chunk * WARM_MAX_CHUNKS:
+        chunk *= 2
+    return chunk
 
 
 class PairLost(Exception):
@@ -359,17 +370,19 @@ class Migration:
         destination_volume: str,
         generation: str | None = None,
         delta_base: str | None = None,
+        size_gib: int = 0,
     ) -> TransferResult:
         """Copy one volume between the conversion hosts, waiting for freshly attached devices
         to appear; an interrupted copy of the same source generation resumes. With
         ``delta_base`` (the digest the destination holds) only what differs moves. A warm
-        migration's copies use the finer ``WARM_CHUNK`` grid: a changed chunk moves whole."""
+        migration's copies use the finer ``warm_chunk`` grid of the volume's ``size_gib``: a
+        changed chunk moves whole."""
         copy = VolumeCopy(
             source_volume,
             destination_volume,
             source_generation=generation,
             delta_base=delta_base,
-            chunk_size=WARM_CHUNK if self.change.warm else None,
+            chunk_size=warm_chunk(size_gib) if self.change.warm else None,
         )
 
         def progress(report: Progress) -> None:

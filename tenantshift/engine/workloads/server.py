@@ -62,6 +62,9 @@ from tenantshift.providers.workload import (
 
 #: Statuses of a server boot that is still under way (waited for, not replaced).
 BOOTING = frozenset({"BUILD", "REBUILD"})
+#: A sync mark's digest while a copy may be writing the volume: matches no index, so the
+#: next delta rebuilds the index from what the volume holds.
+DIRTY = "copying"
 
 
 @register_migration
@@ -307,12 +310,21 @@ class ServerMigration(Migration):
             # What an earlier sync left in the destination volume: only what differs moves.
             mark = await self._sync_mark(disk["dst_volume"]) if self.change.warm else None
             disk["generation"] = (mark or {}).get("generation", 0)
+            if mark is not None and mark["digest"] != DIRTY:
+                # From now on the volume may hold anything between two syncs (a copy killed
+                # on this pair, then resumed on another whose index still says the old digest):
+                # until ``finish`` marks it again, no host's index is trusted for it.
+                dirty = f"{mark['generation']} {mark['at']} {DIRTY}"
+                await self.block(
+                    self.dst.volume.set_metadata, disk["dst_volume"], {SYNC_KEY: dirty}
+                )
             # A temporary volume made in this migration is its own generation.
             result = await self.copy(
                 disk["copy_from"],
                 disk["dst_volume"],
                 disk["copy_from"],
                 delta_base=(mark or {}).get("digest"),
+                size_gib=int(disk["size"]),
             )
             copies.append(copy_record(disk["copy_from"], disk["dst_volume"], result))
         data["copies"] = copies

@@ -351,7 +351,7 @@ def _stream(
 
     for chunk in _prepared(fd, counted(), work, _workers(req, codec.name)):
         if chunk.offset > pos:
-            writer.record(SKIP, pos, chunk.offset - pos)
+            _skip(writer, pos, chunk.offset - pos, req.chunk_size)
         if chunk.same:
             writer.record(SAME, chunk.offset, chunk.length, chunk.digest)
         else:
@@ -363,8 +363,23 @@ def _stream(
         pos = chunk.offset + chunk.length
         throttle.wait(writer.bytes, writer)
     if pos < size:
-        writer.record(SKIP, pos, size - pos)
+        _skip(writer, pos, size - pos, req.chunk_size)
     return {"chunks": chunks, "data_bytes": data, "stream_bytes": writer.bytes, "read_bytes": read}
+
+
+def _skip(writer: Writer, offset: int, length: int, chunk_size: int) -> None:
+    """A zero range as skip records: several when it is longer than a record's 32-bit length
+    can say (a hole of 4 GiB or more), each but the last a whole number of chunks."""
+    most = (MAX_RECORD_LENGTH // chunk_size) * chunk_size
+    while length > most:
+        writer.record(SKIP, offset, most)
+        offset += most
+        length -= most
+    writer.record(SKIP, offset, length)
+
+
+#: The largest length a record's header can state.
+MAX_RECORD_LENGTH = (1 << 32) - 1
 
 
 def _pack(codec: codecs.Codec, run: memoryview, offset: int) -> tuple[bytes, int, int, Any]:
