@@ -51,6 +51,7 @@ import transfer as bench  # noqa: E402
 from link import Link, parse_rate  # noqa: E402
 
 from tenantshift.engine.state.journal import JOURNAL_FILE, Journal  # noqa: E402
+from tenantshift.engine.workloads.server import ServerMigration  # noqa: E402
 from tenantshift.manifest.schema import ConversionHosts  # noqa: E402
 
 MiB = 1024 * 1024
@@ -58,15 +59,7 @@ GiB = 1024 * MiB
 NAME = "warm-bench"
 NODE = f"server.{NAME}"
 #: The phases between a cold migration's stop and its boot: its downtime.
-DOWNTIME_PHASES = (
-    "source_stopped",
-    "source_disks",
-    "destination_volumes",
-    "attached",
-    "copied",
-    "source_restored",
-    "server",
-)
+DOWNTIME_PHASES = ServerMigration.PHASES[: ServerMigration.PHASES.index("server") + 1]
 
 
 @dataclass

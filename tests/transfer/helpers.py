@@ -47,6 +47,9 @@ def allocated(path: Path) -> int:
     return os.stat(path).st_blocks * 512
 
 
+#: The size of the ``pair`` fixture's volumes (tests/transfer/conftest.py).
+PAIR_SIZE = 64 * MiB
+
 STANDARD_REGIONS = [
     (0, "random", 1 * MiB),  # a boot sector and then some
     (5 * MiB + 4096, "text", 3 * MiB),  # not chunk aligned

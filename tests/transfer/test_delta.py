@@ -18,21 +18,9 @@ from tenantshift.transfer.agent.sink import RemoteError, Sink, device_digest
 from tenantshift.transfer.agent.state import State
 
 from .fakes import CHUNK, DST_ID, SRC_ID, crafted_ssh, last, request, run_pull, serving_ssh
-from .helpers import STANDARD_REGIONS, MiB, make_volume, sha256_file
+from .helpers import MiB, sha256_file
 
 SIZE = 64 * MiB
-
-
-@pytest.fixture()
-def pair(tmp_path: Path) -> tuple[Path, Path, Path, Path]:
-    src_dir, dst_dir = tmp_path / "src", tmp_path / "dst"
-    src_dir.mkdir()
-    dst_dir.mkdir()
-    src, dst = src_dir / f"virtio-{SRC_ID[:20]}", dst_dir / f"virtio-{DST_ID[:20]}"
-    make_volume(src, SIZE, STANDARD_REGIONS)
-    with open(dst, "wb") as f:
-        f.truncate(SIZE)
-    return src_dir, dst_dir, src, dst
 
 
 def copy(tmp_path: Path, src_dir: Path, dst_dir: Path, **overrides: Any) -> dict[str, Any]:
@@ -43,10 +31,10 @@ def copy(tmp_path: Path, src_dir: Path, dst_dir: Path, **overrides: Any) -> dict
     return result
 
 
-def digest_of(path: Path) -> str:
+def digest_of(path: Path, size: int = SIZE) -> str:
     fd = os.open(path, os.O_RDONLY)
     try:
-        return device_digest(fd, SIZE, CHUNK, "sha256")
+        return device_digest(fd, size, CHUNK, "sha256")
     finally:
         os.close(fd)
 
@@ -210,12 +198,4 @@ def test_a_hole_of_4_gib_or_more_is_skipped_in_several_records(tmp_path: Path) -
         os.pwrite(f.fileno(), os.urandom(4096), 5 * 1024 * MiB)  # old data in the hole
     result = copy(tmp_path, src_dir, dst_dir, streams=1)
     assert result["verified"], result
-
-    def digest(path: Path) -> str:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            return device_digest(fd, size, CHUNK, "sha256")
-        finally:
-            os.close(fd)
-
-    assert digest(dst) == digest(src) == result["digest"]
+    assert digest_of(dst, size) == digest_of(src, size) == result["digest"]

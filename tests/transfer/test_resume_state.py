@@ -16,24 +16,12 @@ import pytest
 from tenantshift.transfer.agent.state import State, StateDirError
 
 from .fakes import CHUNK, DST_ID, SRC_ID, last, request, run_pull, serving_ssh
-from .helpers import STANDARD_REGIONS, MiB, make_volume, sha256_file
+from .helpers import MiB, sha256_file
 
 SIZE = 64 * MiB
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 KEY = {"source_volume_id": SRC_ID, "destination_volume_id": DST_ID,
        "source_generation": None, "chunk_size": CHUNK, "hash": "sha256"}  # fmt: skip
-
-
-@pytest.fixture()
-def pair(tmp_path: Path) -> tuple[Path, Path, Path, Path]:
-    src_dir, dst_dir = tmp_path / "src", tmp_path / "dst"
-    src_dir.mkdir()
-    dst_dir.mkdir()
-    src, dst = src_dir / f"virtio-{SRC_ID[:20]}", dst_dir / f"virtio-{DST_ID[:20]}"
-    make_volume(src, SIZE, STANDARD_REGIONS)
-    with open(dst, "wb") as f:
-        f.truncate(SIZE)
-    return src_dir, dst_dir, src, dst
 
 
 def _as_nobody(*argv: str) -> None:

@@ -15,7 +15,7 @@ from tenantshift.transfer.agent.source import split_points
 from tenantshift.transfer.agent.state import State
 
 from .fakes import CHUNK, DST_ID, SRC_ID, last, request, run_pull, serving_ssh
-from .helpers import STANDARD_REGIONS, MiB, make_volume, sha256_file
+from .helpers import MiB, sha256_file
 
 SIZE = 64 * MiB
 SENT = 10 * MiB + 128 * 1024  # non-zero bytes of STANDARD_REGIONS at 64 KiB granularity
@@ -46,18 +46,6 @@ def test_split_points_tile_the_volume_by_allocated_bytes(parts: int) -> None:
         share = sum(max(0, min(o + n, hi) - max(o, lo)) for o, n in found)
         assert abs(share - 24 * MiB / parts) <= CHUNK
     assert split_points([], CHUNK, size, 3) == [0, size, size, size]
-
-
-@pytest.fixture()
-def pair(tmp_path: Path) -> tuple[Path, Path, Path, Path]:
-    src_dir, dst_dir = tmp_path / "src", tmp_path / "dst"
-    src_dir.mkdir()
-    dst_dir.mkdir()
-    src, dst = src_dir / f"virtio-{SRC_ID[:20]}", dst_dir / f"virtio-{DST_ID[:20]}"
-    make_volume(src, SIZE, STANDARD_REGIONS)
-    with open(dst, "wb") as f:
-        f.truncate(SIZE)
-    return src_dir, dst_dir, src, dst
 
 
 def test_a_copy_in_three_streams_is_identical(
