@@ -98,12 +98,7 @@ DEFAULT_METHODS = (
 ONCE = {"naive", "ours-zlib"}
 
 
-def parse_size(text: str) -> int:
-    units = {"K": 1024, "M": MiB, "G": 1024 * MiB, "T": 1024 * 1024 * MiB}
-    text = text.strip().upper().removesuffix("IB").removesuffix("B")
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(text)
+parse_size = realistic_volume.parse_size  # one reading of sizes for every benchmark
 
 
 def text_block(n: int, seed: int) -> bytes:
