@@ -176,3 +176,42 @@ def test_a_running_server_syncs_twice_then_cuts_over_with_the_last_changes(
     assert "cutover 3 at" in status, status
     again = run_cli("plan", "-m", str(path), "--detailed-exitcode")
     assert again.returncode == 0, again.stdout
+
+
+def test_a_cutover_killed_after_its_boot_request_resumes_with_one_server(
+    devcloud: Devcloud, running_bfv: dict[str, Any], tmp_path: Path
+) -> None:
+    """A kill between the destination server's create and anything journaled: the source is
+    stopped (its stop still a pending temporary), the server may exist; the re-run finds it
+    by its marker, boots nothing twice, and leaves the source stopped."""
+    dst: Connection = openstack.connect(cloud="devcloud-dst")
+    wipe_destination(dst, devcloud.destination_host.server_id)
+    src: Connection = running_bfv["src"]
+    only = {"server": {"include": ["vm-bfv"]}, "volume": {"include": []}}
+    state = tmp_path / "state"
+    path = tmp_path / "warm.yaml"
+    path.write_text(manifest_text(devcloud, state, select=only, mode="warm"))
+    synced = run_cli("apply", "-m", str(path), "--auto-approve")
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+
+    path.write_text(manifest_text(devcloud, state, select=only, mode="warm", cutover=True))
+    killed = run_cli(
+        "apply",
+        "-m",
+        str(path),
+        "--auto-approve",
+        env={"TENANTSHIFT_FAULT_KILL_AT_CALL": "compute.create_server:after"},
+    )
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    assert src.compute.get_server(running_bfv["server"]).status == "SHUTOFF"
+    status = run_cli("status", "-m", str(path)).stdout
+    assert "server.vm-bfv: done up to" in status and "stopped" in status, status
+
+    resumed = run_cli("apply", "-m", str(path), "--auto-approve")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert len([s for s in dst.compute.servers() if s.name == "vm-bfv"]) == 1
+    assert src.compute.get_server(running_bfv["server"]).status == "SHUTOFF"
+    assert [h["phase"] for h in syncs(state)] == ["sync", "cutover"]
+    again = run_cli("plan", "-m", str(path), "--detailed-exitcode")
+    assert again.returncode == 0, again.stdout
+    assert "temporaries left" not in run_cli("status", "-m", str(path)).stdout
