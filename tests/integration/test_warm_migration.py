@@ -105,6 +105,21 @@ def running_bfv(devcloud: Devcloud) -> Iterator[dict[str, Any]]:
             assert content(path, path.stat().st_size) == seed["volumes"][name]["sha256"]
 
 
+def empty_destination(devcloud: Devcloud) -> Connection:
+    dst = openstack.connect(cloud="devcloud-dst")
+    wipe_destination(dst, devcloud.destination_host.server_id)
+    return dst
+
+
+def warm_manifest(devcloud: Devcloud, tmp_path: Path, **workloads: Any) -> Path:
+    """vm-bfv alone (its volumes go with it), warm; state in ``tmp_path / "state"``."""
+    only = {"server": {"include": ["vm-bfv"]}, "volume": {"include": []}}
+    path = tmp_path / "warm.yaml"
+    text = manifest_text(devcloud, tmp_path / "state", select=only, mode="warm", **workloads)
+    path.write_text(text)
+    return path
+
+
 def syncs(state: Path) -> list[dict[str, Any]]:
     journal = Journal(state / JOURNAL_FILE)
     try:
@@ -116,13 +131,10 @@ def syncs(state: Path) -> list[dict[str, Any]]:
 def test_a_running_server_syncs_twice_then_cuts_over_with_the_last_changes(
     devcloud: Devcloud, running_bfv: dict[str, Any], tmp_path: Path
 ) -> None:
-    dst: Connection = openstack.connect(cloud="devcloud-dst")
-    wipe_destination(dst, devcloud.destination_host.server_id)
+    dst = empty_destination(devcloud)
     src: Connection = running_bfv["src"]
-    only = {"server": {"include": ["vm-bfv"]}, "volume": {"include": []}}
     state = tmp_path / "state"
-    path = tmp_path / "warm.yaml"
-    path.write_text(manifest_text(devcloud, state, select=only, mode="warm"))
+    path = warm_manifest(devcloud, tmp_path)
     data_file = volume_file(devcloud, running_bfv["volumes"]["data-vol"])
 
     plan = run_cli("plan", "-m", str(path))
@@ -148,7 +160,7 @@ def test_a_running_server_syncs_twice_then_cuts_over_with_the_last_changes(
     assert written <= delta["data_bytes"]
 
     running_bfv["guest"].scribble(data_file, 2, 5)
-    path.write_text(manifest_text(devcloud, state, select=only, mode="warm", cutover=True))
+    warm_manifest(devcloud, tmp_path, cutover=True)
     plan = run_cli("plan", "-m", str(path))
     assert "estimated downtime" in plan.stdout, plan.stdout
     cut = run_cli("apply", "-m", str(path), "--auto-approve")
@@ -184,17 +196,14 @@ def test_a_cutover_killed_after_its_boot_request_resumes_with_one_server(
     """A kill between the destination server's create and anything journaled: the source is
     stopped (its stop still a pending temporary), the server may exist; the re-run finds it
     by its marker, boots nothing twice, and leaves the source stopped."""
-    dst: Connection = openstack.connect(cloud="devcloud-dst")
-    wipe_destination(dst, devcloud.destination_host.server_id)
+    dst = empty_destination(devcloud)
     src: Connection = running_bfv["src"]
-    only = {"server": {"include": ["vm-bfv"]}, "volume": {"include": []}}
     state = tmp_path / "state"
-    path = tmp_path / "warm.yaml"
-    path.write_text(manifest_text(devcloud, state, select=only, mode="warm"))
+    path = warm_manifest(devcloud, tmp_path)
     synced = run_cli("apply", "-m", str(path), "--auto-approve")
     assert synced.returncode == 0, synced.stdout + synced.stderr
 
-    path.write_text(manifest_text(devcloud, state, select=only, mode="warm", cutover=True))
+    warm_manifest(devcloud, tmp_path, cutover=True)
     killed = run_cli(
         "apply",
         "-m",

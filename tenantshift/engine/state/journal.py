@@ -350,8 +350,12 @@ class Journal:
         return self._rows("phases", run_ids)
 
     def record_copy(self, node: str, data: dict[str, Any]) -> None:
+        self._record_figures("copies", node, data)
+
+    def _record_figures(self, table: str, node: str, data: dict[str, Any]) -> None:
+        """A row of ``copies`` or ``syncs``: this run, the node, its figures as JSON."""
         self._db.execute(
-            "INSERT INTO copies (run_id, node, data, at) VALUES (?, ?, ?, ?)",
+            f"INSERT INTO {table} (run_id, node, data, at) VALUES (?, ?, ?, ?)",
             (self.run_id, node, json.dumps(data, sort_keys=True), _now()),
         )
 
@@ -363,10 +367,7 @@ class Journal:
 
     def record_sync(self, node: str, data: dict[str, Any]) -> None:
         """A warm migration's sync or cutover ended (``data``: its figures)."""
-        self._db.execute(
-            "INSERT INTO syncs (run_id, node, data, at) VALUES (?, ?, ?, ?)",
-            (self.run_id, node, json.dumps(data, sort_keys=True), _now()),
-        )
+        self._record_figures("syncs", node, data)
 
     def syncs(self, node: str | None = None) -> list[dict[str, Any]]:
         """Every recorded sync and cutover (of one node), oldest first: each row's ``data``
